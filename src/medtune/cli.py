@@ -1,0 +1,290 @@
+"""The command line: one sub-command per stage, and `study` for the whole comparison."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from .errors import MedtuneError
+from .progress import console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Fine-tune a language model on a clinical task with SFT and DPO, and learn which one it needs.")
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file (see configs/example.yaml)")
+PresetOpt = typer.Option(None, "--preset", help="quick (demo-sized) or full (whole datasets)")
+ModelOpt = typer.Option(None, "--model", "-m", help="'embedded' (default), a local HF model folder, or a hub id")
+RunDirOpt = typer.Option(None, "--run-dir", "-o", help="run directory (default runs/demo)")
+DeviceOpt = typer.Option(None, "--device", help="auto, cpu or cuda")
+TaskOpt = typer.Option(..., "--task", "-t", help="task id (see `medtune tasks`)")
+ForceOpt = typer.Option(False, "--force", help="recompute even if this stage is already done")
+
+
+def user_errors(fn):
+    """A user's mistake becomes a clear message and exit code 2, never a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except MedtuneError as exc:
+            console.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted.[/] Run the same command again to resume where it stopped.")
+            raise typer.Exit(130) from None
+    return wrapper
+
+
+def make_config(config: Optional[Path], preset=None, model=None, run_dir=None, device=None, tasks=None):
+    from .config import load_config
+
+    overrides = {"preset": preset, "model": model, "run_dir": str(run_dir) if run_dir else None,
+                 "device": device, "tasks": tasks}
+    return load_config(config, overrides)
+
+
+def setup_stage(config, preset, model, run_dir, device, task_name):
+    from .models import resolve_device
+    from .study import check_run_dir
+
+    task = get_task_or_exit(task_name)
+    cfg = make_config(config, preset, model, run_dir, device)
+    check_run_dir(cfg)
+    return cfg, task, resolve_device(cfg.device)
+
+
+@app.command()
+@user_errors
+def study(config: Optional[Path] = ConfigOpt, preset: Optional[str] = PresetOpt, model: Optional[str] = ModelOpt,
+          run_dir: Optional[Path] = RunDirOpt, device: Optional[str] = DeviceOpt,
+          tasks: Optional[str] = typer.Option(None, "--tasks", help="comma-separated task ids (default: all five)"),
+          restart: bool = typer.Option(False, "--restart", help="delete the run directory and start over")):
+    """Run the whole study: base -> SFT -> DPO, evaluated, compared, reported. Resumes if interrupted."""
+    from .study import run_study
+
+    task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+    cfg = make_config(config, preset, model, run_dir, device, task_list)
+    results = run_study(cfg, restart=restart)
+    print_summary(results, Path(cfg.run_dir))
+
+
+@app.command("tasks")
+@user_errors
+def list_tasks():
+    """List the tasks, their metrics and the bundled data sizes."""
+    from .data import bundled_path
+    from .tasks import TASKS
+
+    table = Table(title="medtune tasks")
+    table.add_column("task", no_wrap=True)  # the id users type must stay whole
+    for col in ("what", "labels", "metrics (primary*)", "train", "test"):
+        table.add_column(col)
+    for name, task in TASKS.items():
+        sizes = []
+        for split in ("train", "test"):
+            path = bundled_path(task, split)
+            sizes.append(str(sum(1 for line in open(path, encoding="utf-8") if line.strip())) if path.is_file() else "–")
+        labels = "; ".join(f"{h}: {'/'.join(v)}" for h, v in task.labels.items()) if task.labels else "open answer"
+        metrics = ", ".join(m.name + ("*" if m.name in task.primary_metrics else "") for m in task.metrics)
+        table.add_row(name, task.description, labels, metrics, *sizes)
+    console.print(table)
+
+
+@app.command("eval")
+@user_errors
+def eval_cmd(task: str = TaskOpt, stage: str = typer.Option("base", "--stage", help="base, sft or dpo"),
+             checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="evaluate this saved model folder instead"),
+             config: Optional[Path] = ConfigOpt, preset: Optional[str] = PresetOpt, model: Optional[str] = ModelOpt,
+             run_dir: Optional[Path] = RunDirOpt, device: Optional[str] = DeviceOpt, force: bool = ForceOpt):
+    """Evaluate the base model, a stage's model, or any checkpoint on a task's test set."""
+    from .study import STAGES, evaluate_stage
+
+    if stage not in STAGES:
+        raise MedtuneError(f"--stage must be one of {', '.join(STAGES)}, got {stage!r}")
+    if checkpoint is not None and not checkpoint.exists():
+        raise MedtuneError(f"{checkpoint}: no such model folder")
+    cfg, t, dev = setup_stage(config, preset, model, run_dir, device, task)
+    saved = evaluate_stage(cfg, t, stage, dev, force=force or checkpoint is not None, model_path=checkpoint)
+    print_metrics(t.name, stage, saved["metrics"])
+
+
+@app.command()
+@user_errors
+def sft(task: str = TaskOpt, config: Optional[Path] = ConfigOpt, preset: Optional[str] = PresetOpt,
+        model: Optional[str] = ModelOpt, run_dir: Optional[Path] = RunDirOpt, device: Optional[str] = DeviceOpt,
+        force: bool = ForceOpt):
+    """Supervised fine-tuning (LoRA by default; sft.method: full in the config)."""
+    from .study import sft_stage, stage_dir
+
+    cfg, t, dev = setup_stage(config, preset, model, run_dir, device, task)
+    summary = sft_stage(cfg, t, dev, force=force)
+    console.print(f"SFT done: {summary['steps']} steps, final loss {summary['final_loss']:.4f} -> "
+                  f"{stage_dir(cfg, t, 'sft') / 'model'}")
+
+
+@app.command()
+@user_errors
+def pairs(task: str = TaskOpt, config: Optional[Path] = ConfigOpt, preset: Optional[str] = PresetOpt,
+          model: Optional[str] = ModelOpt, run_dir: Optional[Path] = RunDirOpt, device: Optional[str] = DeviceOpt,
+          force: bool = ForceOpt):
+    """Build preference pairs from the SFT model's own errors on training prompts."""
+    from .study import pairs_stage, stage_dir
+
+    cfg, t, dev = setup_stage(config, preset, model, run_dir, device, task)
+    stats = pairs_stage(cfg, t, dev, force=force)
+    console.print(f"{stats['pairs']} pairs from {stats['prompts_tried']} prompts {stats['pairs_per_source']}; "
+                  f"SFT error rate {stats['sft_error_rate_on_train']:.1%} -> {stage_dir(cfg, t, 'pairs') / 'pairs.jsonl'}")
+
+
+@app.command()
+@user_errors
+def dpo(task: str = TaskOpt, config: Optional[Path] = ConfigOpt, preset: Optional[str] = PresetOpt,
+        model: Optional[str] = ModelOpt, run_dir: Optional[Path] = RunDirOpt, device: Optional[str] = DeviceOpt,
+        force: bool = ForceOpt):
+    """Direct Preference Optimization starting from the SFT model."""
+    from .study import dpo_stage, stage_dir
+
+    cfg, t, dev = setup_stage(config, preset, model, run_dir, device, task)
+    summary = dpo_stage(cfg, t, dev, force=force)
+    console.print(f"DPO done: {summary['steps']} steps, reward accuracy {summary['final_reward_accuracy']} -> "
+                  f"{stage_dir(cfg, t, 'dpo') / 'model'}")
+
+
+@app.command()
+@user_errors
+def report(run: Path = typer.Argument(..., help="run directory of a study")):
+    """Rebuild results.json and report.md from a run directory's saved predictions (no model needed)."""
+    from .config import load_config
+    from .study import write_results
+
+    config_file = run / "config.yaml"
+    if not config_file.is_file():
+        raise MedtuneError(f"{run}: not a medtune run directory (no config.yaml)")
+    cfg = load_config(config_file, {"run_dir": str(run)})
+    results = write_results(cfg)
+    print_summary(results, run)
+
+
+data_app = typer.Typer(no_args_is_help=True, help="Check and import your own data.")
+app.add_typer(data_app, name="data")
+MapOpt = typer.Option(None, "--map", help="CANONICAL=COLUMN, e.g. --map input=note_text (repeatable)")
+
+
+@data_app.command("check")
+@user_errors
+def data_check(file: Path = typer.Argument(..., help="CSV, JSONL, Parquet or a save_to_disk folder"),
+               task: str = TaskOpt,
+               kind: str = typer.Option("task", "--kind", help="task (examples) or pairs (preference pairs)"),
+               model: Optional[str] = typer.Option(None, "--model", "-m", help="check lengths with this model's tokenizer"),
+               max_length: int = typer.Option(512, "--max-length", help="the training max_length to check against"),
+               mapping: Optional[list[str]] = MapOpt,
+               as_json: bool = typer.Option(False, "--json", help="print the findings as JSON"),
+               strict: bool = typer.Option(False, "--strict", help="exit non-zero on warnings too")):
+    """The data doctor: errors (exit 2) and warnings, each naming the file and row."""
+    import json
+
+    from .data.doctor import check_pairs_file, check_task_file
+    from .data.importer import parse_mapping
+    from .models import load_tokenizer, resolve_base
+
+    t = get_task_or_exit(task)
+    if kind not in ("task", "pairs"):
+        raise MedtuneError(f"--kind must be task or pairs, got {kind!r}")
+    tokenizer = load_tokenizer(resolve_base(model)) if model else None
+    if kind == "task":
+        diag = check_task_file(file, t, parse_mapping(mapping), tokenizer, max_length)
+    else:
+        diag = check_pairs_file(file, parse_mapping(mapping), tokenizer, max_length, t.system_prompt)
+    if as_json:
+        print(json.dumps(diag.to_dict(), indent=2))
+    else:
+        for line in diag.lines():
+            console.print(("[red]" if line.startswith("error") else "[yellow]") + line + "[/]", highlight=False)
+        verdict = "[red]not usable[/]" if diag.errors else "[green]usable[/]"
+        console.print(f"{file}: {diag.rows} rows, {len(diag.errors)} error(s), {len(diag.warnings)} warning(s): {verdict}")
+    if diag.errors or (strict and diag.warnings):
+        raise typer.Exit(2)
+
+
+@data_app.command("import")
+@user_errors
+def data_import(file: Path = typer.Argument(..., help="training data (CSV, JSONL, Parquet, save_to_disk folder)"),
+                task: str = TaskOpt,
+                test: Optional[Path] = typer.Option(None, "--test", help="a separate test file; else a stratified split"),
+                mapping: Optional[list[str]] = MapOpt,
+                out: Optional[Path] = typer.Option(None, "--out", help="output folder (default data/<task>)"),
+                test_fraction: float = typer.Option(0.2, "--test-fraction"),
+                seed: int = typer.Option(0, "--seed")):
+    """Check a file, convert it to the task's canonical JSONL (train/test) and print the config to use it."""
+    from .config import Config, DataSettings, TaskData
+    from .data import task_data
+    from .data.importer import parse_mapping
+    from .io import write_json, write_jsonl
+
+    t = get_task_or_exit(task)
+    source = TaskData(train=file, test=test, map=parse_mapping(mapping), test_fraction=test_fraction)
+    cfg = Config(seed=seed, data=DataSettings(tasks={t.name: source}))
+    data = task_data(cfg, t)
+    for line in data["info"]["warnings"]:
+        console.print(f"[yellow]{line}[/]", highlight=False)
+    out = out or Path("data") / t.name
+    write_jsonl(out / "train.jsonl", data["train"])
+    write_jsonl(out / "test.jsonl", data["test"])
+    write_json(out / "import.json", data["info"])
+    console.print(f"{len(data['train'])} train and {len(data['test'])} test examples -> {out}/")
+    console.print(f"Use them in a config:\n  data:\n    tasks:\n      {t.name}: {{train: {out / 'train.jsonl'}, "
+                  f"test: {out / 'test.jsonl'}}}", highlight=False)
+
+
+def get_task_or_exit(name: str):
+    from .tasks import get_task
+
+    try:
+        return get_task(name)
+    except ValueError as exc:
+        raise MedtuneError(str(exc)) from None
+
+
+# ------------------------------------------------------------------ output
+
+def print_metrics(task: str, stage: str, metrics: dict) -> None:
+    table = Table(title=f"{task} / {stage}")
+    for col in ("metric", "value", "95% CI", "n"):
+        table.add_column(col)
+    for name, m in metrics.items():
+        ci = f"[{m['ci_low']:.3f}, {m['ci_high']:.3f}]" if "ci_low" in m else ""
+        table.add_row(name, f"{m['value']:.3f}", ci, str(m["n"]))
+    console.print(table)
+
+
+def print_summary(results: dict, run_dir: Path) -> None:
+    table = Table(title="medtune study: base -> SFT -> DPO")
+    for col in ("task", "metric", "base", "SFT", "DPO", "p SFT>base", "p DPO>SFT", "verdict"):
+        table.add_column(col)
+    for name, task in results["tasks"].items():
+        for metric in task["primary_metrics"]:
+            vals = [task["stages"].get(s, {}).get("metrics", {}).get(metric) for s in ("base", "sft", "dpo")]
+            ps = [task["comparisons"].get(c, {}).get(metric) for c in ("sft_vs_base", "dpo_vs_sft")]
+            table.add_row(name, metric, *[f"{v['value']:.3f}" if v else "–" for v in vals],
+                          *[f"{p['p_value']:.3g}" if p else "–" for p in ps], task["verdict"]["verdict"])
+    console.print(table)
+    if "elapsed_s" in results:
+        console.print(f"Study finished in {results['elapsed_s'] / 60:.1f} min.")
+    console.print(f"Report: {run_dir / 'report.md'}   Results: {run_dir / 'results.json'}")
+
+
+def main() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from .progress import quiet_libraries
+
+    quiet_libraries()
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Task data: the bundled datasets or a user's own files, checked by the doctor before use."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from ..errors import MedtuneError
+from ..tasks.common import Task
+from .doctor import Diagnosis, check_task_file
+from .importer import stratified_split, strata_key
+
+BUNDLED = Path(__file__).parent / "bundled"
+
+
+def bundled_path(task: Task, split: str) -> Path:
+    return BUNDLED / task.name / f"{split}.jsonl"
+
+
+def raise_on_problems(diagnoses: list[Diagnosis], strict: bool) -> None:
+    """Errors (and, with strict, warnings) stop the run before anything is trained."""
+    problems = [d for d in diagnoses if d.errors or (strict and d.warnings)]
+    if problems:
+        lines = [line for d in problems for line in d.lines()]
+        hint = "" if any(d.errors for d in problems) else "\n(warnings count as errors because data.strict is on)"
+        raise MedtuneError("the data doctor found problems; nothing was trained:\n  " + "\n  ".join(lines) + hint)
+
+
+def task_data(cfg, task: Task, tokenizer=None, max_length: int | None = None) -> dict:
+    """Train and test examples for a task, checked; plus a record of where they came from.
+
+    Returns ``{"train", "test", "info"}``. ``train``/``test`` are already cut to
+    ``data.train_limit``/``data.test_limit`` by a seeded random subset.
+    """
+    source = cfg.data.tasks.get(task.name)
+    if source is None:
+        train_path, test_path, mapping = bundled_path(task, "train"), bundled_path(task, "test"), {}
+    else:
+        train_path, test_path, mapping = Path(source.train), source.test and Path(source.test), source.map
+    train_diag = check_task_file(train_path, task, mapping, tokenizer, max_length)
+    diagnoses = [train_diag]
+    if test_path is not None:
+        diagnoses.append(check_task_file(test_path, task, mapping, tokenizer, max_length,
+                                         other=train_diag.records, other_name=str(train_path)))
+    raise_on_problems(diagnoses, cfg.data.strict)
+    train = train_diag.records
+    split = None
+    if test_path is None:
+        train, test = stratified_split(train, source.test_fraction, cfg.seed, strata_key(task))
+        split = {"test_fraction": source.test_fraction, "seed": cfg.seed, "stratified_by": list(task.labels or {})}
+    else:
+        test = diagnoses[1].records
+    info = {"train_file": str(train_path), "test_file": str(test_path) if test_path else None,
+            "bundled": source is None, "split": split, "map": mapping,
+            "train_rows": len(train), "test_rows": len(test),
+            "warnings": [line for d in diagnoses for line in d.lines()]}
+    train, test = subset(train, cfg.data.train_limit, cfg.seed, task, "train"), subset(test, cfg.data.test_limit, cfg.seed, task, "test")
+    info.update(train_used=len(train), test_used=len(test))
+    return {"train": train, "test": test, "info": info}
+
+
+def subset(rows: list[dict], limit: int | None, seed: int, task: Task, split: str) -> list[dict]:
+    if limit and len(rows) > limit:
+        return random.Random(f"{seed}-{task.name}-{split}").sample(rows, limit)
+    return rows

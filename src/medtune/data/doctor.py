@@ -1,0 +1,263 @@
+"""The data doctor: find what is wrong with a task file or a preference-pair file
+before any training starts, in words a clinician can act on.
+
+Errors stop the run (nothing is trained or written): unreadable or empty file,
+non-UTF-8 text, a malformed row, a missing column, an empty value, a label
+outside the task's label set. Warnings are reported and the run goes on
+(unless ``--strict``): duplicates, train/test overlap, class imbalance, examples
+longer than the configured maximum length; for pairs, ``chosen == rejected``,
+pairs that become identical once truncated to the training length (the failure
+that silently emptied one of Savage et al.'s DPO runs), pairs differing only in
+whitespace, and a doubled BOS token after the chat template.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import MedtuneError
+from ..tasks.common import Task
+from .importer import apply_mapping, canonical_label, is_empty, label_fields, openai_preference_row
+from .readers import read_rows
+
+PAIR_FIELDS = ("prompt", "chosen", "rejected")
+MAX_LISTED = 5  # rows named per warning; the count covers them all
+
+
+@dataclass
+class Finding:
+    level: str  # "error" or "warning"
+    message: str
+    rows: list[int] = field(default_factory=list)
+    count: int = 1
+
+    def render(self, file: str) -> str:
+        where = file
+        if self.rows:
+            shown = ", ".join(str(r) for r in self.rows[:MAX_LISTED])
+            more = f" and {len(self.rows) - MAX_LISTED} more" if len(self.rows) > MAX_LISTED else ""
+            where += f", row{'s' if len(self.rows) > 1 else ''} {shown}{more}"
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class Diagnosis:
+    file: str
+    kind: str
+    rows: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    records: list[dict] = field(default_factory=list)  # the canonical rows, when there are no errors
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == "warning"]
+
+    def error(self, message: str, rows: list[int] | None = None) -> None:
+        self.findings.append(Finding("error", message, rows or []))
+
+    def warn(self, message: str, rows: list[int] | None = None) -> None:
+        self.findings.append(Finding("warning", message, rows or [], len(rows or []) or 1))
+
+    def to_dict(self) -> dict:
+        return {"file": self.file, "kind": self.kind, "rows": self.rows,
+                "errors": [{"message": f.message, "rows": f.rows} for f in self.errors],
+                "warnings": [{"message": f.message, "rows": f.rows, "count": f.count} for f in self.warnings]}
+
+    def lines(self) -> list[str]:
+        return [f"{f.level}: {f.render(self.file)}" for f in self.findings]
+
+
+# ------------------------------------------------------------------ task files
+
+def check_task_file(path: Path, task: Task, mapping: dict | None = None, tokenizer=None,
+                    max_length: int | None = None, other: list[dict] | None = None,
+                    other_name: str = "the other split") -> Diagnosis:
+    diag = Diagnosis(str(path), "task")
+    rows = read_or_record(path, diag)
+    if rows is None:
+        return diag
+    diag.rows = len(rows)
+    rows = [(n, apply_mapping(r, mapping or {})) for n, r in rows]
+    needed = ("input", *[f for f in task.required_fields if f != "input"])
+    present = set().union(*(r.keys() for _, r in rows))
+    missing = [f for f in needed if f not in present]
+    if missing:
+        diag.error(f"missing column(s) {', '.join(missing)} for task {task.name} (columns found: "
+                   f"{', '.join(sorted(present))}). Rename them, or map them with --map {missing[0]}=YOUR_COLUMN")
+        return diag
+    labels = label_fields(task)
+    records = []
+    for number, row in rows:
+        record, problems = canonical_example(row, number, task, labels, source=Path(path).stem)
+        for problem in problems:
+            diag.error(problem, [number])
+        if not problems:
+            records.append((number, record))
+    if diag.errors:
+        return diag
+    warn_duplicates(diag, records, labels)
+    warn_overlap(diag, records, other, other_name)
+    warn_imbalance(diag, records, labels)
+    if tokenizer is not None and max_length:
+        warn_too_long(diag, records, task, tokenizer, max_length)
+    diag.records = [r for _, r in records]
+    return diag
+
+
+def canonical_example(row: dict, number: int, task: Task, labels: dict, source: str) -> tuple[dict, list[str]]:
+    problems, example = [], {"id": str(row.get("id") or f"{source}-{number}")}
+    for name in task.required_fields:
+        value = row.get(name)
+        if is_empty(value):
+            problems.append(f"empty {name!r}: every example needs a value here")
+            continue
+        if name in labels:
+            label = canonical_label(value, labels[name])
+            if label is None:
+                problems.append(f"{name} {value!r} is not one of the task's labels ({', '.join(labels[name])})")
+                continue
+            value = label
+        elif name == "facts" and isinstance(value, str):
+            value = [[f.strip()] for f in value.split(";") if f.strip()]  # CSV: facts separated by ';'
+        elif isinstance(value, str):
+            value = value.strip()
+        example[name] = value
+    for name in task.extra.get("numeric_fields", ()):
+        if name in row and not is_empty(row[name]):
+            try:
+                example[name] = float(row[name])
+            except (TypeError, ValueError):
+                problems.append(f"{name} {row[name]!r} is not a number")
+    return example, problems
+
+
+def warn_duplicates(diag: Diagnosis, records: list[tuple[int, dict]], labels: dict) -> None:
+    by_input = defaultdict(list)
+    for number, ex in records:
+        by_input[" ".join(ex["input"].lower().split())].append((number, ex))
+    repeated = [group for group in by_input.values() if len(group) > 1]
+    conflicting = [g for g in repeated if len({tuple(ex.get(f) for f in labels) for _, ex in g}) > 1]
+    if repeated:
+        diag.warn(f"{sum(len(g) - 1 for g in repeated)} duplicated input(s); duplicates weigh twice in training "
+                  "and inflate test scores", [n for g in repeated for n, _ in g[1:]])
+    if conflicting:
+        diag.warn(f"{len(conflicting)} input(s) appear with different labels; check which label is right",
+                  [n for g in conflicting for n, _ in g])
+
+
+def warn_overlap(diag: Diagnosis, records: list[tuple[int, dict]], other: list[dict] | None, other_name: str) -> None:
+    if not other:
+        return
+    seen = {" ".join(ex["input"].lower().split()) for ex in other}
+    shared = [n for n, ex in records if " ".join(ex["input"].lower().split()) in seen]
+    if shared:
+        diag.warn(f"{len(shared)} input(s) also appear in {other_name}: test scores would be inflated "
+                  "by examples the model trained on", shared)
+
+
+def warn_imbalance(diag: Diagnosis, records: list[tuple[int, dict]], labels: dict) -> None:
+    for name, allowed in labels.items():
+        counts = Counter(ex[name] for _, ex in records)
+        total = sum(counts.values())
+        absent = [label for label in allowed if counts[label] == 0]
+        if absent:
+            diag.warn(f"{name}: no example of {', '.join(absent)}; the model cannot learn a label it never sees")
+        rare = [f"{label} ({counts[label]}/{total})" for label in allowed if 0 < counts[label] < 0.05 * total]
+        if rare:
+            diag.warn(f"{name}: class imbalance, rare label(s) {', '.join(rare)}; macro-F1 will be noisy for them")
+
+
+def warn_too_long(diag: Diagnosis, records: list[tuple[int, dict]], task: Task, tokenizer, max_length: int) -> None:
+    long_rows = []
+    for number, ex in records:
+        messages = task.messages(ex) + [{"role": "assistant", "content": task.reference(ex)}]
+        text = tokenizer.apply_chat_template(messages, tokenize=False)
+        if len(tokenizer(text, add_special_tokens=False)["input_ids"]) > max_length:
+            long_rows.append(number)
+    if long_rows:
+        diag.warn(f"{len(long_rows)} example(s) are longer than max_length={max_length} tokens with this model's "
+                  "tokenizer; training would cut their answers off. Raise sft.max_length or shorten them", long_rows)
+
+
+# ------------------------------------------------------------------ preference pairs
+
+def check_pairs_file(path: Path, mapping: dict | None = None, tokenizer=None, max_length: int | None = None,
+                     system_prompt: str | None = None) -> Diagnosis:
+    diag = Diagnosis(str(path), "pairs")
+    rows = read_or_record(path, diag)
+    if rows is None:
+        return diag
+    diag.rows = len(rows)
+    converted = []
+    for number, row in rows:
+        row = openai_preference_row(row) or apply_mapping(row, mapping or {})
+        converted.append((number, row))
+    present = set().union(*(r.keys() for _, r in converted))
+    missing = [f for f in PAIR_FIELDS if f not in present]
+    if missing:
+        diag.error(f"missing column(s) {', '.join(missing)} for preference pairs (columns found: "
+                   f"{', '.join(sorted(present))}); expected prompt, chosen, rejected or OpenAI's preference format")
+        return diag
+    records = []
+    for number, row in converted:
+        empty = [f for f in PAIR_FIELDS if is_empty(row.get(f))]
+        if empty:
+            diag.error(f"empty {', '.join(empty)}: a preference pair needs a prompt and two different answers", [number])
+            continue
+        records.append((number, {"id": str(row.get("id") or f"{Path(path).stem}-{number}"),
+                                 "prompt": str(row["prompt"]), "chosen": str(row["chosen"]),
+                                 "rejected": str(row["rejected"]), "source": row.get("source") or "human"}))
+    if diag.errors:
+        return diag
+    same = [n for n, p in records if p["chosen"] == p["rejected"]]
+    if same:
+        diag.warn(f"{len(same)} pair(s) have chosen == rejected: they teach nothing and will be dropped", same)
+    blank = [n for n, p in records if p["chosen"] != p["rejected"] and p["chosen"].split() == p["rejected"].split()]
+    if blank:
+        diag.warn(f"{len(blank)} pair(s) differ only in whitespace: DPO would learn spacing, not content", blank)
+    if tokenizer is not None:
+        check_pair_tokens(diag, records, tokenizer, max_length, system_prompt)
+    diag.records = [p for _, p in records]
+    return diag
+
+
+def check_pair_tokens(diag: Diagnosis, records, tokenizer, max_length: int | None, system_prompt: str | None) -> None:
+    """Truncation collapse and doubled BOS, seen exactly as the trainer will tokenize."""
+    collapsed, double_bos = [], []
+    bos = tokenizer.bos_token_id
+    for number, pair in records:
+        prompt = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + \
+                 [{"role": "user", "content": pair["prompt"]}]
+        prompt_text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        ids = tokenizer(prompt_text)["input_ids"]  # with the tokenizer's own special-token handling
+        if bos is not None and len(ids) > 1 and ids[0] == bos and ids[1] == bos:
+            double_bos.append(number)
+        if max_length and pair["chosen"] != pair["rejected"]:
+            prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+            chosen = prompt_ids + tokenizer(pair["chosen"], add_special_tokens=False)["input_ids"]
+            rejected = prompt_ids + tokenizer(pair["rejected"], add_special_tokens=False)["input_ids"]
+            if chosen[:max_length] == rejected[:max_length]:
+                collapsed.append(number)
+    if collapsed:
+        diag.warn(f"{len(collapsed)} pair(s) become identical after truncation to max_length={max_length} tokens "
+                  "(chosen and rejected differ only after the cut): DPO gets no signal from them. Raise "
+                  "dpo.max_length or shorten the prompts", collapsed)
+    if double_bos:
+        diag.warn(f"{len(double_bos)} prompt(s) start with a doubled BOS token after the chat template; the "
+                  "template already adds it, so turn off the tokenizer's add_bos_token", double_bos)
+
+
+# ------------------------------------------------------------------ shared
+
+def read_or_record(path: Path, diag: Diagnosis):
+    try:
+        return read_rows(Path(path))
+    except MedtuneError as exc:
+        diag.error(str(exc).removeprefix(f"{path}: ").removeprefix(f"{path}, "))
+        return None

@@ -1,0 +1,1 @@
+"""Evaluation: predictions on the test set, metrics with confidence intervals, paired statistics."""

@@ -1,0 +1,77 @@
+"""Baselines that show how much headroom a task leaves (scikit-learn).
+
+* majority: always the most frequent training label (per head);
+* tfidf_logreg: TF-IDF word n-grams + logistic regression, per head; for
+  clinical reasoning the classes are the training diagnoses;
+* lead: summarization only, the first sentences of the note.
+
+Baseline answers are rendered with the task's own ``reference`` and scored by
+its own ``score``, so they are measured exactly like a model's answers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+
+from ..data.importer import label_fields
+from ..tasks.common import Task
+
+
+def head_fields(task: Task) -> list[str]:
+    """The fields a classifier predicts: label heads, or the diagnosis for open-answer reasoning."""
+    fields = list(label_fields(task))
+    if not fields and task.name == "clinical_reasoning":
+        fields = ["target"]
+    return fields
+
+
+def score_predictions(task: Task, test: list[dict], predicted: list[dict]) -> dict:
+    rows = []
+    for example, fields in zip(test, predicted):
+        answer = task.reference({**example, **fields})
+        rows.append(task.score(example, answer))
+    return {m.name: m.compute(rows) for m in task.metrics}
+
+
+def majority(task: Task, train: list[dict], test: list[dict]) -> dict | None:
+    fields = head_fields(task)
+    if not fields:
+        return None
+    most = {f: Counter(ex[f] for ex in train).most_common(1)[0][0] for f in fields}
+    return score_predictions(task, test, [dict(most) for _ in test])
+
+
+def tfidf_logreg(task: Task, train: list[dict], test: list[dict], seed: int = 0) -> dict | None:
+    fields = head_fields(task)
+    if not fields:
+        return None
+    predicted = [{} for _ in test]
+    for f in fields:
+        model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True),
+                              LogisticRegression(max_iter=2000, C=10.0, random_state=seed))
+        model.fit([ex["input"] for ex in train], [ex[f] for ex in train])
+        for slot, label in zip(predicted, model.predict([ex["input"] for ex in test])):
+            slot[f] = label
+    return score_predictions(task, test, predicted)
+
+
+def lead(task: Task, test: list[dict], sentences: int = 2) -> dict | None:
+    if task.name != "summarization":
+        return None
+    rows = []
+    for example in test:
+        text = " ".join(example["input"].split())
+        first = " ".join(re.split(r"(?<=[.!?])\s+", text)[:sentences])
+        rows.append(task.score(example, first))
+    return {m.name: m.compute(rows) for m in task.metrics}
+
+
+def all_baselines(task: Task, train: list[dict], test: list[dict], seed: int = 0) -> dict:
+    out = {"majority": majority(task, train, test), "tfidf_logreg": tfidf_logreg(task, train, test, seed),
+           "lead_2_sentences": lead(task, test)}
+    return {name: metrics for name, metrics in out.items() if metrics is not None}

@@ -1,0 +1,16 @@
+"""Run one model over a task's test examples and score every answer."""
+
+from __future__ import annotations
+
+from ..generate import generate
+from ..tasks.common import Task
+
+
+def predict(model, tokenizer, task: Task, examples: list[dict], batch_size: int, desc: str) -> list[dict]:
+    outputs = generate(model, tokenizer, [task.messages(ex) for ex in examples],
+                       max_new_tokens=task.max_new_tokens, batch_size=batch_size, desc=desc)
+    return [score_row(task, ex, out[0]) for ex, out in zip(examples, outputs)]
+
+
+def score_row(task: Task, example: dict, output: str) -> dict:
+    return {"id": example["id"], "output": output, **task.score(example, output)}

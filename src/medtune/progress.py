@@ -1,0 +1,37 @@
+"""rich progress bars shared by generation, evaluation and training."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+console = Console(stderr=True, soft_wrap=True)  # never break a file path or row number across lines
+
+
+def quiet_libraries() -> None:
+    """Leave the terminal to our rich bars: no tqdm bars or log dicts from HF libraries."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
+def progress() -> Progress:
+    # Plain text (no live redraw) when not on a terminal, e.g. in CI logs.
+    return Progress(
+        TextColumn("[bold blue]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+        transient=False,
+        disable=os.environ.get("MEDTUNE_NO_PROGRESS") == "1" or not sys.stderr.isatty() and os.environ.get("CI") == "true",
+    )

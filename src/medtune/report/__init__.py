@@ -1,0 +1,1 @@
+"""Reports rendered from results.json (markdown now; HTML with plots in #5)."""

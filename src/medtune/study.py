@@ -1,0 +1,269 @@
+"""The study: base eval -> SFT -> eval -> pairs -> DPO -> eval -> statistics -> report.
+
+Every stage writes into the run directory and is skipped when its output is
+already there, so an interrupted study (even killed with SIGKILL) resumes where
+it stopped. Stage outputs are written atomically; a stage's "done" marker is
+the last file it writes.
+
+    RUN/config.yaml
+    RUN/<task>/base/{predictions.jsonl, metrics.json}
+    RUN/<task>/sft/{model/, train_log.json, predictions.jsonl, metrics.json}
+    RUN/<task>/pairs/{pairs.jsonl, stats.json}
+    RUN/<task>/dpo/{model/, train_log.json, predictions.jsonl, metrics.json}
+    RUN/results.json, RUN/report.md
+"""
+
+from __future__ import annotations
+
+import gc
+import platform
+import time
+from importlib import metadata
+from pathlib import Path
+
+import yaml
+
+from . import __version__
+from .config import Config, dump_config
+from .data import task_data
+from .errors import MedtuneError
+from .evaluate.metrics import stage_metrics
+from .evaluate.predict import predict
+from .evaluate.stats import compare_stages, verdict
+from .io import read_json, read_jsonl, write_json, write_jsonl, write_text
+from .models import MODEL_INFO, load_model, load_tokenizer, resolve_base, resolve_device
+from .progress import console
+from .tasks import get_task
+from .tasks.common import Task
+
+STAGES = ("base", "sft", "dpo")
+RESULTS_VERSION = 1
+
+
+def stage_dir(cfg: Config, task: Task, stage: str) -> Path:
+    return Path(cfg.run_dir) / task.name / stage
+
+
+def model_ref(cfg: Config, task: Task, stage: str) -> str | Path:
+    return cfg.model if stage == "base" else stage_dir(cfg, task, stage) / "model"
+
+
+def is_trained(cfg: Config, task: Task, stage: str) -> bool:
+    return (stage_dir(cfg, task, stage) / "model" / MODEL_INFO).is_file()
+
+
+def free(*objects) -> None:
+    del objects
+    gc.collect()
+
+
+_checked: dict[tuple[str, str], dict] = {}
+
+
+def stage_data(cfg: Config, task: Task) -> dict:
+    """The task's data, checked by the doctor once per process; recorded in RUN/<task>/data.json."""
+    key = (str(cfg.run_dir), task.name)
+    if key not in _checked:
+        tokenizer = load_tokenizer(resolve_base(cfg.model))
+        data = task_data(cfg, task, tokenizer, cfg.sft.max_length)
+        for line in data["info"]["warnings"][:10]:
+            console.print(f"[yellow]{line}[/]")
+        write_json(Path(cfg.run_dir) / task.name / "data.json", data["info"])
+        _checked[key] = data
+    return _checked[key]
+
+
+# ------------------------------------------------------------------ stages
+
+def evaluate_stage(cfg: Config, task: Task, stage: str, device: str, force: bool = False,
+                   model_path: str | Path | None = None) -> dict:
+    """Evaluate a stage's model (or ``model_path``) on the test set; returns metrics."""
+    out = stage_dir(cfg, task, stage)
+    if (out / "metrics.json").is_file() and not force:
+        return read_json(out / "metrics.json")
+    ref = model_path or model_ref(cfg, task, stage)
+    if stage != "base" and model_path is None and not is_trained(cfg, task, stage):
+        raise MedtuneError(f"{task.name}: the {stage} model has not been trained yet (run `medtune {stage}` first)")
+    examples = stage_data(cfg, task)["test"]
+    start = time.perf_counter()
+    model, tokenizer, _ = load_model(ref, device)
+    rows = predict(model, tokenizer, task, examples, cfg.eval.batch_size, desc=f"{task.name}: eval {stage}")
+    free(model)
+    metrics = stage_metrics(task, rows, cfg.stats.bootstrap_samples, cfg.seed)
+    write_jsonl(out / "predictions.jsonl", rows)
+    write_json(out / "metrics.json", {"stage": stage, "model": str(ref), "metrics": metrics,
+                                      "elapsed_s": time.perf_counter() - start})
+    return read_json(out / "metrics.json")
+
+
+def sft_stage(cfg: Config, task: Task, device: str, force: bool = False) -> dict:
+    from .train.sft import train_sft
+
+    out = stage_dir(cfg, task, "sft")
+    if is_trained(cfg, task, "sft") and not force:
+        return read_json(out / "train_log.json")
+    examples = stage_data(cfg, task)["train"]
+    model, tokenizer, _ = load_model(cfg.model, device)
+    summary = train_sft(model, tokenizer, cfg.model, task, examples, cfg.sft, out, device, cfg.seed)
+    free(model)
+    return summary
+
+
+def pairs_stage(cfg: Config, task: Task, device: str, force: bool = False) -> dict:
+    from .train.pairs import mine_pairs
+
+    out = stage_dir(cfg, task, "pairs")
+    if (out / "stats.json").is_file() and not force:
+        return read_json(out / "stats.json")
+    if not is_trained(cfg, task, "sft"):
+        raise MedtuneError(f"{task.name}: pairs are mined from the SFT model's errors; run `medtune sft` first")
+    examples = stage_data(cfg, task)["train"]
+    start = time.perf_counter()
+    model, tokenizer, _ = load_model(model_ref(cfg, task, "sft"), device)
+    pairs, stats = mine_pairs(model, tokenizer, task, examples, cfg.pairs, cfg.eval.batch_size, cfg.seed)
+    free(model)
+    stats["elapsed_s"] = time.perf_counter() - start
+    write_jsonl(out / "pairs.jsonl", pairs)
+    write_json(out / "stats.json", stats)
+    return stats
+
+
+def dpo_stage(cfg: Config, task: Task, device: str, force: bool = False) -> dict:
+    from .train.dpo import train_dpo
+
+    out = stage_dir(cfg, task, "dpo")
+    if is_trained(cfg, task, "dpo") and not force:
+        return read_json(out / "train_log.json")
+    pairs_file = stage_dir(cfg, task, "pairs") / "pairs.jsonl"
+    if not (stage_dir(cfg, task, "pairs") / "stats.json").is_file():
+        raise MedtuneError(f"{task.name}: no preference pairs yet (run `medtune pairs` first)")
+    pairs = checked_pairs(cfg, task, pairs_file)
+    if not pairs:
+        raise MedtuneError(f"{task.name}: pair mining produced no pairs ({pairs_file}); DPO has nothing to learn from. "
+                           "Sample more outputs (pairs.samples), raise pairs.temperature, or add pairs.max_prompts.")
+    sft_dir = stage_dir(cfg, task, "sft") / "model"
+    model, tokenizer, info = load_model(sft_dir, device)
+    summary = train_dpo(model, tokenizer, cfg.model, sft_dir, info["kind"], task, pairs, cfg.dpo, out, device, cfg.seed)
+    free(model)
+    return summary
+
+
+def baselines_stage(cfg: Config, task: Task) -> dict:
+    """Majority and TF-IDF baselines on the same test items (seconds; no model)."""
+    from .evaluate.baselines import all_baselines
+
+    path = Path(cfg.run_dir) / task.name / "baselines.json"
+    if not path.is_file():
+        data = stage_data(cfg, task)
+        write_json(path, all_baselines(task, data["train"], data["test"], cfg.seed))
+    return read_json(path)
+
+
+def checked_pairs(cfg: Config, task: Task, pairs_file: Path) -> list[dict]:
+    """Pairs as DPO will see them, after the doctor's checks (truncation collapse included)."""
+    from .data import raise_on_problems
+    from .data.doctor import check_pairs_file
+
+    tokenizer = load_tokenizer(resolve_base(cfg.model))
+    diag = check_pairs_file(pairs_file, tokenizer=tokenizer, max_length=cfg.dpo.max_length,
+                            system_prompt=task.system_prompt)
+    raise_on_problems([diag], cfg.data.strict)
+    for line in diag.lines()[:10]:
+        console.print(f"[yellow]{line}[/]")
+    return [p for p in diag.records if p["chosen"] != p["rejected"]]
+
+
+# ------------------------------------------------------------------ results
+
+def versions() -> dict:
+    out = {"python": platform.python_version(), "medtune": __version__}
+    for name in ("torch", "transformers", "trl", "peft", "datasets", "scikit-learn", "scipy"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def task_results(cfg: Config, task: Task) -> dict:
+    stages, rows = {}, {}
+    for stage in STAGES:
+        d = stage_dir(cfg, task, stage)
+        if (d / "metrics.json").is_file():
+            saved = read_json(d / "metrics.json")
+            stages[stage] = {"metrics": saved["metrics"], "model": saved["model"], "eval_s": saved.get("elapsed_s")}
+            rows[stage] = read_jsonl(d / "predictions.jsonl")
+        if (d / "train_log.json").is_file():
+            log = read_json(d / "train_log.json")
+            stages.setdefault(stage, {})["training"] = {k: v for k, v in log.items() if k != "log_history"}
+    comparisons = compare_stages(task, rows, cfg.stats.bootstrap_samples, cfg.seed)
+    out = {"description": task.description, "primary_metrics": task.primary_metrics, "stages": stages,
+           "comparisons": comparisons, "verdict": verdict(task, comparisons, cfg.stats.alpha)}
+    baselines = Path(cfg.run_dir) / task.name / "baselines.json"
+    if baselines.is_file():
+        out["baselines"] = read_json(baselines)
+    pairs_stats = stage_dir(cfg, task, "pairs") / "stats.json"
+    if pairs_stats.is_file():
+        out["pairs"] = read_json(pairs_stats)
+    return out
+
+
+def write_results(cfg: Config) -> dict:
+    from .report.markdown import render_markdown
+
+    results = {
+        "schema_version": RESULTS_VERSION,
+        "medtune_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": cfg.model_dump(mode="json"),
+        "versions": versions(),
+        "tasks": {name: task_results(cfg, get_task(name)) for name in cfg.tasks},
+    }
+    write_json(Path(cfg.run_dir) / "results.json", results)
+    write_text(Path(cfg.run_dir) / "report.md", render_markdown(results))
+    return results
+
+
+# ------------------------------------------------------------------ the whole study
+
+def check_run_dir(cfg: Config) -> None:
+    """A run directory belongs to one configuration: refuse to mix stages made with another."""
+    saved_path = Path(cfg.run_dir) / "config.yaml"
+    if saved_path.is_file():
+        saved = yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}
+        current = cfg.model_dump(mode="json")
+        ignore = {"tasks", "run_dir", "device", "eval", "stats"}  # these do not change finished stages
+        diff = [k for k in current if k not in ignore and saved.get(k) != current[k]]
+        if diff:
+            raise MedtuneError(
+                f"{saved_path}: this run directory was made with a different configuration "
+                f"(differs in: {', '.join(diff)}). Use a new --run-dir, or --restart to start it over.")
+    write_text(saved_path, dump_config(cfg))
+
+
+def run_study(cfg: Config, restart: bool = False) -> dict:
+    import shutil
+
+    run_dir = Path(cfg.run_dir)
+    if restart and run_dir.exists():
+        shutil.rmtree(run_dir)
+    check_run_dir(cfg)
+    device = resolve_device(cfg.device)
+    console.print(f"[bold]medtune study[/] on {len(cfg.tasks)} task(s), model {cfg.model}, device {device}, "
+                  f"preset {cfg.preset} -> {run_dir}")
+    started = time.perf_counter()
+    for name in cfg.tasks:  # the doctor checks every task's data before anything is trained
+        stage_data(cfg, get_task(name))
+    for name in cfg.tasks:
+        task = get_task(name)
+        console.rule(f"[bold]{name}")
+        baselines_stage(cfg, task)
+        evaluate_stage(cfg, task, "base", device)
+        sft_stage(cfg, task, device)
+        evaluate_stage(cfg, task, "sft", device)
+        pairs_stage(cfg, task, device)
+        dpo_stage(cfg, task, device)
+        evaluate_stage(cfg, task, "dpo", device)
+    results = write_results(cfg)
+    results["elapsed_s"] = time.perf_counter() - started
+    return results

@@ -1,0 +1,1 @@
+"""Training stages, thin layers over TRL: sft.py, pairs.py (preference pairs), dpo.py."""

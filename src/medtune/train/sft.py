@@ -1,0 +1,66 @@
+"""Supervised fine-tuning with TRL's SFTTrainer: loss on the completion only.
+
+LoRA by default (the saved model is an adapter on the base model); full
+fine-tuning saves the whole model. An interrupted run resumes from its last
+checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from datasets import Dataset
+from transformers import PrinterCallback
+
+from ..errors import MedtuneError
+from ..io import atomic_dir, write_json
+from ..models import lora_config, save_model_info
+from ..tasks.common import Task
+from .common import RichProgress, clean_checkpoints, common_args, last_checkpoint
+
+
+def sft_dataset(task: Task, examples: list[dict]) -> Dataset:
+    """TRL's conversational prompt-completion format, so only the answer is learned."""
+    return Dataset.from_list([
+        {"prompt": task.messages(ex), "completion": [{"role": "assistant", "content": task.reference(ex)}]}
+        for ex in examples
+    ])
+
+
+def check_lengths(tokenizer, task: Task, examples: list[dict], max_length: int) -> None:
+    """TRL silently drops or truncates over-long examples; training on none of them is a user error."""
+    fits = 0
+    for ex in examples:
+        messages = task.messages(ex) + [{"role": "assistant", "content": task.reference(ex)}]
+        fits += len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]) <= max_length
+    if not fits:
+        raise MedtuneError(f"{task.name}: all {len(examples)} training examples are longer than sft.max_length="
+                           f"{max_length} tokens with this model's tokenizer; raise sft.max_length")
+
+
+def train_sft(model, tokenizer, base: str, task: Task, examples: list[dict], settings, out_dir: Path,
+              device: str, seed: int) -> dict:
+    """Train on ``examples`` and save ``out_dir/model``; returns the training summary."""
+    from trl import SFTConfig, SFTTrainer
+
+    check_lengths(tokenizer, task, examples, settings.max_length)
+    args = SFTConfig(**common_args(out_dir, settings, device, seed), max_length=settings.max_length,
+                     completion_only_loss=True, packing=False)
+    peft = None
+    if settings.method == "lora":
+        peft = lora_config(settings.lora_r, settings.lora_alpha, settings.lora_dropout, settings.lora_target_modules)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=sft_dataset(task, examples),
+                         processing_class=tokenizer, peft_config=peft,
+                         callbacks=[RichProgress(f"{task.name}: SFT")])
+    trainer.remove_callback(PrinterCallback)  # our rich bar shows the loss instead
+    result = trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
+    with atomic_dir(out_dir / "model") as tmp:
+        trainer.model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        save_model_info(tmp, settings.method, base, base, parent_is_stage=False)
+    summary = {"train_runtime_s": result.metrics.get("train_runtime"), "steps": trainer.state.global_step,
+               "examples": len(examples), "final_loss": result.metrics.get("train_loss"),
+               "log_history": trainer.state.log_history}
+    write_json(out_dir / "train_log.json", summary)
+    clean_checkpoints(out_dir)
+    return summary

@@ -1,0 +1,84 @@
+"""Test fixtures: a tiny random Llama with a small byte-level BPE tokenizer, built in-process.
+
+No hub and no 0.5 GB model: the tokenizer is trained on a few hundred clinical
+words in a second, the model has two layers of width 64. It produces nonsense,
+which is exactly what a base model's chatter looks like to the parsers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MEDTUNE_NO_PROGRESS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+CHATML = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+CORPUS = [
+    "patient presents with chest pain shortness of breath fever cough nausea vomiting headache",
+    "current smoker former smoker never smoker quit years ago denies tobacco pack years",
+    "hyponatremia normal hypernatremia sodium mmol/L mEq/L potassium glucose creatinine",
+    "personnel: physician nurse pharmacist admin urgency: urgent non-urgent refill appointment billing",
+    "myocardial infarction pulmonary embolism pneumonia appendicitis diabetic ketoacidosis stroke sepsis",
+    "summary: admitted for discharged home on follow up with history of hypertension diabetes",
+    "You are a careful clinical assistant. Answer with exactly one of the allowed labels.",
+]
+
+
+def build_tiny_model(folder: Path, layers: int = 2, hidden: int = 64, seed: int = 0) -> Path:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS * 20, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>",
+                                        pad_token="<|im_end|>", unk_token="<|endoftext|>")
+    tokenizer.chat_template = CHATML
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=2048, tie_word_embeddings=True,
+                         bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = 2
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture()
+def tiny_config(tmp_path, tiny_model) -> Path:
+    """A study config sized for seconds: a handful of examples and steps per task."""
+    path = tmp_path / "config.yaml"
+    path.write_text(f"""
+model: {tiny_model}
+run_dir: {tmp_path / 'run'}
+preset: quick
+seed: 1
+data: {{train_limit: 12, test_limit: 10}}
+sft: {{max_steps: 3, batch_size: 4, learning_rate: 0.001, save_steps: 2, max_length: 2048}}
+pairs: {{samples: 2, max_prompts: 6}}
+dpo: {{max_steps: 2, batch_size: 4, learning_rate: 0.001, save_steps: 1, max_length: 2048}}
+eval: {{batch_size: 8}}
+stats: {{bootstrap_samples: 200}}
+""")
+    return path

@@ -1,0 +1,58 @@
+"""Config validation: presets, precedence, and clear messages for mistakes."""
+
+import pytest
+
+from medtune.config import PRESETS, load_config
+from medtune.errors import MedtuneError
+
+
+def test_quick_preset_is_the_default(tmp_path):
+    cfg = load_config(None)
+    assert cfg.preset == "quick"
+    assert cfg.data.test_limit == PRESETS["quick"]["data"]["test_limit"]
+    assert len(cfg.tasks) == 5
+
+
+def test_full_preset_uses_whole_datasets():
+    cfg = load_config(None, {"preset": "full"})
+    assert cfg.data.train_limit is None and cfg.data.test_limit is None
+
+
+def test_yaml_overrides_preset_and_flags_override_yaml(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("sft:\n  learning_rate: 0.01\nmodel: from-yaml\n")
+    cfg = load_config(path, {"model": "from-flag"})
+    assert cfg.sft.learning_rate == 0.01
+    assert cfg.sft.batch_size == PRESETS["quick"]["sft"]["batch_size"]
+    assert cfg.model == "from-flag"
+
+
+def test_unknown_key_is_named(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("sft:\n  learnig_rate: 0.01\n")
+    with pytest.raises(MedtuneError) as err:
+        load_config(path)
+    assert "sft.learnig_rate" in str(err.value) and "unknown key" in str(err.value)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("sft:\n  method: half\n", "sft.method"),
+    ("dpo:\n  loss_type: magic\n", "unknown DPO loss"),
+    ("tasks: [triage, radiology]\n", "radiology"),
+    ("sft:\n  batch_size: 0\n", "sft.batch_size"),
+    ("preset: medium\n", "preset"),
+    ("- just\n- a list\n", "mapping"),
+    ("sft: [unclosed\n", "not valid YAML"),
+])
+def test_bad_values_are_explained(tmp_path, text, expected):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(MedtuneError) as err:
+        load_config(path)
+    assert expected in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(MedtuneError, match="not found"):
+        load_config(tmp_path / "nope.yaml")

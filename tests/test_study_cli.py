@@ -1,0 +1,160 @@
+"""The whole study through the CLI on a tiny random model: results, report, resume, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from medtune.cli import app
+from medtune.tasks import TASK_NAMES
+
+runner = CliRunner()
+
+
+def run_cli(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def run_dir_of(config: Path) -> Path:
+    return config.parent / "run"
+
+
+def test_full_five_task_study(tiny_config):
+    result = run_cli("study", "--config", tiny_config)
+    assert result.exit_code == 0, result.output
+    run = run_dir_of(tiny_config)
+    results = json.loads((run / "results.json").read_text())
+    assert results["schema_version"] == 1
+    assert set(results["tasks"]) == set(TASK_NAMES)
+    assert results["versions"]["trl"] and results["config"]["model"]
+    for name, task in results["tasks"].items():
+        for stage in ("base", "sft", "dpo"):
+            metrics = task["stages"][stage]["metrics"]
+            for metric in task["primary_metrics"]:
+                m = metrics[metric]
+                assert m["n"] == 10
+                assert m["ci_low"] <= m["value"] <= m["ci_high"], (name, stage, metric, m)
+            assert 0 <= metrics["parse_failure_rate"]["value"] <= 1
+            assert (run / name / stage / "predictions.jsonl").is_file()
+        for comparison in ("sft_vs_base", "dpo_vs_sft", "dpo_vs_base"):
+            for metric in task["primary_metrics"]:
+                c = task["comparisons"][comparison][metric]
+                assert 0 <= c["p_value"] <= 1 and c["test"] in ("exact McNemar", "paired bootstrap")
+        assert task["verdict"]["verdict"] in ("sft_sufficient", "dpo_helps", "inconclusive")
+        assert task["verdict"]["reason"]
+        assert task["pairs"]["pairs"] > 0
+        pairs = [json.loads(line) for line in (run / name / "pairs" / "pairs.jsonl").open()]
+        assert all(p["chosen"] != p["rejected"] and p["source"] in ("model_error", "label_swap") for p in pairs)
+        assert (run / name / "sft" / "model" / "adapter_model.safetensors").is_file()
+        assert (run / name / "dpo" / "model" / "adapter_model.safetensors").is_file()
+        assert not (run / name / "sft" / "checkpoints").exists()
+    report = (run / "report.md").read_text()
+    for name in TASK_NAMES:
+        assert f"## {name}" in report
+    assert "Verdict:" in report and "p=" in report
+
+    # a second run skips every finished stage and rebuilds the same results
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("metrics.json")}
+    again = run_cli("study", "--config", tiny_config)
+    assert again.exit_code == 0, again.output
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("metrics.json")} == before
+
+    # the report rebuilds from the run directory alone
+    (run / "report.md").unlink()
+    rebuilt = run_cli("report", run)
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert (run / "report.md").read_text() == report  # same numbers, recomputed from saved predictions
+
+
+def test_study_resumes_after_sigkill(tiny_config):
+    """Kill the study hard in the middle of SFT training; the next run finishes it."""
+    run = run_dir_of(tiny_config)
+    text = tiny_config.read_text().replace("max_steps: 3, batch_size: 4", "max_steps: 40, batch_size: 4")
+    tiny_config.write_text(text)
+    cmd = [sys.executable, "-m", "medtune", "study", "--config", str(tiny_config), "--tasks", "numeric_classification"]
+    env = {**os.environ, "MEDTUNE_NO_PROGRESS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = run / "numeric_classification" / "sft" / "checkpoints"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))):
+        assert proc.poll() is None, "the study ended before it could be interrupted"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (run / "numeric_classification" / "base" / "metrics.json").is_file()
+    assert not (run / "results.json").exists()
+    base_mtime = (run / "numeric_classification" / "base" / "metrics.json").stat().st_mtime_ns
+
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((run / "results.json").read_text())
+    task = results["tasks"]["numeric_classification"]
+    assert set(task["stages"]) == {"base", "sft", "dpo"}
+    assert task["stages"]["sft"]["training"]["steps"] == 40  # resumed from the checkpoint, not restarted short
+    assert (run / "numeric_classification" / "base" / "metrics.json").stat().st_mtime_ns == base_mtime
+    assert not list(run.rglob("*.tmp"))
+
+
+def test_tasks_command_lists_all_five():
+    result = run_cli("tasks")
+    assert result.exit_code == 0
+    for name in TASK_NAMES:
+        assert name in result.output
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["eval", "--task", "radiology"], "unknown task"),
+    (["eval", "--task", "triage", "--stage", "ppo"], "--stage must be one of"),
+    (["study", "--config", "missing.yaml"], "not found"),
+])
+def test_user_errors_exit_2_without_traceback(args, expected, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert expected in result.output
+    assert "Traceback" not in result.output
+
+
+def test_stage_order_is_enforced(tiny_config):
+    result = runner.invoke(app, ["dpo", "--task", "triage", "--config", str(tiny_config)])
+    assert result.exit_code == 2 and "run `medtune pairs` first" in result.output
+    result = runner.invoke(app, ["eval", "--task", "triage", "--stage", "sft", "--config", str(tiny_config)])
+    assert result.exit_code == 2 and "has not been trained yet" in result.output
+
+
+def test_run_dir_refuses_a_different_config(tiny_config):
+    assert runner.invoke(app, ["eval", "--task", "triage", "--config", str(tiny_config)]).exit_code == 0
+    tiny_config.write_text(tiny_config.read_text().replace("seed: 1", "seed: 2"))
+    result = runner.invoke(app, ["eval", "--task", "triage", "--config", str(tiny_config)])
+    assert result.exit_code == 2 and "different configuration" in result.output and "seed" in result.output
+
+
+def test_stages_one_by_one(tiny_config):
+    """Each stage is usable alone, in order, through its own sub-command."""
+    for cmd in ("sft", "pairs", "dpo"):
+        result = runner.invoke(app, [cmd, "--task", "text_classification", "--config", str(tiny_config)])
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["eval", "--task", "text_classification", "--stage", "dpo", "--config", str(tiny_config)])
+    assert result.exit_code == 0 and "macro_f1" in result.output
+    run = run_dir_of(tiny_config)
+    assert (run / "text_classification" / "dpo" / "metrics.json").is_file()
+
+
+def test_full_fine_tuning_saves_weights_and_dpo_uses_a_frozen_reference(tiny_config):
+    text = tiny_config.read_text().replace("sft: {", "sft: {method: full, ")
+    tiny_config.write_text(text)
+    result = runner.invoke(app, ["study", "--config", str(tiny_config), "--tasks", "numeric_classification"])
+    assert result.exit_code == 0, result.output
+    run = run_dir_of(tiny_config) / "numeric_classification"
+    for stage in ("sft", "dpo"):
+        info = json.loads((run / stage / "model" / "medtune_model.json").read_text())
+        assert info["kind"] == "full"
+        assert (run / stage / "model" / "model.safetensors").is_file()
