@@ -5,12 +5,17 @@ per task, so running this script again reproduces the files byte for byte.
 Inputs are deduplicated within and across splits (case and whitespace
 insensitive), so no test input is ever seen in training.
 
-    python scripts/make_datasets.py [--seed 20261122] [--train 1000] [--test 200]
+    python scripts/make_datasets.py [--seed 20261122] [--train 1000] [--test 200] [--tasks triage,...]
+
+Generators that accept ``split`` (clinical reasoning, triage) write the test
+split from phrasings held out of training, so memorising training wording
+(which a TF-IDF classifier does perfectly) does not solve the test set.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import random
 from collections import Counter
@@ -29,11 +34,15 @@ def input_key(example: dict) -> str:
     return " ".join(example["input"].lower().split())
 
 
-def build_split(task: Task, rng: random.Random, n: int, seen: set[str]) -> list[dict]:
+def build_split(task: Task, rng: random.Random, n: int, seen: set[str], split: str = "train") -> list[dict]:
     """n examples whose inputs are not in ``seen`` (which is updated)."""
     rows: list[dict] = []
+    # generators that take a split write test examples from phrasings held out of training
+    by_split = "split" in inspect.signature(task.generate_examples).parameters
     for _ in range(50):  # each round tops up what duplicates removed
-        for example in task.generate_examples(rng, n - len(rows)):
+        batch = (task.generate_examples(rng, n - len(rows), split=split) if by_split
+                 else task.generate_examples(rng, n - len(rows)))
+        for example in batch:
             key = input_key(example)
             if key not in seen:
                 seen.add(key)
@@ -67,13 +76,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--train", type=int, default=1000)
     parser.add_argument("--test", type=int, default=200)
+    parser.add_argument("--tasks", default=",".join(TASKS),
+                        help="comma-separated tasks to (re)write; the others' files are left untouched")
     args = parser.parse_args()
 
-    for name, task in TASKS.items():
+    for name in [t.strip() for t in args.tasks.split(",") if t.strip()]:
+        task = TASKS[name]
         rng = random.Random(f"{name}-{args.seed}")
         seen: set[str] = set()
         for split, n in (("train", args.train), ("test", args.test)):
-            rows = build_split(task, rng, n, seen)
+            rows = build_split(task, rng, n, seen, split)
             rows = [{"id": f"{ID_PREFIX[name]}-{split}-{i:04d}", **row} for i, row in enumerate(rows, start=1)]
             path = OUT / name / f"{split}.jsonl"
             write_jsonl(path, rows)

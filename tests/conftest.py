@@ -14,6 +14,9 @@ import pytest
 
 os.environ.setdefault("MEDTUNE_NO_PROGRESS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# one thread: the tiny models gain nothing from two, and two busy-waiting OpenMP pools on a
+# shared 2-core machine (a study next to the tests) slow both down many times over
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 CHATML = (
     "{% for message in messages %}"

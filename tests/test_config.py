@@ -37,7 +37,7 @@ def test_unknown_key_is_named(tmp_path):
 
 @pytest.mark.parametrize("text, expected", [
     ("sft:\n  method: half\n", "sft.method"),
-    ("dpo:\n  loss_type: magic\n", "unknown DPO loss"),
+    ("dpo:\n  loss_type: magic\n", "dpo.loss_type: Input should be 'sigmoid'"),
     ("tasks: [triage, radiology]\n", "radiology"),
     ("sft:\n  batch_size: 0\n", "sft.batch_size"),
     ("preset: medium\n", "preset"),

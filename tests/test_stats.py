@@ -93,3 +93,102 @@ def test_macro_f1_agrees_with_sklearn():
         expected = f1_score([r["gold"] for r in rows], [r["pred"] or "<unparsed>" for r in rows],
                             labels=labels, average="macro", zero_division=0)
         assert abs(macro_f1(rows, labels) - expected) < 1e-12, rows
+
+
+# ---------------------------------------------------------------- issue #5: Holm, Wilcoxon, effect sizes
+
+def test_holm_by_hand():
+    from medtune.evaluate.stats import holm
+
+    # sorted: 0.01 (x4 = 0.04), 0.02 (x3 = 0.06), 0.03 (x2 = 0.06), 0.04 (x1 = 0.04 -> running max 0.06)
+    assert [round(p, 10) for p in holm([0.03, 0.01, 0.04, 0.02])] == [0.06, 0.04, 0.06, 0.06]
+    assert holm([0.5, 0.9]) == [1.0, 1.0]  # capped at 1
+    assert holm([]) == []
+
+
+def test_wilcoxon_matches_scipy_and_exact_by_hand():
+    from scipy.stats import wilcoxon
+
+    from medtune.evaluate.stats import wilcoxon_signed_rank
+
+    # six distinct positive differences, no zeros: exact two-sided p = 2 / 2**6
+    a, b = [3, 4, 5, 5, 5, 5, 2], [2, 2, 2, 1, 0, 5, 6]  # differences 1, 2, 3, 4, 5, 0, -4
+    a6, b6 = [2, 3, 4, 5, 6, 7], [1, 1, 1, 1, 1, 1]
+    assert math.isclose(wilcoxon_signed_rank(a6, b6)["p_value"], 2 / 64)
+    res = wilcoxon_signed_rank(a, b)
+    assert math.isclose(res["p_value"], wilcoxon(a, b, zero_method="pratt").pvalue)
+    assert (res["a_better"], res["b_better"], res["ties"]) == (5, 1, 1)
+    assert wilcoxon_signed_rank([4, 4], [4, 4])["p_value"] == 1.0  # nothing changed
+
+
+def test_rank_biserial_by_hand():
+    from medtune.evaluate.stats import rank_biserial
+
+    # |d| = 1, 2, 3, 4(-), 4(+), 5 -> ranks 1, 2, 3, 4.5, 4.5, 6; R+ = 16.5, R- = 4.5
+    assert math.isclose(rank_biserial([1, 2, 3, -4, 4, 5, 0]), (16.5 - 4.5) / 21)
+    assert rank_biserial([1, 2]) == 1.0 and rank_biserial([-1]) == -1.0 and rank_biserial([0, 0]) == 0.0
+
+
+def test_mcnemar_p_and_effect_sizes_by_hand():
+    a = [1] * 8 + [0] * 2 + [1] * 5 + [0] * 5
+    b = [0] * 8 + [1] * 2 + [1] * 5 + [0] * 5
+    res = mcnemar_exact([bool(x) for x in a], [bool(x) for x in b])
+    # two-sided binomial on 10 discordant pairs, 8 vs 2: 2 * P(X <= 2), X ~ Bin(10, 1/2)
+    by_hand = 2 * (math.comb(10, 0) + math.comb(10, 1) + math.comb(10, 2)) / 2 ** 10
+    assert math.isclose(res["p_value"], by_hand)  # 0.109375
+    assert res["odds_ratio"] == 4.0 and math.isclose(res["cohens_g"], 0.3)
+    one_sided = mcnemar_exact([True, True, False], [False, False, False])
+    assert one_sided["odds_ratio"] == (2 + 0.5) / 0.5  # Haldane-Anscombe when a count is zero
+
+
+def test_compare_uses_wilcoxon_for_likert_grades():
+    metric = Metric("likert", lambda rows: sum(r["grade"] for r in rows) / len(rows), "wilcoxon", item_key="grade")
+    a = [{"id": k, "grade": g} for k, g in enumerate([5, 4, 5, 4, 3, 5, 4, 4, 5, 3, 4, 5])]
+    b = [{"id": k, "grade": g} for k, g in enumerate([3, 3, 4, 4, 2, 3, 4, 3, 4, 3, 2, 4])]
+    res = compare(metric, a, b, 200, 0)
+    from scipy.stats import wilcoxon
+
+    assert res["test"] == "Wilcoxon signed-rank" and res["difference"] > 0
+    assert math.isclose(res["p_value"], wilcoxon([r["grade"] for r in a], [r["grade"] for r in b],
+                                                 zero_method="pratt").pvalue)
+    assert res["effect_size_name"] == "rank-biserial correlation" and res["effect_size"] == 1.0
+
+
+def test_compare_stages_adds_holm_within_primary_family():
+    from medtune.evaluate.stats import compare_stages
+
+    task = fake_task()
+    rows = {"base": rows_from([0] * 20 + [1] * 10), "sft": rows_from([1] * 20 + [1] * 10),
+            "dpo": rows_from([1] * 20 + [1] * 10)}
+    comps = compare_stages(task, rows, 200, 0)
+    raw = [comps[c]["accuracy"]["p_value"] for c in ("sft_vs_base", "dpo_vs_sft", "dpo_vs_base")]
+    from medtune.evaluate.stats import holm
+
+    assert [comps[c]["accuracy"]["p_holm"] for c in ("sft_vs_base", "dpo_vs_sft", "dpo_vs_base")] == holm(raw)
+    assert comps["sft_vs_base"]["accuracy"]["holm_m"] == 3 and comps["sft_vs_base"]["accuracy"]["holm_family"] == "primary"
+
+
+def test_verdict_uses_holm_adjusted_p():
+    task = fake_task()
+    raw_only = {"sft_vs_base": {"accuracy": {"difference": 0.3, "p_value": 0.001, "p_holm": 0.003}},
+                "dpo_vs_sft": {"accuracy": {"difference": 0.1, "p_value": 0.03, "p_holm": 0.06}}}
+    v = verdict(task, raw_only, 0.05)
+    assert v["verdict"] == "sft_sufficient"  # raw p 0.03 would have said dpo_helps
+    assert "Holm p=0.003" in v["reason"]
+    raw_only["dpo_vs_sft"]["accuracy"]["p_holm"] = 0.04
+    assert verdict(task, raw_only, 0.05)["verdict"] == "dpo_helps"
+
+
+def test_label_breakdown_matches_sklearn_and_counts_unparsed():
+    from medtune.evaluate.metrics import label_breakdown
+
+    task = fake_task()
+    rows = [{"gold": "a", "pred": "a"}, {"gold": "a", "pred": None}, {"gold": "b", "pred": "a"},
+            {"gold": "b", "pred": "b"}, {"gold": "b", "pred": "b"}]
+    out = label_breakdown(task, rows)
+    conf = out["confusion"]["label"]
+    assert conf["columns"] == ["a", "b", "unparsed"]
+    assert conf["matrix"] == [[1, 0, 1], [1, 2, 0]]
+    a = out["per_class"]["label"]["a"]
+    assert (a["precision"], a["recall"], a["support"]) == (0.5, 0.5, 2)
+    assert math.isclose(out["per_class"]["label"]["b"]["f1"], 2 * 1 * (2 / 3) / (1 + 2 / 3))

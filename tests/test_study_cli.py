@@ -32,7 +32,7 @@ def test_full_five_task_study(tiny_config):
     assert result.exit_code == 0, result.output
     run = run_dir_of(tiny_config)
     results = json.loads((run / "results.json").read_text())
-    assert results["schema_version"] == 1
+    assert results["schema_version"] == 2
     assert set(results["tasks"]) == set(TASK_NAMES)
     assert results["versions"]["trl"] and results["config"]["model"]
     for name, task in results["tasks"].items():
@@ -47,7 +47,8 @@ def test_full_five_task_study(tiny_config):
         for comparison in ("sft_vs_base", "dpo_vs_sft", "dpo_vs_base"):
             for metric in task["primary_metrics"]:
                 c = task["comparisons"][comparison][metric]
-                assert 0 <= c["p_value"] <= 1 and c["test"] in ("exact McNemar", "paired bootstrap")
+                assert 0 <= c["p_value"] <= c["p_holm"] <= 1
+                assert c["test"] in ("exact McNemar", "paired bootstrap", "Wilcoxon signed-rank")
         assert task["verdict"]["verdict"] in ("sft_sufficient", "dpo_helps", "inconclusive")
         assert task["verdict"]["reason"]
         assert task["pairs"]["pairs"] > 0
@@ -60,6 +61,8 @@ def test_full_five_task_study(tiny_config):
     for name in TASK_NAMES:
         assert f"## {name}" in report
     assert "Verdict:" in report and "p=" in report
+    html = (run / "report.html").read_text()
+    assert "data:image/png;base64," in html and "Summary" in html
 
     # a second run skips every finished stage and rebuilds the same results
     before = {p: p.stat().st_mtime_ns for p in run.rglob("metrics.json")}
@@ -158,3 +161,39 @@ def test_full_fine_tuning_saves_weights_and_dpo_uses_a_frozen_reference(tiny_con
         info = json.loads((run / stage / "model" / "medtune_model.json").read_text())
         assert info["kind"] == "full"
         assert (run / stage / "model" / "model.safetensors").is_file()
+
+
+def test_triage_file_with_one_head_runs_the_whole_study(tiny_config, tmp_path):
+    """A user's triage file with only `urgency`: every stage, the statistics and the report use that head."""
+    rows = [json.loads(line) for line in (Path(__file__).parents[1] / "src/medtune/data/bundled/triage/train.jsonl").open()]
+    data = tmp_path / "urgency_only.csv"
+    import csv
+    with data.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["message", "urgency"])
+        writer.writeheader()
+        for r in rows[:60]:
+            writer.writerow({"message": r["input"], "urgency": r["urgency"]})
+    tiny_config.write_text(tiny_config.read_text().replace(
+        "data: {", f"data: {{tasks: {{triage: {{train: {data}, map: {{input: message}}}}}}, "))
+    result = runner.invoke(app, ["study", "--config", str(tiny_config), "--tasks", "triage"])
+    assert result.exit_code == 0, result.output
+    results = json.loads((run_dir_of(tiny_config) / "results.json").read_text())
+    triage = results["tasks"]["triage"]
+    assert triage["primary_metrics"] == ["urgency_macro_f1"]
+    assert set(triage["comparisons"]["dpo_vs_sft"]) == {"urgency_macro_f1", "urgency_accuracy"}
+    assert "personnel_macro_f1" not in triage["stages"]["sft"]["metrics"]
+    assert triage["verdict"]["verdict"] in ("sft_sufficient", "dpo_helps", "inconclusive")
+
+
+def test_iterative_rounds_mine_from_the_previous_round(tiny_config):
+    result = runner.invoke(app, ["study", "--config", str(tiny_config), "--tasks", "numeric_classification",
+                                 "--rounds", "2", "--strategy", "label_swap"])
+    assert result.exit_code == 0, result.output
+    run = run_dir_of(tiny_config) / "numeric_classification"
+    round2 = json.loads((run / "pairs" / "round_2" / "stats.json").read_text())
+    assert round2["round"] == 2 and round2["mined_with"].endswith("dpo/round_1/model")
+    final = json.loads((run / "dpo" / "model" / "medtune_model.json").read_text())
+    assert final["parent"].endswith("round_1/model")
+    assert (run / "dpo" / "metrics.json").is_file()
+    log = json.loads((run / "dpo" / "train_log.json").read_text())
+    assert log["heldout"] and "rewards/accuracies" in log["heldout"][-1]

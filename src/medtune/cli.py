@@ -23,6 +23,9 @@ RunDirOpt = typer.Option(None, "--run-dir", "-o", help="run directory (default r
 DeviceOpt = typer.Option(None, "--device", help="auto, cpu or cuda")
 TaskOpt = typer.Option(..., "--task", "-t", help="task id (see `medtune tasks`)")
 ForceOpt = typer.Option(False, "--force", help="recompute even if this stage is already done")
+RoundsOpt = typer.Option(None, "--rounds", help="iterative on-policy DPO: generate -> mine errors -> DPO, N times")
+LossOpt = typer.Option(None, "--loss", help="DPO loss: sigmoid, ipo, robust, hinge, sigmoid+sft, apo_zero")
+StrategyOpt = typer.Option(None, "--strategy", help="pair strategy: model_errors, label_swap, judge_ranked, human")
 
 
 def user_errors(fn):
@@ -40,20 +43,26 @@ def user_errors(fn):
     return wrapper
 
 
-def make_config(config: Optional[Path], preset=None, model=None, run_dir=None, device=None, tasks=None):
+def make_config(config: Optional[Path], preset=None, model=None, run_dir=None, device=None, tasks=None,
+                rounds=None, loss=None, strategy=None):
     from .config import load_config
 
     overrides = {"preset": preset, "model": model, "run_dir": str(run_dir) if run_dir else None,
                  "device": device, "tasks": tasks}
-    return load_config(config, overrides)
+    dpo = {k: v for k, v in {"rounds": rounds, "loss_type": loss}.items() if v is not None}
+    if dpo:
+        overrides["dpo"] = dpo
+    if strategy is not None:
+        overrides["pairs"] = {"strategy": strategy}
+    return load_config(config, overrides, source=str(config) if config else "command line")
 
 
-def setup_stage(config, preset, model, run_dir, device, task_name):
+def setup_stage(config, preset, model, run_dir, device, task_name, **extra):
     from .models import resolve_device
     from .study import check_run_dir
 
     task = get_task_or_exit(task_name)
-    cfg = make_config(config, preset, model, run_dir, device)
+    cfg = make_config(config, preset, model, run_dir, device, **extra)
     check_run_dir(cfg)
     return cfg, task, resolve_device(cfg.device)
 
@@ -63,12 +72,13 @@ def setup_stage(config, preset, model, run_dir, device, task_name):
 def study(config: Optional[Path] = ConfigOpt, preset: Optional[str] = PresetOpt, model: Optional[str] = ModelOpt,
           run_dir: Optional[Path] = RunDirOpt, device: Optional[str] = DeviceOpt,
           tasks: Optional[str] = typer.Option(None, "--tasks", help="comma-separated task ids (default: all five)"),
-          restart: bool = typer.Option(False, "--restart", help="delete the run directory and start over")):
+          restart: bool = typer.Option(False, "--restart", help="delete the run directory and start over"),
+          rounds: Optional[int] = RoundsOpt, loss: Optional[str] = LossOpt, strategy: Optional[str] = StrategyOpt):
     """Run the whole study: base -> SFT -> DPO, evaluated, compared, reported. Resumes if interrupted."""
     from .study import run_study
 
     task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
-    cfg = make_config(config, preset, model, run_dir, device, task_list)
+    cfg = make_config(config, preset, model, run_dir, device, task_list, rounds=rounds, loss=loss, strategy=strategy)
     results = run_study(cfg, restart=restart)
     print_summary(results, Path(cfg.run_dir))
 
@@ -131,34 +141,37 @@ def sft(task: str = TaskOpt, config: Optional[Path] = ConfigOpt, preset: Optiona
 @user_errors
 def pairs(task: str = TaskOpt, config: Optional[Path] = ConfigOpt, preset: Optional[str] = PresetOpt,
           model: Optional[str] = ModelOpt, run_dir: Optional[Path] = RunDirOpt, device: Optional[str] = DeviceOpt,
-          force: bool = ForceOpt):
-    """Build preference pairs from the SFT model's own errors on training prompts."""
+          force: bool = ForceOpt, strategy: Optional[str] = StrategyOpt):
+    """Build preference pairs (default: from the SFT model's own errors on training prompts)."""
     from .study import pairs_stage, stage_dir
 
-    cfg, t, dev = setup_stage(config, preset, model, run_dir, device, task)
+    cfg, t, dev = setup_stage(config, preset, model, run_dir, device, task, strategy=strategy)
     stats = pairs_stage(cfg, t, dev, force=force)
-    console.print(f"{stats['pairs']} pairs from {stats['prompts_tried']} prompts {stats['pairs_per_source']}; "
-                  f"SFT error rate {stats['sft_error_rate_on_train']:.1%} -> {stage_dir(cfg, t, 'pairs') / 'pairs.jsonl'}")
+    rate = stats["sft_error_rate_on_train"]
+    console.print(f"SFT error rate on sampled training outputs: {'n/a' if rate is None else f'{rate:.1%}'} -> "
+                  f"{stage_dir(cfg, t, 'pairs') / 'pairs.jsonl'}")
 
 
 @app.command()
 @user_errors
 def dpo(task: str = TaskOpt, config: Optional[Path] = ConfigOpt, preset: Optional[str] = PresetOpt,
         model: Optional[str] = ModelOpt, run_dir: Optional[Path] = RunDirOpt, device: Optional[str] = DeviceOpt,
-        force: bool = ForceOpt):
-    """Direct Preference Optimization starting from the SFT model."""
+        force: bool = ForceOpt, rounds: Optional[int] = RoundsOpt, loss: Optional[str] = LossOpt):
+    """Direct Preference Optimization starting from the SFT model (and N on-policy rounds with --rounds)."""
     from .study import dpo_stage, stage_dir
 
-    cfg, t, dev = setup_stage(config, preset, model, run_dir, device, task)
+    cfg, t, dev = setup_stage(config, preset, model, run_dir, device, task, rounds=rounds, loss=loss)
     summary = dpo_stage(cfg, t, dev, force=force)
-    console.print(f"DPO done: {summary['steps']} steps, reward accuracy {summary['final_reward_accuracy']} -> "
-                  f"{stage_dir(cfg, t, 'dpo') / 'model'}")
+    held = summary["heldout"][-1] if summary.get("heldout") else {}
+    console.print(f"DPO done: {summary['steps']} steps on {summary['pairs']} pairs; held-out reward accuracy "
+                  f"{held.get('rewards/accuracies', float('nan')):.2f}, margin {held.get('rewards/margins', float('nan')):.3f}"
+                  f"{'; COLLAPSE GUARD FIRED' if summary['collapse']['fired'] else ''} -> {stage_dir(cfg, t, 'dpo') / 'model'}")
 
 
 @app.command()
 @user_errors
 def report(run: Path = typer.Argument(..., help="run directory of a study")):
-    """Rebuild results.json and report.md from a run directory's saved predictions (no model needed)."""
+    """Rebuild results.json, report.md and report.html from a run directory's saved predictions (no model needed)."""
     from .config import load_config
     from .study import write_results
 
@@ -241,6 +254,38 @@ def data_import(file: Path = typer.Argument(..., help="training data (CSV, JSONL
                   f"test: {out / 'test.jsonl'}}}", highlight=False)
 
 
+grader_app = typer.Typer(no_args_is_help=True, help="The summary graders (built-in rubric, LLM judge).")
+app.add_typer(grader_app, name="grader")
+
+
+@grader_app.command("check")
+@user_errors
+def grader_check(file: Optional[Path] = typer.Option(None, "--file", help="hand-graded JSONL (default: bundled set)"),
+                 show: bool = typer.Option(False, "--show", help="list every summary whose grades differ")):
+    """Agreement of the built-in grader with the hand-graded summaries (quadratic-weighted kappa)."""
+    from .evaluate.grader import HAND_GRADED, check_hand_graded
+
+    path = file or HAND_GRADED
+    if not Path(path).is_file():
+        raise MedtuneError(f"{path}: no such hand-graded file")
+    try:
+        result = check_hand_graded(path)
+    except (KeyError, ValueError) as exc:
+        raise MedtuneError(f"{path}: not a hand-graded summaries file ({exc!r})") from None
+    if show:
+        table = Table(title="hand grade vs built-in grade (differences)")
+        for col in ("id", "kind", "hand", "grader", "coverage", "unsupported"):
+            table.add_column(col)
+        for r in result["rows"]:
+            if r["hand"] != r["grader"]:
+                table.add_row(r["id"], r["kind"], str(r["hand"]), str(r["grader"]), f"{r['coverage']:.2f}",
+                              "; ".join(r["unsupported"]))
+        console.print(table)
+    console.print(f"built-in grader vs hand grades on {result['n']} summaries: quadratic-weighted kappa "
+                  f"{result['kappa_quadratic']:.3f}, exact agreement {result['exact_agreement']:.1%}, "
+                  f"within one point {result['within_one']:.1%}", highlight=False)
+
+
 def get_task_or_exit(name: str):
     from .tasks import get_task
 
@@ -264,18 +309,18 @@ def print_metrics(task: str, stage: str, metrics: dict) -> None:
 
 def print_summary(results: dict, run_dir: Path) -> None:
     table = Table(title="medtune study: base -> SFT -> DPO")
-    for col in ("task", "metric", "base", "SFT", "DPO", "p SFT>base", "p DPO>SFT", "verdict"):
+    for col in ("task", "metric", "base", "SFT", "DPO", "Holm p SFT>base", "Holm p DPO>SFT", "verdict"):
         table.add_column(col)
     for name, task in results["tasks"].items():
         for metric in task["primary_metrics"]:
             vals = [task["stages"].get(s, {}).get("metrics", {}).get(metric) for s in ("base", "sft", "dpo")]
             ps = [task["comparisons"].get(c, {}).get(metric) for c in ("sft_vs_base", "dpo_vs_sft")]
             table.add_row(name, metric, *[f"{v['value']:.3f}" if v else "–" for v in vals],
-                          *[f"{p['p_value']:.3g}" if p else "–" for p in ps], task["verdict"]["verdict"])
+                          *[f"{p.get('p_holm', p['p_value']):.3g}" if p else "–" for p in ps], task["verdict"]["verdict"])
     console.print(table)
     if "elapsed_s" in results:
         console.print(f"Study finished in {results['elapsed_s'] / 60:.1f} min.")
-    console.print(f"Report: {run_dir / 'report.md'}   Results: {run_dir / 'results.json'}")
+    console.print(f"Report: {run_dir / 'report.html'} and {run_dir / 'report.md'}   Results: {run_dir / 'results.json'}")
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import MedtuneError
 from .tasks import TASK_NAMES
@@ -51,6 +51,8 @@ class SFTSettings(Strict):
     lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.05, ge=0, lt=1)
     lora_target_modules: str | list[str] = "all-linear"
+    lora_layers: int | None = Field(None, ge=1, description="adapters on the last N decoder layers only "
+                                    "(a shorter backward pass; null: all layers)")
     learning_rate: float = Field(2e-4, gt=0)
     epochs: float = Field(1.0, gt=0)
     max_steps: int = Field(-1, ge=-1, description="-1: train for `epochs`")
@@ -63,38 +65,76 @@ class SFTSettings(Strict):
 
 
 class PairSettings(Strict):
-    strategy: Literal["model_errors"] = "model_errors"
+    strategy: Literal["model_errors", "label_swap", "judge_ranked", "human"] = Field(
+        "model_errors", description="model_errors: the model's own wrong outputs; label_swap: a wrong label; "
+        "judge_ranked (summarization): best vs worst graded sample; human: pairs from human_file only")
     samples: int = Field(2, ge=1, description="outputs sampled per training prompt")
     temperature: float = Field(1.0, ge=0)
     max_prompts: int | None = Field(None, ge=1)
     label_swap_fallback: bool = Field(True, description="label tasks: a wrong label when the model made no error")
+    min_grade_gap: int = Field(1, ge=1, description="judge_ranked: best and worst grades must differ this much")
+    human_file: Path | None = Field(None, description="your own preference pairs (prompt/chosen/rejected, "
+                                    "or OpenAI preference JSONL), added to the mined ones")
+
+
+DPO_LOSSES = ("sigmoid", "ipo", "robust", "hinge", "sigmoid+sft", "apo_zero")
 
 
 class DPOSettings(Strict):
-    loss_type: str = "sigmoid"
+    loss_type: Literal[DPO_LOSSES] = Field(  # type: ignore[valid-type]
+        "sigmoid", description="sigmoid (DPO), ipo, robust (needs label_smoothing), hinge, "
+        "sigmoid+sft (DPO plus an NLL term on chosen, weight sft_weight), apo_zero")
     beta: float = Field(0.1, gt=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="robust DPO: assumed share of flipped labels")
+    sft_weight: float = Field(1.0, gt=0, description="sigmoid+sft: weight of the NLL term on chosen")
     learning_rate: float = Field(5e-5, gt=0)
     epochs: float = Field(1.0, gt=0)
     max_steps: int = Field(-1, ge=-1)
     batch_size: int = Field(4, ge=1)
     grad_accum: int = Field(1, ge=1)
-    max_length: int = Field(1024, ge=16)
+    max_length: int = Field(1024, ge=16, description="prompt + completion, in tokens")
+    truncation: Literal["drop", "error"] = Field(
+        "drop", description="a pair longer than max_length is dropped with a warning (drop) or stops the run "
+        "(error); a completion is never cut silently")
+    rounds: int = Field(1, ge=1, description="iterative on-policy DPO: generate -> mine errors -> DPO, N times")
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
+    lora_layers: int | None = Field(None, ge=1, description="adapters on the last N decoder layers only")
     save_steps: int = Field(25, ge=1)
     gradient_checkpointing: bool = False
+    heldout_fraction: float = Field(0.15, ge=0, lt=1, description="pairs kept out of training to watch "
+                                    "reward accuracy, margin and the chosen log-prob")
+    eval_steps: int = Field(4, ge=1, description="evaluate on the held-out pairs every N steps")
+    collapse_guard: bool = Field(True, description="watch for a falling chosen log-prob on held-out pairs")
+    collapse_threshold: float = Field(0.5, gt=0, description="nats per chosen token the held-out chosen "
+                                      "log-prob may fall below its start before the guard fires")
+    stop_on_collapse: bool = Field(True, description="when the guard fires: stop and keep the best held-out "
+                                   "reward-accuracy weights (otherwise only warn)")
 
-    @field_validator("loss_type")
-    @classmethod
-    def known_loss(cls, value: str) -> str:
-        known = {"sigmoid", "ipo", "robust", "hinge", "apo_zero", "sigmoid_norm", "bco_pair", "exo_pair"}
-        if value not in known:
-            raise ValueError(f"unknown DPO loss {value!r}; choose one of {sorted(known)}")
-        return value
+    @model_validator(mode="after")
+    def robust_needs_smoothing(self):
+        if self.loss_type == "robust" and self.label_smoothing == 0:
+            raise ValueError("loss_type robust needs label_smoothing > 0 (e.g. 0.1); with 0 it is plain sigmoid DPO")
+        return self
+
+
+class JudgeSettings(Strict):
+    """An OpenAI-compatible chat-completions endpoint that grades summaries (eval.grader: llm)."""
+
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="the endpoint's base URL (…/v1)")
+    model: str = Field("judge", description="the model name the endpoint serves")
+    api_key_env: str = Field("MEDTUNE_JUDGE_API_KEY",
+                             description="NAME of the environment variable holding the API key (unset: no key)")
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(4, ge=0, description="retries on connection errors, 429 and 5xx")
+    backoff_s: float = Field(1.0, ge=0, description="first back-off wait; doubles each retry")
+    cache_dir: Path | None = Field(None, description="where answers are cached (default RUN/judge_cache)")
 
 
 class EvalSettings(Strict):
     batch_size: int = Field(16, ge=1)
+    grader: Literal["builtin", "llm"] = Field("builtin", description="summary grader: built-in rubric or LLM judge")
+    judge: JudgeSettings = JudgeSettings()
 
 
 class StatsSettings(Strict):
@@ -127,15 +167,17 @@ class Config(Strict):
         return value
 
 
-# Quick: sized so the five-task study on the embedded model finishes in about
-# ten minutes on two CPU cores and still shows what SFT does (see README).
+# Quick: the smallest study that still shows what SFT does on the embedded model
+# (measured wall time on two CPU cores in README and docs/performance.md).
 # Full: whole datasets and paper-like epochs.
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
-        "data": {"train_limit": 160, "test_limit": 60},
-        "sft": {"max_steps": 30, "batch_size": 8, "learning_rate": 3e-4, "max_length": 512},
-        "pairs": {"samples": 2, "temperature": 1.0, "max_prompts": 32},
-        "dpo": {"max_steps": 12, "batch_size": 4, "learning_rate": 1e-4, "max_length": 512},
+        "data": {"train_limit": 160, "test_limit": 40},
+        "sft": {"max_steps": 10, "batch_size": 4, "learning_rate": 1e-3, "max_length": 512},
+        "pairs": {"samples": 2, "temperature": 1.0, "max_prompts": 8},
+        # DPO steps cost ~3x an SFT step; adapters on the top 8 layers halve the backward pass
+        "dpo": {"max_steps": 2, "batch_size": 4, "learning_rate": 2e-4, "max_length": 512, "eval_steps": 2,
+                "lora_layers": 8},
         "stats": {"bootstrap_samples": 1000},
     },
     "full": {
@@ -197,7 +239,8 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
             lines.append(f"  - {key}: unknown key (check the spelling; see configs/example.yaml)")
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"  - {key}: {msg} (got {err.get('input')!r})")
+            got = err.get("input")
+            lines.append(f"  - {key}: {msg}" + ("" if isinstance(got, dict) else f" (got {got!r})"))
     return "\n".join(lines)
 
 

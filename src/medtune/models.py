@@ -97,7 +97,21 @@ def save_model_info(folder: Path, kind: str, base: str, parent: str | Path, pare
     write_json(folder / MODEL_INFO, {"kind": kind, "base": base, "parent": str(parent), "parent_is_stage": parent_is_stage})
 
 
-def lora_config(r: int, alpha: int, dropout: float, target_modules):
+def lora_config(r: int, alpha: int, dropout: float, target_modules, model=None, top_layers: int | None = None):
+    """A LoRA config; with ``top_layers`` only the last N decoder layers get adapters.
+
+    Gradients then stop at the lowest adapted layer, so the backward pass skips
+    the rest of the network: on a CPU this cuts a training step by about 40%
+    for SmolLM2-135M with 8 of 30 layers (see docs/performance.md).
+    """
     from peft import LoraConfig
 
-    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, task_type="CAUSAL_LM")
+    layers = None
+    if top_layers and model is not None:
+        total = model.config.num_hidden_layers
+        layers = list(range(max(0, total - top_layers), total))
+        if target_modules == "all-linear":  # peft needs explicit names to restrict layers
+            target_modules = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                                     if isinstance(module, torch.nn.Linear) and ".layers." in name})
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules,
+                      layers_to_transform=layers, task_type="CAUSAL_LM")

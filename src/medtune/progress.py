@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -19,6 +20,9 @@ def quiet_libraries() -> None:
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
+    # renamed-argument notices from transformers/TRL (gradient_checkpointing -> activation_checkpointing)
+    # are for library developers, not for someone reading a study's progress
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl)\.")
 
 
 def progress() -> Progress:

@@ -10,7 +10,7 @@ the last file it writes.
     RUN/<task>/sft/{model/, train_log.json, predictions.jsonl, metrics.json}
     RUN/<task>/pairs/{pairs.jsonl, stats.json}
     RUN/<task>/dpo/{model/, train_log.json, predictions.jsonl, metrics.json}
-    RUN/results.json, RUN/report.md
+    RUN/results.json, RUN/report.md, RUN/report.html
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from . import __version__
 from .config import Config, dump_config
 from .data import task_data
 from .errors import MedtuneError
-from .evaluate.metrics import stage_metrics
+from .evaluate.metrics import label_breakdown, stage_metrics
 from .evaluate.predict import predict
 from .evaluate.stats import compare_stages, verdict
 from .io import read_json, read_jsonl, write_json, write_jsonl, write_text
@@ -37,7 +37,7 @@ from .tasks import get_task
 from .tasks.common import Task
 
 STAGES = ("base", "sft", "dpo")
-RESULTS_VERSION = 1
+RESULTS_VERSION = 2  # docs/results.md; 2: per_class/confusion, p_holm, effect sizes, multiple_testing
 
 
 def stage_dir(cfg: Config, task: Task, stage: str) -> Path:
@@ -89,11 +89,28 @@ def evaluate_stage(cfg: Config, task: Task, stage: str, device: str, force: bool
     model, tokenizer, _ = load_model(ref, device)
     rows = predict(model, tokenizer, task, examples, cfg.eval.batch_size, desc=f"{task.name}: eval {stage}")
     free(model)
+    rows, grading = regrade_summaries(cfg, task, examples, rows)
     metrics = stage_metrics(task, rows, cfg.stats.bootstrap_samples, cfg.seed)
     write_jsonl(out / "predictions.jsonl", rows)
-    write_json(out / "metrics.json", {"stage": stage, "model": str(ref), "metrics": metrics,
-                                      "elapsed_s": time.perf_counter() - start})
+    write_json(out / "metrics.json", {"stage": stage, "model": str(ref), "metrics": metrics, **grading,
+                                      **label_breakdown(task, rows), "elapsed_s": time.perf_counter() - start})
     return read_json(out / "metrics.json")
+
+
+def regrade_summaries(cfg: Config, task: Task, examples: list[dict], rows: list[dict]) -> tuple[list[dict], dict]:
+    """Summarization with ``eval.grader: llm``: the LLM judge re-grades each row (built-in fields kept).
+    Returns the rows and what metrics.json records about the grader ({} for other tasks)."""
+    if task.name != "summarization":
+        return rows, {}
+    if cfg.eval.grader != "llm":
+        return rows, {"grader": "builtin"}
+    from .evaluate.judge import Judge, regrade_rows
+
+    judge = Judge.from_settings(cfg.eval.judge, Path(cfg.run_dir))
+    rows = regrade_rows(judge, examples, rows)
+    return rows, {"grader": "llm", "judge": {"base_url": judge.base_url, "model": judge.model,
+                                             "parse_failures": sum(r["judge_parse_failed"] for r in rows),
+                                             "requests": judge.requests}}
 
 
 def sft_stage(cfg: Config, task: Task, device: str, force: bool = False) -> dict:
@@ -109,41 +126,70 @@ def sft_stage(cfg: Config, task: Task, device: str, force: bool = False) -> dict
     return summary
 
 
-def pairs_stage(cfg: Config, task: Task, device: str, force: bool = False) -> dict:
-    from .train.pairs import mine_pairs
+def round_dirs(cfg: Config, task: Task, k: int) -> tuple[Path, Path]:
+    """Round k's pairs and DPO folders. Round 1 mines into ``pairs/``; the last round trains ``dpo/``."""
+    pairs, dpo = stage_dir(cfg, task, "pairs"), stage_dir(cfg, task, "dpo")
+    return (pairs if k == 1 else pairs / f"round_{k}"), (dpo if k == cfg.dpo.rounds else dpo / f"round_{k}")
 
-    out = stage_dir(cfg, task, "pairs")
+
+def round_parent(cfg: Config, task: Task, k: int) -> Path:
+    """The model round k starts from (and mines its pairs with): SFT, then the previous round's DPO."""
+    return stage_dir(cfg, task, "sft") / "model" if k == 1 else round_dirs(cfg, task, k - 1)[1] / "model"
+
+
+def pairs_stage(cfg: Config, task: Task, device: str, force: bool = False, round_k: int = 1) -> dict:
+    from .train.pairs import mine_pairs, needs_model
+
+    out = round_dirs(cfg, task, round_k)[0]
     if (out / "stats.json").is_file() and not force:
         return read_json(out / "stats.json")
-    if not is_trained(cfg, task, "sft"):
-        raise MedtuneError(f"{task.name}: pairs are mined from the SFT model's errors; run `medtune sft` first")
+    parent = round_parent(cfg, task, round_k)
+    if not (parent / MODEL_INFO).is_file():
+        raise MedtuneError(f"{task.name}: pairs are mined from the model's own errors; train {parent.parent.name} "
+                           f"first (`medtune {'sft' if round_k == 1 else 'dpo'}`)")
     examples = stage_data(cfg, task)["train"]
     start = time.perf_counter()
-    model, tokenizer, _ = load_model(model_ref(cfg, task, "sft"), device)
-    pairs, stats = mine_pairs(model, tokenizer, task, examples, cfg.pairs, cfg.eval.batch_size, cfg.seed)
+    model, tokenizer = None, None
+    if needs_model(cfg.pairs.strategy):
+        model, tokenizer, _ = load_model(parent, device)
+    pairs, stats = mine_pairs(model, tokenizer, task, examples, cfg.pairs, cfg.eval.batch_size, cfg.seed + round_k - 1)
     free(model)
-    stats["elapsed_s"] = time.perf_counter() - start
+    stats.update(round=round_k, mined_with=str(parent), elapsed_s=time.perf_counter() - start)
     write_jsonl(out / "pairs.jsonl", pairs)
     write_json(out / "stats.json", stats)
+    console.print(f"{task.name}: {stats['pairs']} pair(s) from {stats['prompts_tried']} prompt(s) "
+                  f"({', '.join(f'{k}: {v}' for k, v in stats['pairs_per_source'].items()) or 'none'}); "
+                  f"{stats['prompts_without_pair']} prompt(s) gave no pair")
     return stats
 
 
 def dpo_stage(cfg: Config, task: Task, device: str, force: bool = False) -> dict:
+    """DPO from the SFT model; with ``dpo.rounds`` N > 1, mine again from each round's model and repeat."""
+    summary = {}
+    for k in range(1, cfg.dpo.rounds + 1):
+        if k > 1:
+            pairs_stage(cfg, task, device, force, round_k=k)
+        summary = dpo_round(cfg, task, device, force, k)
+    return summary
+
+
+def dpo_round(cfg: Config, task: Task, device: str, force: bool, k: int) -> dict:
     from .train.dpo import train_dpo
 
-    out = stage_dir(cfg, task, "dpo")
-    if is_trained(cfg, task, "dpo") and not force:
+    pairs_dir, out = round_dirs(cfg, task, k)
+    if (out / "model" / MODEL_INFO).is_file() and not force:
         return read_json(out / "train_log.json")
-    pairs_file = stage_dir(cfg, task, "pairs") / "pairs.jsonl"
-    if not (stage_dir(cfg, task, "pairs") / "stats.json").is_file():
+    if not (pairs_dir / "stats.json").is_file():
         raise MedtuneError(f"{task.name}: no preference pairs yet (run `medtune pairs` first)")
+    pairs_file = pairs_dir / "pairs.jsonl"
     pairs = checked_pairs(cfg, task, pairs_file)
     if not pairs:
         raise MedtuneError(f"{task.name}: pair mining produced no pairs ({pairs_file}); DPO has nothing to learn from. "
                            "Sample more outputs (pairs.samples), raise pairs.temperature, or add pairs.max_prompts.")
-    sft_dir = stage_dir(cfg, task, "sft") / "model"
-    model, tokenizer, info = load_model(sft_dir, device)
-    summary = train_dpo(model, tokenizer, cfg.model, sft_dir, info["kind"], task, pairs, cfg.dpo, out, device, cfg.seed)
+    parent = round_parent(cfg, task, k)
+    model, tokenizer, info = load_model(parent, device)
+    summary = train_dpo(model, tokenizer, cfg.model, parent, info["kind"], task, pairs,
+                        cfg.dpo, out, device, cfg.seed)
     free(model)
     return summary
 
@@ -191,14 +237,19 @@ def task_results(cfg: Config, task: Task) -> dict:
         d = stage_dir(cfg, task, stage)
         if (d / "metrics.json").is_file():
             saved = read_json(d / "metrics.json")
-            stages[stage] = {"metrics": saved["metrics"], "model": saved["model"], "eval_s": saved.get("elapsed_s")}
             rows[stage] = read_jsonl(d / "predictions.jsonl")
+            stages[stage] = {"metrics": saved["metrics"], "model": saved["model"], "eval_s": saved.get("elapsed_s"),
+                             **label_breakdown(task, rows[stage])}  # from the predictions: older runs get it too
         if (d / "train_log.json").is_file():
             log = read_json(d / "train_log.json")
             stages.setdefault(stage, {})["training"] = {k: v for k, v in log.items() if k != "log_history"}
     comparisons = compare_stages(task, rows, cfg.stats.bootstrap_samples, cfg.seed)
-    out = {"description": task.description, "primary_metrics": task.primary_metrics, "stages": stages,
-           "comparisons": comparisons, "verdict": verdict(task, comparisons, cfg.stats.alpha)}
+    out = {"description": task.description, "primary_metrics": applicable_primary(task, stages), "stages": stages,
+           "comparisons": comparisons, "verdict": verdict(task, comparisons, cfg.stats.alpha),
+           "multiple_testing": {"method": "holm", "alpha": cfg.stats.alpha,
+                                "families": {"primary": [f"{c}/{m}" for c in comparisons for m in task.primary_metrics],
+                                             "secondary": [f"{c}/{m.name}" for c in comparisons for m in task.metrics
+                                                           if m.name not in task.primary_metrics]}}}
     baselines = Path(cfg.run_dir) / task.name / "baselines.json"
     if baselines.is_file():
         out["baselines"] = read_json(baselines)
@@ -208,8 +259,14 @@ def task_results(cfg: Config, task: Task) -> dict:
     return out
 
 
+def applicable_primary(task: Task, stages: dict) -> list[str]:
+    """The primary metrics the data allows (a one-head triage file has one)."""
+    present = {m for s in stages.values() for m in s.get("metrics", {})}
+    return [m for m in task.primary_metrics if m in present] or task.primary_metrics
+
+
 def write_results(cfg: Config) -> dict:
-    from .report.markdown import render_markdown
+    from .report import write_reports
 
     results = {
         "schema_version": RESULTS_VERSION,
@@ -220,7 +277,7 @@ def write_results(cfg: Config) -> dict:
         "tasks": {name: task_results(cfg, get_task(name)) for name in cfg.tasks},
     }
     write_json(Path(cfg.run_dir) / "results.json", results)
-    write_text(Path(cfg.run_dir) / "report.md", render_markdown(results))
+    write_reports(Path(cfg.run_dir), results)  # report.md and report.html
     return results
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from ..errors import MedtuneError
 from ..tasks.common import Task
 from .importer import apply_mapping, canonical_label, is_empty, label_fields, openai_preference_row
-from .readers import read_rows
+from .readers import ReadProblems, read_rows
 
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
 MAX_LISTED = 5  # rows named per warning; the count covers them all
@@ -84,8 +84,11 @@ def check_task_file(path: Path, task: Task, mapping: dict | None = None, tokeniz
         return diag
     diag.rows = len(rows)
     rows = [(n, apply_mapping(r, mapping or {})) for n, r in rows]
-    needed = ("input", *[f for f in task.required_fields if f != "input"])
     present = set().union(*(r.keys() for _, r in rows))
+    any_of = tuple(task.extra.get("any_of_fields", ()))  # triage: one of the two heads is enough
+    needed = ("input", *[f for f in task.required_fields if f != "input" and f not in any_of])
+    if any_of and not any(f in present for f in any_of):
+        needed = (*needed, *any_of)
     missing = [f for f in needed if f not in present]
     if missing:
         diag.error(f"missing column(s) {', '.join(missing)} for task {task.name} (columns found: "
@@ -93,8 +96,12 @@ def check_task_file(path: Path, task: Task, mapping: dict | None = None, tokeniz
         return diag
     labels = label_fields(task)
     records = []
+    absent = [f for f in any_of if f not in present]  # a head the file does not carry is not evaluated
+    if absent:
+        diag.warn(f"no {', '.join(absent)} column: only {', '.join(f for f in any_of if f in present)} "
+                  f"will be trained and evaluated for task {task.name}")
     for number, row in rows:
-        record, problems = canonical_example(row, number, task, labels, source=Path(path).stem)
+        record, problems = canonical_example(row, number, task, labels, source=Path(path).stem, skip=absent)
         for problem in problems:
             diag.error(problem, [number])
         if not problems:
@@ -110,9 +117,12 @@ def check_task_file(path: Path, task: Task, mapping: dict | None = None, tokeniz
     return diag
 
 
-def canonical_example(row: dict, number: int, task: Task, labels: dict, source: str) -> tuple[dict, list[str]]:
+def canonical_example(row: dict, number: int, task: Task, labels: dict, source: str,
+                      skip: list[str] = ()) -> tuple[dict, list[str]]:
     problems, example = [], {"id": str(row.get("id") or f"{source}-{number}")}
     for name in task.required_fields:
+        if name in skip:
+            continue
         value = row.get(name)
         if is_empty(value):
             problems.append(f"empty {name!r}: every example needs a value here")
@@ -133,7 +143,7 @@ def canonical_example(row: dict, number: int, task: Task, labels: dict, source: 
             try:
                 example[name] = float(row[name])
             except (TypeError, ValueError):
-                problems.append(f"{name} {row[name]!r} is not a number")
+                problems.append(f"{name} {row[name]!r} is not a number; write it as digits without units (e.g. 131 or 131.5)")
     return example, problems
 
 
@@ -163,6 +173,8 @@ def warn_overlap(diag: Diagnosis, records: list[tuple[int, dict]], other: list[d
 
 def warn_imbalance(diag: Diagnosis, records: list[tuple[int, dict]], labels: dict) -> None:
     for name, allowed in labels.items():
+        if not any(name in ex for _, ex in records):
+            continue  # a head the file does not carry (triage with one head)
         counts = Counter(ex[name] for _, ex in records)
         total = sum(counts.values())
         absent = [label for label in allowed if counts[label] == 0]
@@ -258,6 +270,10 @@ def check_pair_tokens(diag: Diagnosis, records, tokenizer, max_length: int | Non
 def read_or_record(path: Path, diag: Diagnosis):
     try:
         return read_rows(Path(path))
+    except ReadProblems as exc:
+        for problem in exc.problems:
+            diag.error(problem)
+        return None
     except MedtuneError as exc:
         diag.error(str(exc).removeprefix(f"{path}: ").removeprefix(f"{path}, "))
         return None

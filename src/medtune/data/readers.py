@@ -51,7 +51,17 @@ def read_text(path: Path) -> str:
                            "save the file as UTF-8 and try again") from None
 
 
+class ReadProblems(MedtuneError):
+    """Several problems in one file (each names its line), reported together."""
+
+    def __init__(self, path: Path, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(f"{path}, {p}" for p in problems))
+
+
 def read_jsonl(path: Path) -> list[tuple[int, dict]]:
+    if path.suffix.lower() == ".jsonl":
+        return read_jsonl_lines(path)
     text = read_text(path)
     if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
         try:
@@ -68,6 +78,34 @@ def read_jsonl(path: Path) -> list[tuple[int, dict]]:
         except json.JSONDecodeError as exc:
             raise MedtuneError(f"{path}, line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
         rows.append((number, check_object(path, number, row)))
+    return rows
+
+
+def read_jsonl_lines(path: Path) -> list[tuple[int, dict]]:
+    """JSON Lines, line by line, so every non-UTF-8 or malformed line is named, not just the first."""
+    rows, problems = [], []
+    data = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problems.append(f"line {number}: not UTF-8 text (byte {exc.start + 1} of the line); "
+                            "save the file as UTF-8 and try again")
+            continue
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(f"line {number}: not valid JSON ({exc.msg} at column {exc.colno}); "
+                            "each line must be one complete {...} record")
+            continue
+        if not isinstance(row, dict):
+            problems.append(f"line {number}: expected a JSON object with named fields, got {type(row).__name__}")
+            continue
+        rows.append((number, row))
+    if problems:
+        raise ReadProblems(path, problems)
     return rows
 
 

@@ -22,9 +22,10 @@ from ..data.importer import label_fields
 from ..tasks.common import Task
 
 
-def head_fields(task: Task) -> list[str]:
-    """The fields a classifier predicts: label heads, or the diagnosis for open-answer reasoning."""
-    fields = list(label_fields(task))
+def head_fields(task: Task, train: list[dict]) -> list[str]:
+    """The fields a classifier predicts: label heads the data carries (a triage file may have one),
+    or the diagnosis for open-answer reasoning."""
+    fields = [f for f in label_fields(task) if any(ex.get(f) is not None for ex in train)]
     if not fields and task.name == "clinical_reasoning":
         fields = ["target"]
     return fields
@@ -35,11 +36,16 @@ def score_predictions(task: Task, test: list[dict], predicted: list[dict]) -> di
     for example, fields in zip(test, predicted):
         answer = task.reference({**example, **fields})
         rows.append(task.score(example, answer))
-    return {m.name: m.compute(rows) for m in task.metrics}
+    return applicable(task, rows)
+
+
+def applicable(task: Task, rows: list[dict]) -> dict:
+    values = {m.name: m.compute(rows) for m in task.metrics}
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def majority(task: Task, train: list[dict], test: list[dict]) -> dict | None:
-    fields = head_fields(task)
+    fields = head_fields(task, train)
     if not fields:
         return None
     most = {f: Counter(ex[f] for ex in train).most_common(1)[0][0] for f in fields}
@@ -47,14 +53,15 @@ def majority(task: Task, train: list[dict], test: list[dict]) -> dict | None:
 
 
 def tfidf_logreg(task: Task, train: list[dict], test: list[dict], seed: int = 0) -> dict | None:
-    fields = head_fields(task)
+    fields = head_fields(task, train)
     if not fields:
         return None
     predicted = [{} for _ in test]
     for f in fields:
         model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True),
                               LogisticRegression(max_iter=2000, C=10.0, random_state=seed))
-        model.fit([ex["input"] for ex in train], [ex[f] for ex in train])
+        labelled = [ex for ex in train if ex.get(f) is not None]
+        model.fit([ex["input"] for ex in labelled], [ex[f] for ex in labelled])
         for slot, label in zip(predicted, model.predict([ex["input"] for ex in test])):
             slot[f] = label
     return score_predictions(task, test, predicted)
@@ -68,7 +75,7 @@ def lead(task: Task, test: list[dict], sentences: int = 2) -> dict | None:
         text = " ".join(example["input"].split())
         first = " ".join(re.split(r"(?<=[.!?])\s+", text)[:sentences])
         rows.append(task.score(example, first))
-    return {m.name: m.compute(rows) for m in task.metrics}
+    return applicable(task, rows)
 
 
 def all_baselines(task: Task, train: list[dict], test: list[dict], seed: int = 0) -> dict:

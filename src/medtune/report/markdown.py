@@ -1,88 +1,130 @@
-"""results.json -> report.md: per task, the base/SFT/DPO table with p-values and the verdict."""
+"""results.json (+ picked test examples) -> report.md: the same tables as report.html, no plots."""
 
 from __future__ import annotations
 
-VERDICT_WORDS = {"sft_sufficient": "SFT is sufficient", "dpo_helps": "DPO helps", "inconclusive": "inconclusive"}
+from .tables import (BASELINE_LABELS, COMPARISON_LABELS, STAGE_LABELS, STAGES, VERDICT_WORDS, comparison_rows,
+                     fmt_metric, fmt_p, heads, p_text, n_items, pairs_line, per_class_rows, stage_rows, summary_rows,
+                     training_line)
+
+__all__ = ["render_markdown", "fmt_metric", "fmt_p", "VERDICT_WORDS"]
 
 
-def fmt_metric(m: dict | None) -> str:
-    if not m:
-        return "–"
-    if "ci_low" in m:
-        return f"{m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
-    return f"{m['value']:.3f}"
+def escape(text) -> str:
+    """Text from models and data is shown, never interpreted: no raw HTML in the markdown."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def fmt_p(p: float) -> str:
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
+def cell(text) -> str:
+    """A table cell: no pipes or newlines, no raw HTML."""
+    return " ".join(escape(text).replace("|", "\\|").split())
 
 
 def fmt_comparison(c: dict | None) -> str:
     if not c:
         return "–"
-    return f"{c['difference']:+.3f} (p={fmt_p(c['p_value'])})"
+    text = f"{c['difference']:+.3f} ({p_text(c['p_value'])}"
+    if "p_holm" in c:
+        text += f", Holm {p_text(c['p_holm'])}"
+    return text + ")"
 
 
-def task_section(name: str, task: dict) -> list[str]:
-    stages = task["stages"]
+def table(header: list[str], rows: list[list]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
+        ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+
+
+def task_section(name: str, task: dict, alpha: float, examples: list[dict] | None = None) -> list[str]:
     lines = [f"## {name}", "", task["description"], ""]
-    metric_names = []
-    for stage in stages.values():
-        for metric in stage.get("metrics", {}):
-            if metric not in metric_names:
-                metric_names.append(metric)
-    lines += ["| metric | base | SFT | DPO | SFT vs base | DPO vs SFT | DPO vs base |",
-              "|---|---|---|---|---|---|---|"]
-    comps = task["comparisons"]
-    for metric in metric_names:
-        star = " (primary)" if metric in task["primary_metrics"] else ""
-        cells = [fmt_metric(stages.get(s, {}).get("metrics", {}).get(metric)) for s in ("base", "sft", "dpo")]
-        cells += [fmt_comparison(comps.get(c, {}).get(metric)) for c in ("sft_vs_base", "dpo_vs_sft", "dpo_vs_base")]
-        lines.append(f"| {metric}{star} | " + " | ".join(cells) + " |")
-    n = next((m["n"] for s in stages.values() for m in s.get("metrics", {}).values()), None)
-    tests = sorted({c["test"] for comp in comps.values() for c in comp.values()})
-    lines += ["", f"Values with 95% bootstrap CIs on n={n} test items; differences with p-values from "
-                  f"{' / '.join(tests) or 'no test yet'} (accuracy: exact McNemar; F1 and grades: paired bootstrap).", ""]
-    if task.get("baselines"):
-        lines += ["Baselines on the same test items (no language model): " + "; ".join(
-            f"{b}: " + ", ".join(f"{m} {val:.3f}" for m, val in vals.items()) for b, vals in task["baselines"].items()) + ".", ""]
     v = task["verdict"]
     lines += [f"**Verdict: {VERDICT_WORDS[v['verdict']]}** — {v['reason']}", ""]
+    comps = task["comparisons"]
+    rows = []
+    for r in stage_rows(task):
+        comp_cells = [fmt_comparison(comps.get(c, {}).get(r["metric"])) for c in COMPARISON_LABELS]
+        rows.append([r["metric"] + (" (primary)" if r["primary"] else ""), *r["values"], *comp_cells])
+    lines += table(["metric", "base", "SFT", "DPO", *COMPARISON_LABELS.values()], rows)
+    tests = sorted({c["test"] for comp in comps.values() for c in comp.values()})
+    lines += ["", f"Values with 95% bootstrap CIs on n={n_items(task)} test items; differences with raw and "
+                  f"Holm-adjusted p-values ({' / '.join(tests) or 'no test yet'}).", ""]
+    if task.get("baselines"):
+        names = list(task["baselines"])
+        lines += ["Baselines on the same test items (no language model):", ""]
+        lines += table(["metric", *(BASELINE_LABELS.get(b, b) for b in names)],
+                       [[r["metric"], *r["baselines"]] for r in stage_rows(task)
+                        if any(r["metric"] in task["baselines"][b] for b in names)])
+        lines.append("")
+    crow = comparison_rows(task, alpha)
+    if crow:
+        lines += ["### Paired comparisons", ""]
+        lines += table(["comparison", "metric", "difference", "95% CI", "test", "p", "Holm p", "effect size"],
+                       [[r["comparison"], r["metric"] + (" (primary)" if r["primary"] else ""), r["difference"],
+                         r["ci"], r["test"], r["p"], r["p_holm"] + (" *" if r["significant"] else ""), r["effect"]]
+                        for r in crow])
+        lines += ["", f"\\* significant at alpha = {alpha} after Holm correction (family: {holm_family_text(task)}).", ""]
+    for head in heads(task):
+        lines += [f"### {head}: per class and confusion matrices", ""]
+        lines += table(["class", "support", *(f"{STAGE_LABELS[s]} P / R / F1" for s in STAGES)],
+                       [[r["label"], r["support"], *r["cells"]] for r in per_class_rows(task, head)])
+        lines.append("")
+        for stage in STAGES:
+            conf = (task["stages"].get(stage, {}).get("confusion") or {}).get(head)
+            if not conf:
+                continue
+            lines += [f"{STAGE_LABELS[stage]} (rows gold, columns predicted):", ""]
+            lines += table(["gold \\ predicted", *conf["columns"]],
+                           [[label, *row] for label, row in zip(conf["labels"], conf["matrix"])])
+            lines.append("")
     if "pairs" in task:
-        p = task["pairs"]
-        lines += [f"Preference pairs: {p['pairs']} from {p['prompts_tried']} training prompts "
-                  f"({', '.join(f'{k}: {v}' for k, v in p['pairs_per_source'].items()) or 'none'}); "
-                  f"SFT error rate on sampled training outputs {p['sft_error_rate_on_train']:.1%}.", ""]
-    timing = []
-    for stage in ("sft", "dpo"):
-        t = stages.get(stage, {}).get("training")
-        if t and t.get("train_runtime_s") is not None:
-            timing.append(f"{stage.upper()} {t['steps']} steps in {t['train_runtime_s']:.0f} s")
-    if timing:
-        lines += ["Training: " + "; ".join(timing) + ".", ""]
+        lines += [pairs_line(task["pairs"]), ""]
+    training = training_line(task)
+    if training:
+        lines += [training, ""]
+    if examples:
+        lines += ["### Test examples", ""]
+        for ex in examples:
+            flag = " (the stages disagree)" if ex["stages_disagree"] else ""
+            lines.append(f"**{ex['id']}**{flag}")
+            lines.append("")
+            if ex.get("input"):
+                lines += ["> " + escape(line) for line in short(ex["input"], 600).splitlines()] + [""]
+            rows = [["reference", short(ex["reference"], 300), ""]] if ex.get("reference") else []
+            for stage, a in ex["answers"].items():
+                mark = "parse failure" if a["parse_failed"] else ("right" if a["correct"] else "wrong")
+                rows.append([STAGE_LABELS[stage], short(a["output"], 300) or "(empty)", mark])
+            lines += table(["model", "answer", "scored"], rows) + [""]
     return lines
+
+
+def short(text: str | None, limit: int) -> str:
+    text = (text or "").strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def holm_family_text(task: dict) -> str:
+    return f"the 3 comparisons × the primary metric(s) {', '.join(task['primary_metrics'])}; " \
+           "secondary metrics form a second family"
 
 
 def summary_table(results: dict) -> list[str]:
-    lines = ["| task | primary metric | base | SFT | DPO | verdict |", "|---|---|---|---|---|---|"]
-    for name, task in results["tasks"].items():
-        for metric in task["primary_metrics"]:
-            vals = [task["stages"].get(s, {}).get("metrics", {}).get(metric) for s in ("base", "sft", "dpo")]
-            cells = [f"{v['value']:.3f}" if v else "–" for v in vals]
-            lines.append(f"| {name} | {metric} | " + " | ".join(cells) + f" | {VERDICT_WORDS[task['verdict']['verdict']]} |")
-    return lines
+    return table(["task", "primary metric", "base", "SFT", "DPO", "best baseline", "SFT vs base", "DPO vs SFT", "verdict"],
+                 [[r["task"], r["metric"], *r["values"], r["baseline"], r["sft_vs_base"], r["dpo_vs_sft"],
+                   r["verdict_words"]] for r in summary_rows(results)])
 
 
-def render_markdown(results: dict) -> str:
+def render_markdown(results: dict, examples: dict[str, list[dict]] | None = None) -> str:
     cfg = results["config"]
+    alpha = cfg["stats"]["alpha"]
     lines = ["# medtune study report", "",
              f"Model `{cfg['model']}`, preset `{cfg['preset']}`, seed {cfg['seed']}, "
              f"SFT {cfg['sft']['method']}, DPO loss `{cfg['dpo']['loss_type']}` (beta {cfg['dpo']['beta']}). "
-             f"Significance level alpha = {cfg['stats']['alpha']}.", "",
+             f"Significance level alpha = {alpha}, Holm-adjusted within each task.", "",
              "## Summary", ""]
     lines += summary_table(results) + [""]
     for name, task in results["tasks"].items():
-        lines += task_section(name, task)
+        lines.append(f"- **{name}: {VERDICT_WORDS[task['verdict']['verdict']]}** — {task['verdict']['reason']}")
+    lines.append("")
+    for name, task in results["tasks"].items():
+        lines += task_section(name, task, alpha, (examples or {}).get(name))
     v = results["versions"]
     lines += ["---", "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val), ""]
     return "\n".join(lines)

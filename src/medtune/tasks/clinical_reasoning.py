@@ -8,7 +8,10 @@ no known diagnosis is a parse failure.
 
 Vignettes are built from per-diagnosis pools of presenting complaints, history,
 examination findings and one key test, plus unrelated background and findings
-as distractors, in several sentence templates. No vignette contains the name
+as distractors, in several sentence templates. Half the vignettes also quote
+another disease's key result from a resolved episode years ago (a distractor
+a clinician discounts); some use shorthand (SOB, HTN, c/o, PMH). Test vignettes
+use phrasings held out of training (``split_pools``). No vignette contains the name
 (or any synonym) of any diagnosis, so the answer has to be reasoned from the
 findings rather than copied.
 """
@@ -570,11 +573,46 @@ def write_vignette(rng: random.Random, dx: Diagnosis) -> str:
             f"Findings: {exam_text}. {test}")
 
 
-def generate_examples(rng: random.Random, n: int) -> list[dict]:
+def split_pools(dx: Diagnosis, split: str) -> Diagnosis:
+    """The first phrasing of each finding pool (with 2+ phrasings) is written only into the test
+    split, the others only into train: test cases describe the disease in words training never used."""
+    def part(pool: list[str]) -> list[str]:
+        if len(pool) < 2:
+            return pool
+        return pool[:1] if split == "test" else pool[1:]
+    return Diagnosis(dx.names, dx.ages, dx.sexes, part(dx.complaints), part(dx.history), part(dx.exam),
+                     part(dx.tests))
+
+
+PRIOR_EPISODE = [
+    "Old records from an admission {n} years ago, since fully recovered: {test}",
+    "Prior episode ({n} yrs ago, resolved): {test}",
+    "A discharge letter from {n} years ago mentions: {test}",
+]
+ABBREVIATIONS = [("shortness of breath", "SOB"), ("hypertension", "HTN"), ("type 2 diabetes", "DM2"),
+                 ("blood pressure", "BP")]
+
+
+def add_prior_episode(rng: random.Random, text: str, dx: Diagnosis) -> str:
+    """A distractor: another disease's key result from years ago, which the current case must not be read as."""
+    other = rng.choice([d for d in DIAGNOSES if d is not dx])
+    line = rng.choice(PRIOR_EPISODE).format(n=rng.randint(2, 15), test=rng.choice(other.tests)).rstrip(".")
+    parts = text.split(". ")
+    parts.insert(rng.randint(1, max(1, len(parts) - 1)), line)
+    return ". ".join(parts)
+
+
+def generate_examples(rng: random.Random, n: int, split: str = "train") -> list[dict]:
     examples = []
     for i in range(n):
         dx = DIAGNOSES[i % len(DIAGNOSES)]
-        examples.append({"input": write_vignette(rng, dx), "target": dx.name})
+        text = write_vignette(rng, split_pools(dx, split))
+        if rng.random() < 0.5:
+            text = add_prior_episode(rng, text, dx)
+        if rng.random() < 0.3:  # clinicians' shorthand
+            for long, short in ABBREVIATIONS:
+                text = text.replace(long, short)
+        examples.append({"input": text, "target": dx.name})
     rng.shuffle(examples)
     return examples
 

@@ -36,12 +36,14 @@ class Metric:
 
     ``paired_test`` says how two stages are compared on the same test items:
     ``mcnemar`` for a mean of 0/1 item scores (``item_key`` names the 0/1 field),
-    ``bootstrap`` for anything else (macro-F1, mean grades).
+    ``wilcoxon`` for a mean of ordinal item grades (``item_key`` names the grade,
+    e.g. the 1-5 Likert grade), ``bootstrap`` for anything else (macro-F1, mean
+    coverage; an ``item_key`` there adds Cohen's d_z as an effect size).
     """
 
     name: str
     compute: Callable[[list[Row]], float]
-    paired_test: Literal["mcnemar", "bootstrap"]
+    paired_test: Literal["mcnemar", "wilcoxon", "bootstrap"]
     item_key: str | None = None
     higher_is_better: bool = True
 

@@ -149,5 +149,6 @@ TASK = Task(
     score=score,
     wrong_completions=wrong_completions,
     generate_examples=generate_examples,
-    extra={"aliases": ALIASES, "thresholds": (LOW, HIGH)},
+    # "value" is optional in a user's file; when present it must be a number (the doctor checks)
+    extra={"aliases": ALIASES, "thresholds": (LOW, HIGH), "numeric_fields": ("value",)},
 )

@@ -7,13 +7,17 @@ medication and the follow-up), each as a list of accepted phrasings, e.g.
 120-180 words with section headers, abbreviations and distractor details (past
 history, home medications, incidental labs, consults).
 
-Interim grader (simple on purpose; a judge model is meant to replace it):
+Grading: the built-in rubric grader (``medtune.evaluate.grader``, ``docs/grading.md``) puts each
+output on the paper's 1-5 Likert scale from key-fact coverage, unsupported statements
+(numbers, drugs, diagnoses, patient details the note does not state) and length. Row fields:
 
-* ``coverage``: fraction of facts with any phrasing present in the normalised
-  output as whole words;
-* ``grade`` (Likert 1-5): ``1 + round(4 * coverage)``, minus 1 (floor 1) when the
-  output is longer than 2.5x the reference's word count; 1 for an empty output;
+* ``grade`` (int 1-5), ``coverage`` (fraction of facts stated as whole words);
+* ``unsupported`` (list of what was not found in the note), ``words``, ``length``
+  (ok / long / very_long), ``copy`` (a copy of the note), ``grader`` ("builtin");
 * ``correct``: ``grade >= 4``; ``parse_failed``: the output is empty after strip.
+
+With ``eval.grader: llm`` the study re-grades ``grade`` with an LLM judge
+(``medtune.evaluate.judge``) and keeps the built-in fields as ``builtin_grade`` etc.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from .common import Metric, Task, normalize
+from ..evaluate.grader import coverage, fact_present, grade_summary  # noqa: F401 (re-exported)
+from .common import Metric, Task
 
 SYSTEM_PROMPT = "You are a clinical documentation assistant. You write short, accurate summaries of clinical notes."
 
@@ -36,33 +41,18 @@ def reference(example: dict) -> str:
     return example["target"]
 
 
-# ---------------------------------------------------------------- interim grader
+# ---------------------------------------------------------------- grading (evaluate/grader.py)
 
-def fact_present(text: str, variants: list[str]) -> bool:
-    padded = f" {normalize(text)} "
-    return any(f" {normalize(v)} " in padded for v in variants if normalize(v))
-
-
-def coverage(output: str, facts: list[list[str]]) -> float:
-    if not facts:
-        return 0.0
-    return sum(fact_present(output, variants) for variants in facts) / len(facts)
-
-
-def grade(output: str, facts: list[list[str]], reference_text: str) -> int:
-    if not output.strip():
-        return 1
-    value = 1 + round(4 * coverage(output, facts))
-    if len(output.split()) > 2.5 * len(reference_text.split()):
-        value = max(1, value - 1)  # a summary that is not short is not a summary
-    return value
+def grade(output: str, facts: list[list[str]], reference_text: str, note: str = "") -> int:
+    """The built-in rubric grade (1-5) of one output."""
+    return grade_summary(note, reference_text, facts, output)["grade"]
 
 
 def score(example: dict, output: str) -> dict:
-    empty = not output.strip()
-    cov = 0.0 if empty else coverage(output, example["facts"])
-    likert = grade(output, example["facts"], example["target"])
-    return {"coverage": cov, "grade": likert, "correct": likert >= 4, "parse_failed": empty}
+    graded = grade_summary(example["input"], example["target"], example["facts"], output)
+    return {"coverage": graded["coverage"], "grade": graded["grade"], "unsupported": graded["unsupported"],
+            "words": graded["words"], "length": graded["length"], "copy": graded["copy"], "grader": "builtin",
+            "correct": graded["grade"] >= 4, "parse_failed": not output.strip()}
 
 
 def mean_of(key: str):
@@ -520,18 +510,18 @@ def generate_examples(rng: random.Random, n: int) -> list[dict]:
 
 TASK = Task(
     name="summarization",
-    description="clinical note -> 1-2 sentence summary, graded 1-5 on key-fact coverage (interim grader)",
+    description="clinical note -> 1-2 sentence summary, graded 1-5 by a rubric (facts, unsupported details, length)",
     system_prompt=SYSTEM_PROMPT,
     labels=None,
-    metrics=[Metric("likert", mean_of("grade"), "bootstrap"),
+    metrics=[Metric("likert", mean_of("grade"), "wilcoxon", item_key="grade"),
              Metric("fact_coverage", mean_of("coverage"), "bootstrap")],
     primary_metrics=["likert"],
-    max_new_tokens=80,
+    max_new_tokens=64,  # the longest reference summary is 59 tokens
     build_prompt=build_prompt,
     reference=reference,
     score=score,
     wrong_completions=wrong_completions,
     generate_examples=generate_examples,
     required_fields=("input", "target", "facts"),
-    extra={"grader": "interim fact-coverage grader"},
+    extra={"grader": "builtin rubric grader (docs/grading.md)"},
 )

@@ -22,7 +22,10 @@ urgency
 The gold completion is two lines: ``personnel: nurse`` / ``urgency: non-urgent``.
 In the generated data about 30% of messages are urgent; admin requests never
 carry a red flag. Messages vary in length and tone, mention medications and
-symptoms in passing, and some have typos.
+symptoms in passing, some negate or recall a red flag ("had chest pain last
+year, stress test normal"), and some have typos. Test messages are built from
+message cores never used in training (``split_cores``), so a model that only
+memorised training phrasings does not score well.
 """
 
 from __future__ import annotations
@@ -59,18 +62,31 @@ anticoagulant today)
 - non-urgent: everything else"""
 
 
+def heads(example: dict) -> list[str]:
+    """The heads this example is labelled for: both in the bundled data; a user's file may carry
+    only ``personnel`` or only ``urgency``, and then only that head is asked, taught and scored."""
+    present = [head for head in LABELS if example.get(head) is not None]
+    return present or list(LABELS)
+
+
 def build_prompt(example: dict) -> str:
+    asked = heads(example)
+    if len(asked) == len(LABELS):
+        return (f"Triage this patient portal message.\n{RULES}\n\nMessage:\n{example['input']}\n\n"
+                f"Answer in exactly two lines:\npersonnel: <one of {', '.join(PERSONNEL)}>\n"
+                f"urgency: <one of {', '.join(URGENCY)}>")
+    head = asked[0]
     return (f"Triage this patient portal message.\n{RULES}\n\nMessage:\n{example['input']}\n\n"
-            f"Answer in exactly two lines:\npersonnel: <one of {', '.join(PERSONNEL)}>\n"
-            f"urgency: <one of {', '.join(URGENCY)}>")
+            f"Answer in exactly one line:\n{head}: <one of {', '.join(LABELS[head])}>")
 
 
-def render(personnel: str, urgency: str) -> str:
-    return f"personnel: {personnel}\nurgency: {urgency}"
+def render(personnel: str | None, urgency: str | None) -> str:
+    lines = [f"{head}: {value}" for head, value in (("personnel", personnel), ("urgency", urgency)) if value]
+    return "\n".join(lines)
 
 
 def reference(example: dict) -> str:
-    return render(example["personnel"], example["urgency"])
+    return render(example.get("personnel"), example.get("urgency"))
 
 
 def read_head(output: str, head: str) -> str | None:
@@ -85,21 +101,42 @@ def read_head(output: str, head: str) -> str | None:
 
 
 def score(example: dict, output: str) -> dict:
-    personnel, urgency = read_head(output, "personnel"), read_head(output, "urgency")
-    right_personnel = personnel == example["personnel"]
-    right_urgency = urgency == example["urgency"]
-    return {
-        "gold_personnel": example["personnel"], "pred_personnel": personnel,
-        "gold_urgency": example["urgency"], "pred_urgency": urgency,
-        "correct_personnel": right_personnel, "correct_urgency": right_urgency,
-        "correct": right_personnel and right_urgency,
-        "parse_failed": personnel is None and urgency is None,
-    }
+    """Both heads scored; a head the example has no gold for (a one-head file) gets ``gold_<head>``
+    and ``correct_<head>`` None and is left out of ``correct``, ``parse_failed`` and its metrics."""
+    row, asked = {}, heads(example)
+    for head in LABELS:
+        pred, gold = read_head(output, head), example.get(head)
+        row[f"gold_{head}"], row[f"pred_{head}"] = gold, pred
+        row[f"correct_{head}"] = pred == gold if gold is not None else None
+    row["correct"] = all(row[f"correct_{head}"] for head in asked)
+    row["parse_failed"] = all(row[f"pred_{head}"] is None for head in asked)
+    return row
 
 
 def wrong_completions(example: dict) -> list[str]:
-    gold = (example["personnel"], example["urgency"])
-    return [render(p, u) for p, u in itertools.product(PERSONNEL, URGENCY) if (p, u) != gold]
+    options = [LABELS[head] if example.get(head) is not None else [None] for head in LABELS]
+    gold = (example.get("personnel"), example.get("urgency"))
+    return [render(p, u) for p, u in itertools.product(*options) if (p, u) != gold]
+
+
+def labelled(rows: list[dict], head: str) -> list[dict] | None:
+    """The rows that have a gold label for ``head``; None when none has (the metric does not apply)."""
+    kept = [r for r in rows if r.get(f"gold_{head}") is not None]
+    return kept or (None if rows else [])
+
+
+def head_f1(head: str):
+    def compute(rows):
+        kept = labelled(rows, head)
+        return None if kept is None else macro_f1(kept, LABELS[head], f"gold_{head}", f"pred_{head}")
+    return compute
+
+
+def head_accuracy(head: str):
+    def compute(rows):
+        kept = labelled(rows, head)
+        return None if kept is None else accuracy(kept, f"correct_{head}")
+    return compute
 
 
 # ---------------------------------------------------------------- synthetic portal messages
@@ -193,6 +230,8 @@ CORES = {
         "The pharmacy gave me a different looking pill for my {med}. Is it the same medicine?",
         "How many hours apart should I space my {med} and my calcium supplement?",
         "I need a 90 day supply of {med} sent in for mail order please.",
+        "Can I get a refill on my {critical}? I still have about 2 weeks left.",
+        "Is it ok to take {otc} with my {critical}? No bleeding or anything, just a headache.",
         "My insurance wants a prior authorization for my {med}. What do I do?",
     ],
     ("pharmacist", "urgent"): [
@@ -230,8 +269,15 @@ CONTEXT = [
     "I had my knee replaced two years ago.", "This is my first time using this app.",
     "I'm allergic to penicillin.", "My insurance changed in January.",
 ]
+# Red-flag words in a negated, past or hypothetical sentence: they do not make a message urgent.
 NEGATED_RED_FLAGS = ["No chest pain or trouble breathing.", "No fever.", "I'm not bleeding or anything.",
-                     "No shortness of breath.", "Not an emergency, just wondering.", "I feel fine otherwise."]
+                     "No shortness of breath.", "Not an emergency, just wondering.", "I feel fine otherwise.",
+                     "I had chest pain last year but the stress test was normal and it never came back.",
+                     "No SOB, no CP.", "The bleeding stopped on its own two weeks ago.",
+                     "My breathing is fine, no tightness in my chest.",
+                     "What should I watch for in case I ever get chest pain?",
+                     "My face and speech are normal, my wife was just worried.",
+                     "No swelling of lips or throat, just itchy.", "No thoughts of harming myself, just feeling low."]
 
 
 def fill(template: str, rng: random.Random) -> str:
@@ -252,8 +298,15 @@ def add_typos(text: str, rng: random.Random) -> str:
     return " ".join(words)
 
 
-def write_message(rng: random.Random, personnel: str, urgency: str) -> str:
-    parts = [rng.choice(GREETINGS), fill(rng.choice(CORES[(personnel, urgency)]), rng)]
+def split_cores(split: str) -> dict[tuple[str, str], list[str]]:
+    """Every 4th message core is written only into the test split, the rest only into train:
+    test messages say things in ways training never showed, as a clinic's new messages do."""
+    return {cell: [core for i, core in enumerate(cores) if (i % 4 == 0) == (split == "test")]
+            for cell, cores in CORES.items()}
+
+
+def write_message(rng: random.Random, personnel: str, urgency: str, cores=None) -> str:
+    parts = [rng.choice(GREETINGS), fill(rng.choice((cores or CORES)[(personnel, urgency)]), rng)]
     for context in rng.sample(CONTEXT, rng.choice([0, 0, 1, 1, 2, 3])):  # some messages ramble
         parts.insert(rng.randint(1, len(parts)), fill(context, rng))
     if urgency == "non-urgent" and personnel != "admin" and rng.random() < 0.3:
@@ -269,12 +322,14 @@ def write_message(rng: random.Random, personnel: str, urgency: str) -> str:
     return text
 
 
-def generate_examples(rng: random.Random, n: int) -> list[dict]:
+def generate_examples(rng: random.Random, n: int, split: str = "train") -> list[dict]:
+    cores = split_cores(split)
     examples = []
     for i in range(n):
         personnel = PERSONNEL[i % len(PERSONNEL)]
         urgency = "urgent" if rng.random() < URGENT_RATE[personnel] else "non-urgent"
-        examples.append({"input": write_message(rng, personnel, urgency), "personnel": personnel, "urgency": urgency})
+        examples.append({"input": write_message(rng, personnel, urgency, cores), "personnel": personnel,
+                         "urgency": urgency})
     rng.shuffle(examples)
     return examples
 
@@ -284,14 +339,12 @@ TASK = Task(
     description="patient portal message -> personnel (physician/nurse/pharmacist/admin) and urgency (urgent/non-urgent)",
     system_prompt=SYSTEM_PROMPT,
     labels=LABELS,
+    # a metric returns None when no row has gold for its head (a one-head file): it is then omitted
     metrics=[
-        Metric("personnel_macro_f1", lambda rows: macro_f1(rows, PERSONNEL, "gold_personnel", "pred_personnel"),
-               "bootstrap"),
-        Metric("urgency_macro_f1", lambda rows: macro_f1(rows, URGENCY, "gold_urgency", "pred_urgency"), "bootstrap"),
-        Metric("personnel_accuracy", lambda rows: accuracy(rows, "correct_personnel"), "mcnemar",
-               item_key="correct_personnel"),
-        Metric("urgency_accuracy", lambda rows: accuracy(rows, "correct_urgency"), "mcnemar",
-               item_key="correct_urgency"),
+        Metric("personnel_macro_f1", head_f1("personnel"), "bootstrap"),
+        Metric("urgency_macro_f1", head_f1("urgency"), "bootstrap"),
+        Metric("personnel_accuracy", head_accuracy("personnel"), "mcnemar", item_key="correct_personnel"),
+        Metric("urgency_accuracy", head_accuracy("urgency"), "mcnemar", item_key="correct_urgency"),
     ],
     primary_metrics=["personnel_macro_f1", "urgency_macro_f1"],
     max_new_tokens=16,
@@ -301,5 +354,6 @@ TASK = Task(
     wrong_completions=wrong_completions,
     generate_examples=generate_examples,
     required_fields=("input", "personnel", "urgency"),
-    extra={"aliases": ALIASES},
+    # a user's file needs at least one of these columns (the doctor checks); the other head is not evaluated
+    extra={"aliases": ALIASES, "any_of_fields": ("personnel", "urgency")},
 )

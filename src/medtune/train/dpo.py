@@ -4,65 +4,214 @@ LoRA (default): the SFT model is merged, a fresh adapter is trained on top, and
 TRL uses the same network with the adapter disabled as the reference, so the
 reference is exactly the SFT model and no second copy sits in memory. Full
 fine-tuning: a frozen copy of the SFT model is the reference.
+
+A share of the pairs is held out. Every ``eval_steps`` steps TRL's evaluation
+reports reward accuracy, margin and the chosen/rejected log-probs on them; the
+collapse guard watches the chosen log-prob (DPO can push chosen *and* rejected
+down together, which degrades the model while the loss still improves).
 """
 
 from __future__ import annotations
 
 import copy
+import random
 from pathlib import Path
 
+import torch
 from datasets import Dataset
-from transformers import PrinterCallback
+from transformers import PrinterCallback, TrainerCallback
 
+from ..errors import MedtuneError
 from ..io import atomic_dir, write_json
 from ..models import lora_config, save_model_info
+from ..progress import console
 from ..tasks.common import Task
 from .common import RichProgress, clean_checkpoints, common_args, last_checkpoint
 
 
-def dpo_dataset(task: Task, pairs: list[dict]) -> Dataset:
+def loss_args(settings) -> dict:
+    """medtune's loss names -> DPOConfig arguments (TRL computes every loss)."""
+    if settings.loss_type == "sigmoid+sft":
+        return {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, settings.sft_weight]}
+    args = {"loss_type": [settings.loss_type]}
+    if settings.loss_type == "robust":
+        args["label_smoothing"] = settings.label_smoothing
+    return args
+
+
+def dpo_rows(task: Task, pairs: list[dict]) -> list[dict]:
     """TRL's conversational preference format, with the task's system prompt."""
-    return Dataset.from_list([
+    return [
         {"prompt": [{"role": "system", "content": task.system_prompt}, {"role": "user", "content": p["prompt"]}],
          "chosen": [{"role": "assistant", "content": p["chosen"]}],
          "rejected": [{"role": "assistant", "content": p["rejected"]}]}
         for p in pairs
-    ])
+    ]
 
 
-def train_dpo(model, tokenizer, base: str, sft_model_dir: Path, method: str, task: Task, pairs: list[dict],
+def pair_lengths(tokenizer, row: dict) -> tuple[int, int, int]:
+    """Token counts of (prompt, prompt+chosen, prompt+rejected) after the chat template."""
+    def count(messages, generation_prompt=False):
+        return len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
+                                                 add_generation_prompt=generation_prompt)["input_ids"])
+    return (count(row["prompt"], True), count(row["prompt"] + row["chosen"]), count(row["prompt"] + row["rejected"]))
+
+
+def fit_pairs(tokenizer, task: Task, pairs: list[dict], max_length: int, mode: str) -> tuple[list[dict], dict]:
+    """Keep the pairs that fit in ``max_length`` whole.
+
+    TRL's own truncation cuts the end of the sequence, i.e. the completions, and
+    can make chosen and rejected identical (the failure the seed study hit on long
+    summaries). medtune never trains on a cut completion: a pair that does not fit
+    is dropped with a warning, or stops the run when ``truncation: error``.
+    """
+    kept, too_long, chosen_tokens = [], [], []
+    for pair, row in zip(pairs, dpo_rows(task, pairs)):
+        prompt_len, chosen_len, rejected_len = pair_lengths(tokenizer, row)
+        if max(chosen_len, rejected_len) > max_length:
+            too_long.append(pair["id"])
+        else:
+            kept.append(pair)
+            chosen_tokens.append(chosen_len - prompt_len)
+    if too_long:
+        message = (f"{task.name}: {len(too_long)} of {len(pairs)} preference pair(s) are longer than "
+                   f"dpo.max_length={max_length} tokens (e.g. {', '.join(too_long[:3])})")
+        if mode == "error":
+            raise MedtuneError(message + "; raise dpo.max_length or set dpo.truncation: drop")
+        console.print(f"[yellow]{message}; they are left out rather than cut (dpo.truncation: drop).[/]")
+    stats = {"pairs_in": len(pairs), "dropped_too_long": len(too_long),
+             "mean_chosen_tokens": sum(chosen_tokens) / len(chosen_tokens) if chosen_tokens else 0.0}
+    return kept, stats
+
+
+def split_heldout(pairs: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Hold out whole prompts (all pairs of one example go to the same side)."""
+    if fraction <= 0:
+        return pairs, []
+    groups: dict[str, list[dict]] = {}
+    for p in pairs:
+        groups.setdefault(p.get("example_id", p["id"]), []).append(p)
+    keys = sorted(groups)
+    random.Random(seed).shuffle(keys)
+    n_out = min(len(keys) - 1, max(2, round(len(keys) * fraction))) if len(keys) >= 4 else 0
+    held = {k for k in keys[:n_out]}
+    train = [p for k in keys if k not in held for p in groups[k]]
+    heldout = [p for k in keys if k in held for p in groups[k]]
+    return train, heldout
+
+
+class CollapseGuard(TrainerCallback):
+    """Watches held-out evaluations: logs them, detects collapse, remembers the best weights.
+
+    TRL's held-out ``rewards/chosen`` is beta * (log-prob of chosen under the
+    model - under the reference), and the reference is the model DPO started
+    from, so ``rewards/chosen / beta`` is how far the chosen log-prob has moved
+    since the start (also after a resume). Collapse: it fell more than
+    ``threshold`` nats per chosen token. The best weights are those with the
+    highest held-out reward accuracy (ties keep the earlier step, which drifted
+    less); only trainable parameters are copied, a few MB with LoRA.
+    """
+
+    def __init__(self, settings, tokens_per_chosen: float):
+        self.settings = settings
+        self.tokens = max(tokens_per_chosen, 1.0)
+        self.history: list[dict] = []
+        self.fired: dict | None = None
+        self.best: tuple[float, int, dict] | None = None
+
+    def snapshot(self, model, accuracy: float, step: int) -> None:
+        if self.best is None or accuracy > self.best[0]:
+            state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+            self.best = (accuracy, step, state)
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if model is not None and state.global_step == 0:
+            self.snapshot(model, 0.0, 0)  # the starting weights: rewards are 0, so accuracy 0
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        if not metrics or "eval_rewards/chosen" not in metrics:
+            return
+        entry = {"step": state.global_step, **{k.removeprefix("eval_"): v for k, v in metrics.items()
+                                               if k.startswith(("eval_rewards", "eval_logps", "eval_loss"))}}
+        entry["chosen_logp_change_per_token"] = entry["rewards/chosen"] / self.settings.beta / self.tokens
+        self.history.append(entry)
+        if model is not None:
+            self.snapshot(model, entry.get("rewards/accuracies", 0.0), state.global_step)
+        drop = -entry["chosen_logp_change_per_token"]
+        if self.settings.collapse_guard and not self.fired and drop > self.settings.collapse_threshold:
+            self.fired = {"step": state.global_step, "chosen_logp_drop_per_token": drop,
+                          "threshold": self.settings.collapse_threshold,
+                          "rewards_chosen": entry["rewards/chosen"], "rewards_rejected": entry.get("rewards/rejected")}
+            console.print(f"[bold yellow]collapse guard:[/] at step {state.global_step} the held-out chosen "
+                          f"log-prob fell {drop:.2f} nats/token below where DPO started (threshold "
+                          f"{self.settings.collapse_threshold}): DPO is pushing the reference answers down too.")
+            if self.settings.stop_on_collapse:
+                control.should_training_stop = True
+
+    def restore_best(self, model) -> dict | None:
+        if not self.best:
+            return None
+        accuracy, step, state = self.best
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, value in state.items():
+                params[name].copy_(value)
+        return {"step": step, "heldout_reward_accuracy": accuracy}
+
+
+def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, task: Task, pairs: list[dict],
               settings, out_dir: Path, device: str, seed: int) -> dict:
-    """``model`` is the SFT model (adapters merged). Saves ``out_dir/model``."""
+    """``model`` is the parent (SFT, or the previous DPO round) with adapters merged. Saves ``out_dir/model``."""
     from trl import DPOConfig, DPOTrainer
 
-    args = DPOConfig(**common_args(out_dir, settings, device, seed), beta=settings.beta,
-                     loss_type=[settings.loss_type], max_length=settings.max_length)
+    pairs, fit = fit_pairs(tokenizer, task, pairs, settings.max_length, settings.truncation)
+    train_pairs, heldout = split_heldout(pairs, settings.heldout_fraction, seed)
+    if not train_pairs:
+        raise MedtuneError(f"{task.name}: no preference pair fits dpo.max_length={settings.max_length}; raise it")
+    eval_args = {}
+    if heldout:
+        eval_args = dict(eval_strategy="steps", eval_steps=settings.eval_steps, per_device_eval_batch_size=settings.batch_size)
+    args = DPOConfig(**common_args(out_dir, settings, device, seed), **loss_args(settings), **eval_args,
+                     beta=settings.beta, max_length=settings.max_length)
     peft, ref_model = None, None
     if method == "lora":
-        peft = lora_config(settings.lora_r, settings.lora_alpha, 0.0, "all-linear")
+        peft = lora_config(settings.lora_r, settings.lora_alpha, 0.0, "all-linear", model, settings.lora_layers)
     else:
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)
-    trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=dpo_dataset(task, pairs),
+    _, held_fit = fit_pairs(tokenizer, task, heldout, settings.max_length, "drop") if heldout else (None, fit)
+    guard = CollapseGuard(settings, held_fit["mean_chosen_tokens"])
+    trainer = DPOTrainer(model=model, ref_model=ref_model, args=args,
+                         train_dataset=Dataset.from_list(dpo_rows(task, train_pairs)),
+                         eval_dataset=Dataset.from_list(dpo_rows(task, heldout)) if heldout else None,
                          processing_class=tokenizer, peft_config=peft,
-                         callbacks=[RichProgress(f"{task.name}: DPO")])
+                         callbacks=[RichProgress(f"{task.name}: DPO"), guard])
     trainer.remove_callback(PrinterCallback)  # our rich bar shows the loss instead
     result = trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
+    if heldout and (not guard.history or guard.history[-1]["step"] != trainer.state.global_step):
+        trainer.evaluate()  # the held-out metrics of the weights as trained
+    restored = guard.restore_best(trainer.model) if guard.fired and settings.stop_on_collapse else None
     with atomic_dir(out_dir / "model") as tmp:
         trainer.model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        # a LoRA adapter sits on the SFT model; full weights stand alone
-        save_model_info(tmp, method, base, sft_model_dir, parent_is_stage=True)
+        # a LoRA adapter sits on its parent; full weights stand alone
+        save_model_info(tmp, method, base, parent_model_dir, parent_is_stage=True)
     history = trainer.state.log_history
     summary = {"train_runtime_s": result.metrics.get("train_runtime"), "steps": trainer.state.global_step,
-               "pairs": len(pairs), "final_loss": result.metrics.get("train_loss"),
+               "pairs": len(train_pairs), "heldout_pairs": len(heldout), "length_filter": fit,
+               "loss_type": settings.loss_type, "beta": settings.beta,
+               "final_loss": result.metrics.get("train_loss"),
                "final_reward_accuracy": last_logged(history, "rewards/accuracies"),
                "final_reward_margin": last_logged(history, "rewards/margins"),
+               "heldout": guard.history,
+               "collapse": {"guard": settings.collapse_guard, "fired": guard.fired is not None, **(guard.fired or {}),
+                            "restored": restored},
                "log_history": history}
+    write_json(out_dir / "heldout_log.json", guard.history)
     write_json(out_dir / "train_log.json", summary)
     clean_checkpoints(out_dir)
     return summary
 
 
 def last_logged(history: list[dict], key: str):
-    values = [h[key] for h in history if key in h]
+    values = [h[key] for h in history if key in h and not any(k.startswith("eval_") for k in h)]
     return values[-1] if values else None

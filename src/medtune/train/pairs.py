@@ -1,47 +1,61 @@
-"""Preference pairs for DPO: chosen = the reference answer, rejected = a wrong answer.
+"""Preference pairs for DPO. Every pair records where it came from (``source``).
 
-``model_errors``: sample outputs from the SFT model on training prompts; every
-output the task's own scorer marks wrong becomes a ``rejected`` (what Savage et
-al. did by hand). Label tasks fall back to a wrong label (``label_swap``) for
-prompts the model always got right, so DPO still sees every training prompt.
+* ``model_errors`` (default): sample k outputs from the model for each training
+  prompt; every output the task's own scorer marks wrong becomes a ``rejected``
+  against the reference ``chosen`` (what Savage et al. did by hand). Label tasks
+  fall back to a wrong label (``label_swap``) for prompts the model always got
+  right, unless ``label_swap_fallback`` is off.
+* ``label_swap``: label tasks only, a wrong label as ``rejected``; no sampling.
+* ``judge_ranked`` (tasks with a grade, i.e. summarization): sample k outputs,
+  grade them, best vs worst when the grades differ by ``min_grade_gap``.
+* ``human``: the user's own pairs (``pairs.human_file``), also added to the
+  mined pairs of the other strategies when the file is given.
 """
 
 from __future__ import annotations
 
 import random
 from collections import Counter
+from pathlib import Path
 
+from ..errors import MedtuneError
 from ..generate import generate
 from ..tasks.common import Task
 
 
 def mine_pairs(model, tokenizer, task: Task, examples: list[dict], settings, batch_size: int,
                seed: int) -> tuple[list[dict], dict]:
-    """Returns (pairs, statistics)."""
+    """Returns (pairs, statistics). ``model`` may be None for strategies that need no sampling."""
     rng = random.Random(seed)
     if settings.max_prompts and len(examples) > settings.max_prompts:
         examples = rng.sample(examples, settings.max_prompts)
-    samples = generate(model, tokenizer, [task.messages(ex) for ex in examples], max_new_tokens=task.max_new_tokens,
-                       batch_size=batch_size, do_sample=settings.temperature > 0, temperature=settings.temperature,
-                       num_samples=settings.samples, seed=seed, desc=f"{task.name}: mining pairs")
-    pairs, wrong_outputs, no_pair = [], 0, 0
-    for ex, outputs in zip(examples, samples):
-        chosen = task.reference(ex)
-        found = pairs_from_errors(task, ex, outputs, chosen)
-        wrong_outputs += sum(1 for o in outputs if not task.score(ex, o)["correct"])
-        if not found and settings.label_swap_fallback:
-            found = pairs_from_label_swap(task, ex, chosen, rng)
-        if not found:
-            no_pair += 1
-        pairs.extend(found)
+    check_strategy(task, settings.strategy)
+    pairs, no_pair, wrong_outputs, outputs_total = [], 0, 0, 0
+    if needs_model(settings.strategy):
+        samples = generate(model, tokenizer, [task.messages(ex) for ex in examples],
+                           max_new_tokens=task.max_new_tokens, batch_size=batch_size,
+                           do_sample=settings.temperature > 0, temperature=settings.temperature,
+                           num_samples=settings.samples, seed=seed, desc=f"{task.name}: mining pairs")
+    else:
+        samples = [[] for _ in examples]
+    if settings.strategy != "human":
+        for ex, outputs in zip(examples, samples):
+            scored = [(o, task.score(ex, o)) for o in outputs]
+            outputs_total += len(outputs)
+            wrong_outputs += sum(1 for _, s in scored if not s["correct"])
+            found = strategy_pairs(task, ex, scored, settings, rng)
+            no_pair += not found
+            pairs.extend(found)
+    if settings.human_file:
+        pairs.extend(human_pairs(Path(settings.human_file), task))
     stats = {
         "strategy": settings.strategy,
-        "prompts_tried": len(examples),
-        "samples_per_prompt": settings.samples,
+        "prompts_tried": len(examples) if settings.strategy != "human" else 0,
+        "samples_per_prompt": settings.samples if needs_model(settings.strategy) else 0,
         "temperature": settings.temperature,
-        "outputs": len(examples) * settings.samples,
+        "outputs": outputs_total,
         "wrong_outputs": wrong_outputs,
-        "sft_error_rate_on_train": wrong_outputs / max(1, len(examples) * settings.samples),
+        "sft_error_rate_on_train": wrong_outputs / outputs_total if outputs_total else None,
         "pairs": len(pairs),
         "pairs_per_source": dict(Counter(p["source"] for p in pairs)),
         "prompts_without_pair": no_pair,
@@ -49,14 +63,42 @@ def mine_pairs(model, tokenizer, task: Task, examples: list[dict], settings, bat
     return pairs, stats
 
 
-def pairs_from_errors(task: Task, example: dict, outputs: list[str], chosen: str) -> list[dict]:
+def needs_model(strategy: str) -> bool:
+    return strategy in ("model_errors", "judge_ranked")
+
+
+def check_strategy(task: Task, strategy: str) -> None:
+    if strategy == "label_swap" and not task.labels:
+        raise MedtuneError(f"pairs.strategy label_swap needs a label task; {task.name} has open answers "
+                           "(use model_errors or judge_ranked)")
+    if strategy == "judge_ranked" and task.name != "summarization":
+        raise MedtuneError(f"pairs.strategy judge_ranked ranks graded summaries; {task.name} has no grade "
+                           "(use model_errors)")
+
+
+def strategy_pairs(task: Task, example: dict, scored: list[tuple[str, dict]], settings, rng: random.Random) -> list[dict]:
+    chosen = task.reference(example)
+    if settings.strategy == "judge_ranked":
+        return pairs_from_ranking(task, example, scored, settings.min_grade_gap)
+    found = pairs_from_errors(task, example, scored, chosen) if settings.strategy == "model_errors" else []
+    if not found and (settings.strategy == "label_swap" or settings.label_swap_fallback):
+        found = pairs_from_label_swap(task, example, chosen, rng)
+    return found
+
+
+def same_text(a: str, b: str) -> bool:
+    return " ".join(a.split()) == " ".join(b.split())
+
+
+def pairs_from_errors(task: Task, example: dict, scored: list[tuple[str, dict]], chosen: str) -> list[dict]:
+    """One pair per distinct wrong output; outputs the scorer accepts never become ``rejected``."""
     pairs, seen = [], set()
-    for output in outputs:
+    for output, score in scored:
         key = " ".join(output.split())
-        if key in seen or key == " ".join(chosen.split()):
+        if key in seen or same_text(output, chosen):
             continue  # a duplicate, or identical to the reference up to whitespace: no signal
         seen.add(key)
-        if not task.score(example, output)["correct"]:
+        if not score["correct"]:
             pairs.append(make_pair(task, example, chosen, output, "model_error", len(pairs)))
     return pairs
 
@@ -66,6 +108,31 @@ def pairs_from_label_swap(task: Task, example: dict, chosen: str, rng: random.Ra
     if not wrong:
         return []
     return [make_pair(task, example, chosen, rng.choice(wrong), "label_swap", 0)]
+
+
+def pairs_from_ranking(task: Task, example: dict, scored: list[tuple[str, dict]], min_gap: int) -> list[dict]:
+    """Best vs worst graded sample (ties broken by fact coverage), when the grades differ enough."""
+    graded = [(s["grade"], s.get("coverage", 0.0), o) for o, s in scored if o.strip()]
+    if len(graded) < 2:
+        return []
+    best, worst = max(graded, key=lambda g: g[:2]), min(graded, key=lambda g: g[:2])
+    if best[0] - worst[0] < min_gap or same_text(best[2], worst[2]):
+        return []
+    pair = make_pair(task, example, best[2], worst[2], "judge", 0)
+    pair.update(chosen_grade=best[0], rejected_grade=worst[0])
+    return [pair]
+
+
+def human_pairs(path: Path, task: Task) -> list[dict]:
+    """The user's pairs, checked by the doctor (errors stop the run)."""
+    from ..data import raise_on_problems
+    from ..data.doctor import check_pairs_file
+
+    diag = check_pairs_file(path)
+    raise_on_problems([diag], strict=False)
+    return [{"id": f"human-{r.get('id') or i}", "example_id": f"human-{r.get('id') or i}", "task": task.name,
+             "prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"], "source": "human"}
+            for i, r in enumerate(diag.records)]
 
 
 def make_pair(task: Task, example: dict, chosen: str, rejected: str, source: str, k: int) -> dict:

@@ -48,7 +48,8 @@ def train_sft(model, tokenizer, base: str, task: Task, examples: list[dict], set
                      completion_only_loss=True, packing=False)
     peft = None
     if settings.method == "lora":
-        peft = lora_config(settings.lora_r, settings.lora_alpha, settings.lora_dropout, settings.lora_target_modules)
+        peft = lora_config(settings.lora_r, settings.lora_alpha, settings.lora_dropout, settings.lora_target_modules,
+                           model, settings.lora_layers)
     trainer = SFTTrainer(model=model, args=args, train_dataset=sft_dataset(task, examples),
                          processing_class=tokenizer, peft_config=peft,
                          callbacks=[RichProgress(f"{task.name}: SFT")])

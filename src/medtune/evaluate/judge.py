@@ -1,0 +1,204 @@
+"""The LLM judge: grade summaries 1-5 with any OpenAI-compatible chat-completions endpoint.
+
+Same rubric as the built-in grader (``grader.RUBRIC``, ``docs/grading.md``), asked of a model:
+
+    judge = Judge(base_url="http://127.0.0.1:8000/v1", model="qwen2.5-7b-instruct")
+    judge.grade(note, reference, summary)  # -> {"grade": 4, "reply": "Grade: 4", "cached": False}
+
+* The request is ``POST {base_url}/chat/completions`` (the OpenAI protocol that vLLM, llama.cpp's
+  server, Ollama, TGI and hosted APIs all speak) with ``temperature: 0``. The API key is read
+  from the environment variable *named* by ``api_key_env`` (default ``MEDTUNE_JUDGE_API_KEY``);
+  without it no ``Authorization`` header is sent, which is what local servers expect.
+* Connection errors, timeouts, 429 and 5xx are retried ``max_retries`` times with exponential
+  back-off (``backoff_s * 2**attempt``, or the server's ``Retry-After`` when it sends one, at most
+  ``MAX_WAIT_S``); other HTTP errors (401, 404, ...) fail at once. Either way the failure is a
+  :class:`MedtuneError` naming the URL.
+* Every answered prompt is cached on disk, one JSON file per sha256 of (base_url, model,
+  messages, sampling settings), so a re-run never asks again.
+* Only the request itself leaves the machine: the standard library's ``urllib``, no SDK, no
+  telemetry; loopback endpoints bypass any configured HTTP proxy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import socket
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from ..errors import MedtuneError
+from ..io import read_json, write_json
+from .grader import RUBRIC
+
+SYSTEM_PROMPT = ("You are a meticulous attending physician grading summaries of clinical notes written by a "
+                 "junior colleague. Apply the rubric exactly.\n\n" + RUBRIC + "\n\n"
+                 "Answer with one line of reasoning at most, then a final line of the form 'Grade: N' "
+                 "where N is 1, 2, 3, 4 or 5.")
+
+RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+MAX_WAIT_S = 30.0
+
+
+def judge_messages(note: str, reference: str, summary: str) -> list[dict]:
+    user = (f"NOTE:\n{note}\n\nREFERENCE SUMMARY (written by a clinician from the note):\n{reference}\n\n"
+            f"SUMMARY TO GRADE:\n{summary if summary.strip() else '(empty)'}\n\n"
+            "Grade the summary to grade on the 1-5 rubric.")
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+# ---------------------------------------------------------------- reading the grade
+
+_JSON = re.compile(r"\{[^{}]*\}")
+_LABELLED = re.compile(r"\b(?:final\s+)?(?:grade|score|rating|likert)\b[^0-9\n]{0,20}?\b([1-5])(?:\.0+)?\b"
+                       r"(?!\s*(?:/|out\s+of)\s*(?:10|100)\b)", re.I)
+_OUT_OF_5 = re.compile(r"\b([1-5])(?:\.0+)?\s*(?:/|out\s+of)\s*5\b", re.I)
+_LONE = re.compile(r"(?<![\d.\-/])\b([1-5])\b(?![\d%]|\.\d|\s*(?:/|out\s+of)\s*\d)")
+
+
+def parse_grade(reply: str) -> int | None:
+    """The 1-5 grade a judge's reply commits to, or None.
+
+    In order: a JSON object with ``grade``/``score``/``rating``; the last labelled grade
+    ("Grade: 4", "**Score:** 4", "final grade is 4"); the last "N/5" or "N out of 5"; a
+    lone digit 1-5 when it is the only one in the reply. Chatter around it is fine.
+    """
+    if not reply or not reply.strip():
+        return None
+    text = reply.replace("*", "").replace("`", "")
+    for blob in _JSON.findall(text):
+        try:
+            data = json.loads(blob)
+        except json.JSONDecodeError:
+            continue
+        for key in ("grade", "score", "rating"):
+            value = data.get(key) if isinstance(data, dict) else None
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                continue
+            if value.is_integer() and 1 <= value <= 5:
+                return int(value)
+    for pattern in (_LABELLED, _OUT_OF_5):
+        found = pattern.findall(text)
+        if found:
+            return int(found[-1])
+    lone = set(_LONE.findall(text))
+    return int(lone.pop()) if len(lone) == 1 else None
+
+
+# ---------------------------------------------------------------- the client
+
+class Judge:
+    def __init__(self, base_url: str, model: str, api_key_env: str = "MEDTUNE_JUDGE_API_KEY",
+                 timeout_s: float = 60.0, max_retries: int = 4, cache_dir: Path | str | None = None,
+                 backoff_s: float = 1.0, max_tokens: int = 200):
+        self.base_url = base_url.rstrip("/")
+        self.url = self.base_url if self.base_url.endswith("/chat/completions") else self.base_url + "/chat/completions"
+        self.model = model
+        self.api_key_env = api_key_env
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
+        self.backoff_s = backoff_s
+        self.max_tokens = max_tokens
+        self.requests = 0  # HTTP requests actually sent (retries included)
+        host = urllib.parse.urlsplit(self.url).hostname or ""
+        if not urllib.parse.urlsplit(self.url).scheme.startswith("http") or not host:
+            raise MedtuneError(f"judge base_url {base_url!r} is not an http(s) URL")
+        handlers = [urllib.request.ProxyHandler({})] if host in ("127.0.0.1", "localhost", "::1") else []
+        self.opener = urllib.request.build_opener(*handlers)
+
+    @classmethod
+    def from_settings(cls, settings, run_dir: Path | None = None) -> "Judge":
+        """From ``config.JudgeSettings``; the cache defaults to ``RUN/judge_cache``."""
+        cache = settings.cache_dir or (Path(run_dir) / "judge_cache" if run_dir else None)
+        return cls(settings.base_url, settings.model, settings.api_key_env, settings.timeout_s,
+                   settings.max_retries, cache, settings.backoff_s)
+
+    # -- one grade
+
+    def grade(self, note: str, reference: str, summary: str) -> dict:
+        messages = judge_messages(note, reference, summary)
+        body = {"model": self.model, "messages": messages, "temperature": 0, "max_tokens": self.max_tokens}
+        key = hashlib.sha256(json.dumps([self.base_url, body], sort_keys=True).encode("utf-8")).hexdigest()
+        path = self.cache_dir / f"{key}.json" if self.cache_dir else None
+        if path is not None and path.is_file():
+            try:
+                reply = read_json(path)["reply"]
+                return {"grade": parse_grade(reply), "reply": reply, "cached": True}
+            except (OSError, ValueError, KeyError):
+                pass  # a damaged cache entry is asked again
+        reply = self.complete(body)
+        if path is not None:
+            write_json(path, {"model": self.model, "base_url": self.base_url, "reply": reply})
+        return {"grade": parse_grade(reply), "reply": reply, "cached": False}
+
+    # -- the HTTP exchange
+
+    def complete(self, body: dict) -> str:
+        data = json.dumps(body).encode("utf-8")
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            wait = self.backoff_s * 2 ** attempt
+            try:
+                self.requests += 1
+                request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+                with self.opener.open(request, timeout=self.timeout_s) as response:
+                    payload = json.loads(response.read().decode("utf-8"))
+                return reply_text(payload, self.url)
+            except urllib.error.HTTPError as exc:
+                detail = exc.read().decode("utf-8", "replace")[:300] if exc.fp else ""
+                last = f"HTTP {exc.code} {exc.reason} {detail}".strip()
+                if exc.code not in RETRY_STATUS:
+                    hint = f" (is ${self.api_key_env} set?)" if exc.code in (401, 403) else ""
+                    raise MedtuneError(f"LLM judge at {self.url} refused the request: {last}{hint}") from None
+                retry_after = exc.headers.get("Retry-After") if exc.headers else None
+                if retry_after and retry_after.strip().replace(".", "", 1).isdigit():
+                    wait = float(retry_after)
+            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as exc:
+                last = f"{getattr(exc, 'reason', exc)}"
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise MedtuneError(f"LLM judge at {self.url} did not answer with JSON ({exc})") from None
+            if attempt < self.max_retries:
+                time.sleep(min(wait, MAX_WAIT_S))
+        raise MedtuneError(f"LLM judge at {self.url} is unreachable after {self.max_retries + 1} attempt(s): {last}. "
+                           "Check eval.judge.base_url and that the server is running.")
+
+
+def reply_text(payload: dict, url: str) -> str:
+    try:
+        content = payload["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        raise MedtuneError(f"LLM judge at {url} answered without choices[0].message.content: "
+                           f"{json.dumps(payload)[:300]}") from None
+    return content or ""
+
+
+# ---------------------------------------------------------------- the study's hook
+
+def regrade_rows(judge: Judge, examples: list[dict], rows: list[dict]) -> list[dict]:
+    """Summarization rows re-graded by the judge: ``grade`` and ``correct`` come from the judge,
+    the built-in grade stays as ``builtin_grade``; a reply without a grade keeps the built-in
+    grade and is flagged ``judge_parse_failed``."""
+    by_id = {ex["id"]: ex for ex in examples}
+    out = []
+    for row in rows:
+        ex = by_id[row["id"]]
+        judged = judge.grade(ex["input"], ex["target"], row["output"])
+        new = {**row, "builtin_grade": row["grade"], "judge_reply": judged["reply"],
+               "judge_parse_failed": judged["grade"] is None, "grader": "llm"}
+        if judged["grade"] is not None:
+            new["grade"] = judged["grade"]
+            new["correct"] = judged["grade"] >= 4
+        out.append(new)
+    return out

@@ -1,0 +1,159 @@
+"""The report's tables as plain rows of strings, shared by report.md and report.html."""
+
+from __future__ import annotations
+
+STAGES = ("base", "sft", "dpo")
+STAGE_LABELS = {"base": "base", "sft": "SFT", "dpo": "DPO"}
+COMPARISON_LABELS = {"sft_vs_base": "SFT vs base", "dpo_vs_sft": "DPO vs SFT", "dpo_vs_base": "DPO vs base"}
+VERDICT_WORDS = {"sft_sufficient": "SFT is sufficient", "dpo_helps": "DPO helps", "inconclusive": "inconclusive"}
+BASELINE_LABELS = {"majority": "majority class", "tfidf_logreg": "TF-IDF + logistic regression",
+                   "lead_2_sentences": "first 2 sentences"}
+
+
+def fmt_p(p: float | None) -> str:
+    if p is None:
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def p_text(p: float) -> str:
+    """'p=0.020' or 'p<0.001'."""
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
+def fmt_num(x: float | None, digits: int = 3) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def fmt_metric(m: dict | None) -> str:
+    if not m:
+        return "–"
+    if "ci_low" in m:
+        return f"{m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
+    return f"{m['value']:.3f}"
+
+
+def holm_p(c: dict) -> float:
+    return c.get("p_holm", c["p_value"])
+
+
+def fmt_effect(c: dict) -> str:
+    name, value = c.get("effect_size_name"), c.get("effect_size")
+    if name is None or value is None:
+        return "–"
+    if name.startswith("odds ratio"):
+        text = f"OR {value:.2f} ({c.get('a_only', 0)} vs {c.get('b_only', 0)} discordant)"
+        if c.get("cohens_g") is not None:
+            text += f", g {c['cohens_g']:+.2f}"
+        return text
+    if name.startswith("rank-biserial"):
+        return f"r_rb {value:+.2f} ({c.get('a_better', 0)} up, {c.get('b_better', 0)} down, {c.get('ties', 0)} tied)"
+    text = f"Δ {value:+.3f}"
+    if c.get("cohens_dz") is not None:
+        text += f", d_z {c['cohens_dz']:+.2f}"
+    return text
+
+
+def metric_names(task: dict) -> list[str]:
+    names: list[str] = []
+    for stage in STAGES:
+        for metric in task["stages"].get(stage, {}).get("metrics", {}):
+            if metric not in names:
+                names.append(metric)
+    return names
+
+
+def stage_rows(task: dict) -> list[dict]:
+    """Per metric: the three stages' values with CIs, and the baselines."""
+    baselines = task.get("baselines") or {}
+    rows = []
+    for metric in metric_names(task):
+        rows.append({"metric": metric, "primary": metric in task["primary_metrics"],
+                     "values": [fmt_metric(task["stages"].get(s, {}).get("metrics", {}).get(metric)) for s in STAGES],
+                     "baselines": [fmt_num(baselines.get(b, {}).get(metric)) for b in baselines]})
+    return rows
+
+
+def comparison_rows(task: dict, alpha: float) -> list[dict]:
+    rows = []
+    for comp in COMPARISON_LABELS:
+        for metric, c in task["comparisons"].get(comp, {}).items():
+            rows.append({"comparison": COMPARISON_LABELS[comp], "metric": metric,
+                         "primary": metric in task["primary_metrics"],
+                         "difference": f"{c['difference']:+.3f}",
+                         "ci": f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]",
+                         "test": c["test"], "p": fmt_p(c["p_value"]), "p_holm": fmt_p(holm_p(c)),
+                         "significant": holm_p(c) < alpha, "effect": fmt_effect(c), "n": c.get("n")})
+    return rows
+
+
+def per_class_rows(task: dict, head: str) -> list[dict]:
+    """Per class: support and precision/recall/F1 for each stage."""
+    stages = [s for s in STAGES if head in (task["stages"].get(s, {}).get("per_class") or {})]
+    if not stages:
+        return []
+    labels = list(task["stages"][stages[0]]["per_class"][head])
+    rows = []
+    for label in labels:
+        cells = []
+        for s in STAGES:
+            pc = (task["stages"].get(s, {}).get("per_class") or {}).get(head, {}).get(label)
+            cells.append("–" if pc is None else f"{pc['precision']:.2f} / {pc['recall']:.2f} / {pc['f1']:.2f}")
+        support = task["stages"][stages[0]]["per_class"][head][label]["support"]
+        rows.append({"label": label, "support": support, "cells": cells})
+    return rows
+
+
+def heads(task: dict) -> list[str]:
+    out: list[str] = []
+    for s in STAGES:
+        for head in (task["stages"].get(s, {}).get("confusion") or {}):
+            if head not in out:
+                out.append(head)
+    return out
+
+
+def best_baseline(task: dict, metric: str) -> str:
+    values = [(v[metric], name) for name, v in (task.get("baselines") or {}).items() if v.get(metric) is not None]
+    if not values:
+        return "–"
+    value, name = max(values)
+    return f"{value:.3f} ({BASELINE_LABELS.get(name, name)})"
+
+
+def summary_rows(results: dict) -> list[dict]:
+    """The cross-task table, like the seed paper's: task x primary metric, base/SFT/DPO, verdict."""
+    rows = []
+    for name, task in results["tasks"].items():
+        for metric in task["primary_metrics"]:
+            vals = [task["stages"].get(s, {}).get("metrics", {}).get(metric) for s in STAGES]
+            dpo_sft = task["comparisons"].get("dpo_vs_sft", {}).get(metric)
+            sft_base = task["comparisons"].get("sft_vs_base", {}).get(metric)
+            rows.append({"task": name, "metric": metric, "values": [fmt_num(v["value"]) if v else "–" for v in vals],
+                         "baseline": best_baseline(task, metric),
+                         "sft_vs_base": f"{sft_base['difference']:+.3f} (Holm {p_text(holm_p(sft_base))})" if sft_base else "–",
+                         "dpo_vs_sft": f"{dpo_sft['difference']:+.3f} (Holm {p_text(holm_p(dpo_sft))})" if dpo_sft else "–",
+                         "verdict": task["verdict"]["verdict"], "verdict_words": VERDICT_WORDS[task["verdict"]["verdict"]]})
+    return rows
+
+
+def n_items(task: dict) -> int | None:
+    return next((m["n"] for s in task["stages"].values() for m in s.get("metrics", {}).values()), None)
+
+
+def pairs_line(p: dict) -> str:
+    rate = p.get("sft_error_rate_on_train")
+    sources = ", ".join(f"{k}: {v}" for k, v in (p.get("pairs_per_source") or {}).items()) or "none"
+    text = f"{p.get('pairs', 0)} preference pairs from {p.get('prompts_tried', '?')} training prompts ({sources})"
+    if rate is not None:
+        text += f"; SFT error rate on sampled training outputs {rate:.1%}"
+    return text + "."
+
+
+def training_line(task: dict) -> str | None:
+    timing = []
+    for stage in ("sft", "dpo"):
+        t = task["stages"].get(stage, {}).get("training")
+        if t and t.get("train_runtime_s") is not None:
+            timing.append(f"{stage.upper()} {t.get('steps', '?')} steps in {t['train_runtime_s']:.0f} s")
+    return ("Training: " + "; ".join(timing) + ".") if timing else None

@@ -1,0 +1,160 @@
+"""Preference pairs and DPO on the tiny random model: mining, strategies, held-out metrics, collapse guard."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from medtune.config import DPOSettings, PairSettings, load_config
+from medtune.data import bundled_path
+from medtune.errors import MedtuneError
+from medtune.io import read_jsonl
+from medtune.models import load_model
+from medtune.tasks import get_task
+from medtune.train.dpo import fit_pairs, split_heldout, train_dpo
+from medtune.train.pairs import make_pair, mine_pairs, pairs_from_errors, pairs_from_ranking
+
+TEXT = get_task("text_classification")
+SUMMARY = get_task("summarization")
+
+
+def examples(task, n=8, split="train"):
+    return read_jsonl(bundled_path(task, split))[:n]
+
+
+# ------------------------------------------------------------------ pair mining
+
+def test_pairs_come_only_from_wrong_outputs():
+    ex = examples(TEXT, 1)[0]
+    chosen = TEXT.reference(ex)
+    wrong = TEXT.wrong_completions(ex)
+    outputs = [chosen, f"Sure! The answer is {ex['target']}.", wrong[0], wrong[0] + "  ", wrong[1], ""]
+    scored = [(o, TEXT.score(ex, o)) for o in outputs]
+    pairs = pairs_from_errors(TEXT, ex, scored, chosen)
+    # the two right answers give nothing; the whitespace duplicate counts once; the empty output is wrong
+    assert [p["rejected"] for p in pairs] == [wrong[0], wrong[1], ""]
+    assert all(p["chosen"] == chosen and p["source"] == "model_error" for p in pairs)
+    assert all(not TEXT.score(ex, p["rejected"])["correct"] for p in pairs)
+
+
+def test_mining_with_the_tiny_model_records_statistics(tiny_model):
+    model, tokenizer, _ = load_model(tiny_model, "cpu")
+    settings = PairSettings(samples=2, max_prompts=5, label_swap_fallback=False)
+    exs = examples(TEXT, 12)
+    pairs, stats = mine_pairs(model, tokenizer, TEXT, exs, settings, batch_size=8, seed=0)
+    by_id = {ex["id"]: ex for ex in exs}
+    # a random model is always wrong: every distinct sample is a rejected, scored wrong by the task
+    assert pairs and all(not TEXT.score(by_id[p["example_id"]], p["rejected"])["correct"] for p in pairs)
+    assert stats["prompts_tried"] == 5 and stats["outputs"] == 10
+    assert stats["sft_error_rate_on_train"] == stats["wrong_outputs"] / 10 == 1.0
+    assert stats["pairs_per_source"] == {"model_error": len(pairs)}
+    assert stats["pairs"] + stats["prompts_without_pair"] >= 5
+
+
+def test_label_swap_needs_no_model_and_open_tasks_refuse_it():
+    exs = examples(TEXT, 6)
+    pairs, stats = mine_pairs(None, None, TEXT, exs, PairSettings(strategy="label_swap"), 8, 0)
+    assert len(pairs) == 6 and stats["pairs_per_source"] == {"label_swap": 6}
+    assert stats["sft_error_rate_on_train"] is None
+    with pytest.raises(MedtuneError, match="label task"):
+        mine_pairs(None, None, get_task("clinical_reasoning"), exs, PairSettings(strategy="label_swap"), 8, 0)
+    with pytest.raises(MedtuneError, match="no grade"):
+        mine_pairs(None, None, TEXT, exs, PairSettings(strategy="judge_ranked"), 8, 0)
+
+
+def test_judge_ranked_pairs_best_against_worst():
+    ex = examples(SUMMARY, 1)[0]
+    good = SUMMARY.reference(ex)
+    outputs = [good, "The patient was seen.", "The patient was seen."]
+    scored = [(o, SUMMARY.score(ex, o)) for o in outputs]
+    [pair] = pairs_from_ranking(SUMMARY, ex, scored, min_gap=1)
+    assert pair["chosen"] == good and pair["rejected"] == "The patient was seen." and pair["source"] == "judge"
+    assert pair["chosen_grade"] > pair["rejected_grade"]
+    # samples graded alike give no pair
+    assert pairs_from_ranking(SUMMARY, ex, scored[1:], min_gap=1) == []
+
+
+def test_human_pairs_are_added_with_their_source(tmp_path):
+    path = tmp_path / "prefs.jsonl"
+    path.write_text(json.dumps({"prompt": "Note: ...", "chosen": "current smoker", "rejected": "never smoker"}) + "\n")
+    pairs, stats = mine_pairs(None, None, TEXT, examples(TEXT, 3), PairSettings(strategy="human", human_file=path), 8, 0)
+    assert stats["pairs_per_source"] == {"human": 1} and pairs[0]["chosen"] == "current smoker"
+
+
+def test_heldout_split_keeps_prompts_together():
+    pairs = [{"id": f"{i}-{k}", "example_id": str(i)} for i in range(20) for k in range(2)]
+    train, held = split_heldout(pairs, 0.2, seed=0)
+    assert len(held) == 8 and len(train) == 32
+    assert not {p["example_id"] for p in train} & {p["example_id"] for p in held}
+
+
+def test_pairs_too_long_are_dropped_or_stop_the_run(tiny_model):
+    from medtune.models import load_tokenizer
+
+    tokenizer = load_tokenizer(str(tiny_model))
+    ex = examples(TEXT, 1)[0]
+    short = make_pair(TEXT, ex, "current smoker", "never smoker", "label_swap", 0)
+    long = make_pair(TEXT, ex, "current smoker", "never smoker " * 300, "label_swap", 1)
+    kept, stats = fit_pairs(tokenizer, TEXT, [short, long], max_length=400, mode="drop")
+    assert kept == [short] and stats["dropped_too_long"] == 1
+    with pytest.raises(MedtuneError, match="longer than dpo.max_length=400"):
+        fit_pairs(tokenizer, TEXT, [short, long], max_length=400, mode="error")
+
+
+# ------------------------------------------------------------------ DPO
+
+def constant_preference_pairs(n: int) -> list[dict]:
+    """Short prompts that all prefer the same answer: a preference a tiny model learns and generalises."""
+    rng = random.Random(0)
+    words = "cough fever chest pain nausea headache vomiting sepsis stroke glucose sodium".split()
+    return [{"id": f"p{i}", "example_id": f"e{i}", "prompt": "Note: patient reports " + " ".join(rng.sample(words, 4)),
+             "chosen": "current smoker", "rejected": rng.choice(["never smoker", "former smoker"]),
+             "source": "label_swap"} for i in range(n)]
+
+
+def run_dpo(tiny_model, tmp_path, method="lora", **settings):
+    model, tokenizer, _ = load_model(tiny_model, "cpu")
+    base = dict(max_steps=12, batch_size=4, learning_rate=2e-3, max_length=2048, heldout_fraction=0.2,
+                eval_steps=4, save_steps=100, beta=0.1)
+    base.update(settings)
+    return train_dpo(model, tokenizer, str(tiny_model), tiny_model, method, TEXT, constant_preference_pairs(40),
+                     DPOSettings(**base), tmp_path / "dpo", "cpu", 0)
+
+
+def test_dpo_raises_heldout_reward_accuracy_and_margin_and_guard_stays_silent(tiny_model, tmp_path):
+    summary = run_dpo(tiny_model, tmp_path)
+    held = summary["heldout"]
+    assert summary["heldout_pairs"] == 8 and summary["pairs"] == 32
+    assert [h["step"] for h in held] == [4, 8, 12]
+    # at step 0 policy == reference, so every reward, the accuracy and the margin are 0 by construction
+    assert held[-1]["rewards/accuracies"] >= 0.75 and held[-1]["rewards/margins"] > 0.05
+    assert held[-1]["rewards/margins"] > held[0]["rewards/margins"]
+    assert held[-1]["chosen_logp_change_per_token"] > 0
+    assert summary["collapse"]["fired"] is False and summary["steps"] == 12
+    saved = json.loads((tmp_path / "dpo" / "heldout_log.json").read_text())
+    assert saved == held
+    assert (tmp_path / "dpo" / "model" / "adapter_model.safetensors").is_file()
+
+
+def test_collapse_guard_fires_on_a_huge_learning_rate_and_keeps_the_best(tiny_model, tmp_path):
+    # full fine-tuning at lr 0.1: reward accuracy stays high while the chosen log-prob falls
+    # by ~18 nats per token, the failure the guard exists for
+    summary = run_dpo(tiny_model, tmp_path, method="full", learning_rate=0.1, eval_steps=2, collapse_threshold=0.5)
+    collapse = summary["collapse"]
+    assert collapse["fired"] is True and collapse["chosen_logp_drop_per_token"] > 0.5
+    assert summary["steps"] < 12  # stopped early
+    assert collapse["restored"]["step"] < collapse["step"]
+    assert (tmp_path / "dpo" / "model" / "model.safetensors").is_file()
+
+
+def test_loss_variants_reach_trl():
+    from medtune.train.dpo import loss_args
+
+    assert loss_args(DPOSettings(loss_type="sigmoid+sft", sft_weight=0.5)) == \
+        {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, 0.5]}
+    assert loss_args(DPOSettings(loss_type="robust", label_smoothing=0.1)) == \
+        {"loss_type": ["robust"], "label_smoothing": 0.1}
+    with pytest.raises(MedtuneError, match="label_smoothing"):
+        load_config(overrides={"dpo": {"loss_type": "robust"}})

@@ -1,0 +1,127 @@
+"""`medtune report RUN` on a synthetic run directory: report.md and a self-contained report.html.
+
+The run directory is built without any model: real bundled test items, made-up
+answers for base/SFT/DPO scored by each task's own ``score``; the CLI must rebuild
+results.json, report.md and report.html from it alone.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from medtune.cli import app
+from medtune.data import bundled_path
+from medtune.evaluate.metrics import label_breakdown, stage_metrics
+from medtune.evaluate.predict import score_row
+from medtune.io import read_jsonl, write_json, write_jsonl
+from medtune.tasks import get_task
+
+TASKS = ["text_classification", "triage", "summarization", "clinical_reasoning"]
+N = 24
+SCRIPT = "<script>alert('pwned')</script>"
+# share of items each stage answers with the reference; DPO clearly best
+SKILL = {"base": 0.1, "sft": 0.45, "dpo": 0.95}
+
+
+def make_run(root: Path) -> Path:
+    run = root / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(f"run_dir: {run}\npreset: quick\nseed: 0\ntasks: {json.dumps(TASKS)}\n"
+                                     "stats: {bootstrap_samples: 200}\n")
+    for name in TASKS:
+        task = get_task(name)
+        test = read_jsonl(bundled_path(task, "test"))[:N]
+        write_json(run / name / "data.json", {"test_file": str(bundled_path(task, "test")), "train_file": None,
+                                              "map": {}, "bundled": True})
+        for stage, skill in SKILL.items():
+            rng = random.Random(f"{name}-{stage}")
+            rows = []
+            for k, ex in enumerate(test):
+                if rng.random() < skill:
+                    output = task.reference(ex)
+                elif stage == "base":
+                    output = f"{SCRIPT} I am not sure & cannot say"
+                else:
+                    wrong = task.wrong_completions(ex)
+                    output = wrong[k % len(wrong)] if wrong else "unclear"
+                rows.append(score_row(task, ex, output))
+            write_jsonl(run / name / stage / "predictions.jsonl", rows)
+            write_json(run / name / stage / "metrics.json",
+                       {"stage": stage, "model": f"{stage}-model", "metrics": stage_metrics(task, rows, 200, 0),
+                        **label_breakdown(task, rows), "elapsed_s": 1.0})
+        if task.labels:
+            write_json(run / name / "baselines.json", {"majority": {m.name: 0.3 for m in task.metrics},
+                                                       "tfidf_logreg": {m.name: 0.7 for m in task.metrics}})
+    return run
+
+
+@pytest.fixture(scope="module")
+def built_run(tmp_path_factory) -> Path:
+    run = make_run(tmp_path_factory.mktemp("report"))
+    result = CliRunner().invoke(app, ["report", str(run)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return run
+
+
+def test_report_html_is_self_contained_and_complete(built_run):
+    html = (built_run / "report.html").read_text(encoding="utf-8")
+    results = json.loads((built_run / "results.json").read_text())
+    assert results["schema_version"] == 2
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html, re.I), "external resource in report.html"
+    assert "<link" not in html and "<script" not in html.lower()
+    assert html.count("data:image/png;base64,") >= len(TASKS)  # a bar chart per task, plus confusion matrices
+    # the summary table comes first, before any task section
+    assert html.index('id="summary"') < min(html.index(f'id="{name}"') for name in TASKS)
+    for name, task in results["tasks"].items():
+        assert f'id="{name}"' in html
+        assert task["verdict"]["verdict"] in ("sft_sufficient", "dpo_helps", "inconclusive")
+        words = {"sft_sufficient": "SFT is sufficient", "dpo_helps": "DPO helps", "inconclusive": "inconclusive"}
+        assert words[task["verdict"]["verdict"]] in html
+        for comp in task["comparisons"].values():
+            for c in comp.values():
+                for key in ("p_value", "p_holm"):
+                    p = c[key]
+                    assert ("<0.001" if p < 0.001 else f"{p:.3f}") in html.replace("&lt;", "<")
+    assert "p (Holm)" in html and "effect size" in html
+    assert "Test examples" in html and "(the stages disagree)" in html
+
+
+def test_model_output_is_escaped(built_run):
+    html = (built_run / "report.html").read_text(encoding="utf-8")
+    assert SCRIPT not in html
+    assert "&lt;script&gt;alert(" in html
+    md = (built_run / "report.md").read_text(encoding="utf-8")
+    assert "Test examples" in md and SCRIPT not in md
+
+
+def test_label_tasks_have_per_class_scores_and_confusion(built_run):
+    results = json.loads((built_run / "results.json").read_text())
+    triage = results["tasks"]["triage"]["stages"]["dpo"]
+    assert set(triage["per_class"]) == {"personnel", "urgency"}
+    conf = triage["confusion"]["personnel"]
+    assert conf["columns"][-1] == "unparsed" and len(conf["matrix"]) == len(conf["labels"])
+    assert sum(map(sum, conf["matrix"])) == N
+    base_tc = results["tasks"]["text_classification"]["stages"]["base"]["confusion"]["label"]
+    assert sum(row[-1] for row in base_tc["matrix"]) > 0  # the chatter lands in "unparsed"
+    assert "per_class" not in results["tasks"]["summarization"]["stages"]["dpo"]
+    summ = results["tasks"]["summarization"]["comparisons"]["dpo_vs_base"]["likert"]
+    assert summ["test"] == "Wilcoxon signed-rank" and summ["effect_size_name"] == "rank-biserial correlation"
+    assert results["tasks"]["triage"]["multiple_testing"]["families"]["primary"][0] == "sft_vs_base/personnel_macro_f1"
+    md = (built_run / "report.md").read_text(encoding="utf-8")
+    assert "Holm" in md and "unparsed" in md and "Verdict:" in md
+
+
+def test_report_rebuilds_identically_without_a_model(built_run):
+    md = (built_run / "report.md").read_text(encoding="utf-8")
+    (built_run / "report.md").unlink()
+    (built_run / "report.html").unlink()
+    result = CliRunner().invoke(app, ["report", str(built_run)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert (built_run / "report.md").read_text(encoding="utf-8") == md
+    assert (built_run / "report.html").is_file()
