@@ -197,3 +197,17 @@ def test_iterative_rounds_mine_from_the_previous_round(tiny_config):
     assert (run / "dpo" / "metrics.json").is_file()
     log = json.loads((run / "dpo" / "train_log.json").read_text())
     assert log["heldout"] and "rewards/accuracies" in log["heldout"][-1]
+
+
+def test_a_checkpoint_cut_short_by_a_kill_is_skipped(tmp_path):
+    """A kill while Trainer writes checkpoint-4 leaves it without trainer_state.json: resume from checkpoint-2."""
+    from medtune.train.common import last_checkpoint
+
+    folder = tmp_path / "checkpoints"
+    (folder / "checkpoint-2").mkdir(parents=True)
+    (folder / "checkpoint-2" / "trainer_state.json").write_text('{"global_step": 2}')
+    (folder / "checkpoint-4").mkdir()
+    (folder / "checkpoint-4" / "adapter_model.safetensors").write_bytes(b"partial")
+    assert last_checkpoint(tmp_path) == str(folder / "checkpoint-2")
+    assert not (folder / "checkpoint-4").exists()
+    assert last_checkpoint(tmp_path / "nothing") is None

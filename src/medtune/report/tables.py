@@ -156,4 +156,29 @@ def training_line(task: dict) -> str | None:
         t = task["stages"].get(stage, {}).get("training")
         if t and t.get("train_runtime_s") is not None:
             timing.append(f"{stage.upper()} {t.get('steps', '?')} steps in {t['train_runtime_s']:.0f} s")
-    return ("Training: " + "; ".join(timing) + ".") if timing else None
+    if not timing:
+        return None
+    return "Training: " + "; ".join(timing) + "." + dpo_health(task["stages"].get("dpo", {}).get("training") or {})
+
+
+def dpo_health(t: dict) -> str:
+    """Held-out pair metrics at the end of DPO, and what the collapse guard did."""
+    text = ""
+    if t.get("heldout"):
+        h = t["heldout"][-1]
+        text += (f" Held-out pairs ({t.get('heldout_pairs')}): reward accuracy {h.get('rewards/accuracies', 0):.2f}, "
+                 f"margin {h.get('rewards/margins', 0):+.3f}, chosen log-prob {h.get('chosen_logp_change_per_token', 0):+.2f} "
+                 f"nats/token since the start of DPO.")
+    c = t.get("collapse") or {}
+    if c.get("fired"):
+        text += (f" Collapse guard fired at step {c['step']}: the held-out chosen log-prob fell "
+                 f"{c['chosen_logp_drop_per_token']:.2f} nats/token (threshold {c['threshold']})")
+        restored = c.get("restored")
+        if not restored:
+            text += "; training went on (stop_on_collapse is off)."
+        elif restored["step"] == 0:
+            text += "; DPO's starting weights (the SFT model) were kept, so the DPO model equals SFT here."
+        else:
+            text += (f"; the weights of step {restored['step']} (held-out reward accuracy "
+                     f"{restored['heldout_reward_accuracy']:.2f}) were kept.")
+    return text

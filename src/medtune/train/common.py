@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 from transformers import TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..progress import progress
 
@@ -65,8 +67,24 @@ def common_args(out_dir: Path, settings, device: str, seed: int) -> dict:
 
 
 def last_checkpoint(out_dir: Path) -> str | None:
+    """The newest *complete* checkpoint; one cut short by a kill is removed.
+
+    Trainer writes a checkpoint in place (weights, optimizer, RNG, then
+    ``trainer_state.json`` last), so a run killed while saving leaves a folder
+    that Trainer cannot resume from. The state file marks a finished save.
+    """
     folder = out_dir / "checkpoints"
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    if not folder.is_dir():
+        return None
+    steps = sorted((int(d.name.rsplit("-", 1)[1]), d) for d in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+                   if d.is_dir() and d.name.rsplit("-", 1)[1].isdigit())
+    for _, candidate in reversed(steps):
+        try:
+            json.loads((candidate / TRAINER_STATE_NAME).read_text())
+            return str(candidate)
+        except (OSError, ValueError):
+            shutil.rmtree(candidate, ignore_errors=True)  # an interrupted save
+    return None
 
 
 def clean_checkpoints(out_dir: Path) -> None:

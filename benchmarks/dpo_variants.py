@@ -1,0 +1,92 @@
+"""DPO loss variants x tasks, measured on a finished study's SFT models and pairs.
+
+    python benchmarks/dpo_variants.py runs/demo [--losses sigmoid,ipo,...] [--tasks ...]
+
+For every loss variant, a run directory ``RUN/variants/<loss>/`` links the
+study's ``sft/`` and ``pairs/`` folders (same SFT model, same pairs, same test
+items), trains DPO with that loss and evaluates it; the table compares each
+variant's primary metric with SFT on the same items (paired test, raw p).
+Writes ``RUN/variants/table.json`` and prints a Markdown table for docs/dpo.md.
+Resumable like a study: a finished variant is not retrained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from medtune.config import DPO_LOSSES, load_config
+from medtune.evaluate.stats import compare
+from medtune.io import read_jsonl, write_json
+from medtune.study import dpo_stage, evaluate_stage, stage_dir
+from medtune.tasks import get_task
+
+EXTRA = {"robust": {"label_smoothing": 0.1}}
+
+
+def variant_config(run: Path, loss: str, tasks: list[str]):
+    saved = run / "config.yaml"
+    cfg = load_config(saved, {"run_dir": str(run / "variants" / loss), "tasks": tasks,
+                              "dpo": {"loss_type": loss, **EXTRA.get(loss, {})}})
+    return cfg
+
+
+def link_stages(run: Path, cfg, task) -> None:
+    for stage in ("sft", "pairs"):
+        link = stage_dir(cfg, task, stage)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.exists():
+            os.symlink(os.path.relpath(run / task.name / stage, link.parent), link)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--losses", default=",".join(DPO_LOSSES))
+    parser.add_argument("--tasks", default=None)
+    args = parser.parse_args()
+    base_cfg = load_config(args.run / "config.yaml")
+    tasks = args.tasks.split(",") if args.tasks else base_cfg.tasks
+    table = []
+    for loss in args.losses.split(","):
+        cfg = variant_config(args.run, loss, tasks)
+        for name in tasks:
+            task = get_task(name)
+            link_stages(args.run, cfg, task)
+            start = time.perf_counter()
+            log = dpo_stage(cfg, task, "cpu")
+            evaluate_stage(cfg, task, "dpo", "cpu")
+            sft_rows = read_jsonl(args.run / name / "sft" / "predictions.jsonl")
+            dpo_rows = read_jsonl(stage_dir(cfg, task, "dpo") / "predictions.jsonl")
+            for metric_name in task.primary_metrics:
+                metric = task.metric(metric_name)
+                c = compare(metric, dpo_rows, sft_rows, cfg.stats.bootstrap_samples, cfg.seed)
+                held = log["heldout"][-1] if log.get("heldout") else {}
+                table.append({"loss": loss, "task": name, "metric": metric_name,
+                              "sft": metric.compute(sft_rows), "dpo": metric.compute(dpo_rows),
+                              "difference": c["difference"], "p_value": c["p_value"], "test": c["test"],
+                              "heldout_reward_accuracy": held.get("rewards/accuracies"),
+                              "heldout_margin": held.get("rewards/margins"),
+                              "chosen_logp_change_per_token": held.get("chosen_logp_change_per_token"),
+                              "collapse": log["collapse"]["fired"], "seconds": time.perf_counter() - start})
+            write_json(args.run / "variants" / "table.json", table)
+    print(markdown(table))
+
+
+def markdown(table: list[dict]) -> str:
+    lines = ["| task | metric | SFT | " + " | ".join(sorted({r["loss"] for r in table}, key=list(DPO_LOSSES).index)) + " |"]
+    losses = sorted({r["loss"] for r in table}, key=list(DPO_LOSSES).index)
+    lines.append("|---|---|---|" + "---|" * len(losses))
+    for task, metric in dict.fromkeys((r["task"], r["metric"]) for r in table):
+        cells = {r["loss"]: r for r in table if r["task"] == task and r["metric"] == metric}
+        sft = next(iter(cells.values()))["sft"]
+        row = [f"{cells[l]['dpo']:.3f} ({cells[l]['difference']:+.3f}, p={cells[l]['p_value']:.2f})"
+               + (" collapse" if cells[l]["collapse"] else "") if l in cells else "–" for l in losses]
+        lines.append(f"| {task} | {metric} | {sft:.3f} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

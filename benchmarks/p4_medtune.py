@@ -1,0 +1,27 @@
+"""p4, medtune's side: SFT then DPO on numeric_classification with the quick preset's settings.
+
+Prints {"train_s", "model_dir"}; train_s runs from the first trainer to the saved DPO model,
+including the adapter merge between the stages. benchmarks/trl_plain.py is the other side.
+"""
+
+import json
+import time
+from pathlib import Path
+
+from medtune.config import load_config
+from medtune.models import load_model
+from medtune.train.dpo import train_dpo
+from medtune.train.sft import train_sft
+
+from p4_common import setup
+
+args, task, train, pairs = setup()
+cfg = load_config(overrides={"sft": {"max_steps": args.sft_steps, "batch_size": args.batch},
+                             "dpo": {"max_steps": args.dpo_steps, "batch_size": args.batch, "heldout_fraction": 0.0}})
+out = Path(args.out)
+model, tokenizer, _ = load_model(args.model, "cpu")
+start = time.perf_counter()
+train_sft(model, tokenizer, args.model, task, train, cfg.sft, out / "sft", "cpu", 0)
+sft_model, tokenizer, info = load_model(out / "sft" / "model", "cpu")
+train_dpo(sft_model, tokenizer, args.model, out / "sft" / "model", info["kind"], task, pairs, cfg.dpo, out / "dpo", "cpu", 0)
+print(json.dumps({"train_s": time.perf_counter() - start, "model_dir": str(out / "dpo" / "model")}))

@@ -1,0 +1,19 @@
+"""The benchmark harness runs end to end at tiny sizes on the tiny random model."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_benchmark_harness_smoke(tiny_model):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--smoke", "--only", "p2,p3,p4,p5",
+                           "--model", str(tiny_model)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(proc.stdout[proc.stdout.index("{"):])
+    assert results["p2_agreement"] == 1.0  # batched and per-example greedy decoding agree
+    assert results["p2_eval_speedup"] > 0 and results["p3_dpo_time_ratio"] > 0
+    assert 0 < results["p5_sft_mfu"] < 1.5 and results["p3_sft"]["flops_per_step"] > 0
+    assert results["p4_vs_trl_speedup"] > 0 and 0 <= results["p4_metric_medtune"] <= 1
