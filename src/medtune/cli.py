@@ -163,9 +163,10 @@ def dpo(task: str = TaskOpt, config: Optional[Path] = ConfigOpt, preset: Optiona
     cfg, t, dev = setup_stage(config, preset, model, run_dir, device, task, rounds=rounds, loss=loss)
     summary = dpo_stage(cfg, t, dev, force=force)
     held = summary["heldout"][-1] if summary.get("heldout") else {}
-    console.print(f"DPO done: {summary['steps']} steps on {summary['pairs']} pairs; held-out reward accuracy "
+    fired = (summary.get("collapse") or {}).get("fired")  # absent in runs made before the guard existed
+    console.print(f"DPO done: {summary['steps']} steps on {summary.get('pairs')} pairs; held-out reward accuracy "
                   f"{held.get('rewards/accuracies', float('nan')):.2f}, margin {held.get('rewards/margins', float('nan')):.3f}"
-                  f"{'; COLLAPSE GUARD FIRED' if summary['collapse']['fired'] else ''} -> {stage_dir(cfg, t, 'dpo') / 'model'}")
+                  f"{'; COLLAPSE GUARD FIRED' if fired else ''} -> {stage_dir(cfg, t, 'dpo') / 'model'}")
 
 
 @app.command()
