@@ -97,7 +97,7 @@ def test_pairs_too_long_are_dropped_or_stop_the_run(tiny_model):
     ex = examples(TEXT, 1)[0]
     short = make_pair(TEXT, ex, "current smoker", "never smoker", "label_swap", 0)
     long = make_pair(TEXT, ex, "current smoker", "never smoker " * 300, "label_swap", 1)
-    kept, stats = fit_pairs(tokenizer, TEXT, [short, long], max_length=400, mode="drop")
+    kept, stats, _ = fit_pairs(tokenizer, TEXT, [short, long], max_length=400, mode="drop")
     assert kept == [short] and stats["dropped_too_long"] == 1
     with pytest.raises(MedtuneError, match="longer than dpo.max_length=400"):
         fit_pairs(tokenizer, TEXT, [short, long], max_length=400, mode="error")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from ..io import read_json, read_jsonl
 from ..tasks import get_task
+from .tables import STAGES
 
-STAGES = ("base", "sft", "dpo")
 ANSWER_FIELDS = ("pred", "pred_personnel", "pred_urgency", "grade", "coverage", "diagnosis")
 
 

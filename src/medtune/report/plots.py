@@ -10,8 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-STAGES = ("base", "sft", "dpo")
-STAGE_LABELS = {"base": "base", "sft": "SFT", "dpo": "DPO"}
+from .tables import STAGE_LABELS, STAGES, metric_names  # noqa: E402
+
 COLORS = {"base": "#9e9e9e", "sft": "#4c78a8", "dpo": "#f58518"}
 BASELINE_MARKERS = {"majority": ("x", "#444444"), "tfidf_logreg": ("D", "#2ca02c"), "lead_2_sentences": ("^", "#8c564b")}
 
@@ -84,12 +84,3 @@ def confusion_plot(stages: dict, head: str) -> str | None:
     fig.suptitle(head, fontsize=9)
     fig.tight_layout()
     return to_base64(fig)
-
-
-def metric_names(task: dict) -> list[str]:
-    names: list[str] = []
-    for stage in STAGES:
-        for metric in task["stages"].get(stage, {}).get("metrics", {}):
-            if metric not in names:
-                names.append(metric)
-    return names

@@ -57,22 +57,22 @@ def pair_lengths(tokenizer, row: dict) -> tuple[int, int, int]:
     return (count(row["prompt"], True), count(row["prompt"] + row["chosen"]), count(row["prompt"] + row["rejected"]))
 
 
-def fit_pairs(tokenizer, task: Task, pairs: list[dict], max_length: int, mode: str) -> tuple[list[dict], dict]:
-    """Keep the pairs that fit in ``max_length`` whole.
+def fit_pairs(tokenizer, task: Task, pairs: list[dict], max_length: int, mode: str) -> tuple[list[dict], dict, dict]:
+    """Keep the pairs that fit in ``max_length`` whole; returns (kept, statistics, chosen tokens per pair id).
 
     TRL's own truncation cuts the end of the sequence, i.e. the completions, and
     can make chosen and rejected identical (the failure the seed study hit on long
     summaries). medtune never trains on a cut completion: a pair that does not fit
     is dropped with a warning, or stops the run when ``truncation: error``.
     """
-    kept, too_long, chosen_tokens = [], [], []
+    kept, too_long, chosen_tokens = [], [], {}
     for pair, row in zip(pairs, dpo_rows(task, pairs)):
         prompt_len, chosen_len, rejected_len = pair_lengths(tokenizer, row)
         if max(chosen_len, rejected_len) > max_length:
             too_long.append(pair["id"])
         else:
             kept.append(pair)
-            chosen_tokens.append(chosen_len - prompt_len)
+            chosen_tokens[pair["id"]] = chosen_len - prompt_len
     if too_long:
         message = (f"{task.name}: {len(too_long)} of {len(pairs)} preference pair(s) are longer than "
                    f"dpo.max_length={max_length} tokens (e.g. {', '.join(too_long[:3])})")
@@ -80,8 +80,13 @@ def fit_pairs(tokenizer, task: Task, pairs: list[dict], max_length: int, mode: s
             raise MedtuneError(message + "; raise dpo.max_length or set dpo.truncation: drop")
         console.print(f"[yellow]{message}; they are left out rather than cut (dpo.truncation: drop).[/]")
     stats = {"pairs_in": len(pairs), "dropped_too_long": len(too_long),
-             "mean_chosen_tokens": sum(chosen_tokens) / len(chosen_tokens) if chosen_tokens else 0.0}
-    return kept, stats
+             "mean_chosen_tokens": mean(chosen_tokens.values())}
+    return kept, stats, chosen_tokens
+
+
+def mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else 0.0
 
 
 def split_heldout(pairs: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
@@ -164,7 +169,7 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
     """``model`` is the parent (SFT, or the previous DPO round) with adapters merged. Saves ``out_dir/model``."""
     from trl import DPOConfig, DPOTrainer
 
-    pairs, fit = fit_pairs(tokenizer, task, pairs, settings.max_length, settings.truncation)
+    pairs, fit, chosen_tokens = fit_pairs(tokenizer, task, pairs, settings.max_length, settings.truncation)
     train_pairs, heldout = split_heldout(pairs, settings.heldout_fraction, seed)
     if not train_pairs:
         raise MedtuneError(f"{task.name}: no preference pair fits dpo.max_length={settings.max_length}; raise it")
@@ -178,8 +183,7 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
         peft = lora_config(settings.lora_r, settings.lora_alpha, 0.0, "all-linear", model, settings.lora_layers)
     else:
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)
-    _, held_fit = fit_pairs(tokenizer, task, heldout, settings.max_length, "drop") if heldout else (None, fit)
-    guard = CollapseGuard(settings, held_fit["mean_chosen_tokens"])
+    guard = CollapseGuard(settings, mean(chosen_tokens[p["id"]] for p in heldout))
     trainer = DPOTrainer(model=model, ref_model=ref_model, args=args,
                          train_dataset=Dataset.from_list(dpo_rows(task, train_pairs)),
                          eval_dataset=Dataset.from_list(dpo_rows(task, heldout)) if heldout else None,
