@@ -3,9 +3,19 @@
 Prompts are sorted by length so a batch pads little, padded on the left so
 every sequence ends where generation starts, and decoded without special
 tokens. Results come back in the caller's order.
+
+The prompts of one task share a long prefix (the system prompt and the task's
+rules: 50-70% of a label-task prompt). That prefix is run through the model
+once; each batch starts from a copy of its KV cache and only the rest of every
+prompt is computed. The padding then sits between the shared prefix and each
+prompt's own part ([prefix][pads][own part]); the attention mask hides it and
+position ids skip it, so every sequence sees exactly the tokens it would see
+alone.
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 
@@ -20,14 +30,47 @@ def encode_prompts(tokenizer, prompts: list[list[dict]]) -> list[list[int]]:
     return ids
 
 
-def left_pad(batch: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(batch: list[list[int]], pad_id: int, prefix: list[int] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+    """``prefix`` + padding + each sequence; the mask is 0 on the padding only."""
     width = max(len(x) for x in batch)
-    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    input_ids = torch.full((len(batch), len(prefix) + width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), len(prefix) + width), dtype=torch.long)
+    input_ids[:, :len(prefix)] = torch.tensor(list(prefix), dtype=torch.long)
+    mask[:, :len(prefix)] = 1
     for i, seq in enumerate(batch):
-        input_ids[i, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
-        mask[i, width - len(seq):] = 1
+        input_ids[i, input_ids.shape[1] - len(seq):] = torch.tensor(seq, dtype=torch.long)
+        mask[i, input_ids.shape[1] - len(seq):] = 1
     return input_ids, mask
+
+
+MIN_SHARED_PREFIX = 16  # tokens; below this a cached prefix saves less than copying it costs
+
+
+def shared_prefix_length(encoded: list[list[int]]) -> int:
+    """Tokens every prompt starts with, leaving each prompt at least one token of its own."""
+    first = encoded[0]
+    n = min(len(x) for x in encoded) - 1
+    for seq in encoded[1:]:
+        k = 0
+        while k < n and seq[k] == first[k]:
+            k += 1
+        n = k
+    return n if n >= MIN_SHARED_PREFIX and len(encoded) > 1 else 0
+
+
+def prefix_cache(model, prefix: list[int], device):
+    """The KV cache of ``prefix`` (batch 1), computed once per generate() call."""
+    if not prefix:
+        return None
+    return model(input_ids=torch.tensor([prefix], device=device), use_cache=True).past_key_values
+
+
+def batch_cache(cache, batch_size: int):
+    if cache is None:
+        return None
+    copied = copy.deepcopy(cache)
+    copied.batch_repeat_interleave(batch_size)
+    return copied
 
 
 @torch.inference_mode()
@@ -38,6 +81,9 @@ def generate(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int, b
     model.eval()
     device = next(model.parameters()).device
     encoded = encode_prompts(tokenizer, prompts)
+    n_prefix = shared_prefix_length(encoded)
+    prefix, encoded = encoded[0][:n_prefix], [seq[n_prefix:] for seq in encoded]
+    cache = prefix_cache(model, prefix, device)
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
     results: list[list[str]] = [[] for _ in prompts]
     stop_ids = [tokenizer.eos_token_id]
@@ -52,9 +98,11 @@ def generate(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int, b
         task = bar.add_task(desc, total=len(prompts), info="")
         for start in range(0, len(order), prompts_per_batch):
             idx = order[start:start + prompts_per_batch]
-            input_ids, mask = left_pad([encoded[i] for i in idx], tokenizer.pad_token_id)
+            # each prompt repeated num_samples times (generate's num_return_sequences would not repeat the cache)
+            rows = [encoded[i] for i in idx for _ in range(num_samples)]
+            input_ids, mask = left_pad(rows, tokenizer.pad_token_id, prefix)
             kwargs = dict(max_new_tokens=max_new_tokens, eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id,
-                          num_return_sequences=num_samples)
+                          past_key_values=batch_cache(cache, len(rows)))
             if do_sample:
                 kwargs.update(do_sample=True, temperature=max(temperature, 1e-5), top_k=0, top_p=1.0)
             else:

@@ -26,7 +26,7 @@ from ..io import atomic_dir, write_json
 from ..models import lora_config, save_model_info
 from ..progress import console
 from ..tasks.common import Task
-from .common import RichProgress, clean_checkpoints, common_args, last_checkpoint
+from .common import RichProgress, clean_checkpoints, common_args, compact_lm_head_everywhere, last_checkpoint
 
 
 def loss_args(settings) -> dict:
@@ -169,6 +169,7 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
     """``model`` is the parent (SFT, or the previous DPO round) with adapters merged. Saves ``out_dir/model``."""
     from trl import DPOConfig, DPOTrainer
 
+    compact_lm_head_everywhere()
     pairs, fit, chosen_tokens = fit_pairs(tokenizer, task, pairs, settings.max_length, settings.truncation)
     train_pairs, heldout = split_heldout(pairs, settings.heldout_fraction, seed)
     if not train_pairs:

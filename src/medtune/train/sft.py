@@ -16,7 +16,7 @@ from ..errors import MedtuneError
 from ..io import atomic_dir, write_json
 from ..models import lora_config, save_model_info
 from ..tasks.common import Task
-from .common import RichProgress, clean_checkpoints, common_args, last_checkpoint
+from .common import RichProgress, clean_checkpoints, common_args, compact_lm_head_everywhere, last_checkpoint
 
 
 def sft_dataset(task: Task, examples: list[dict]) -> Dataset:
@@ -43,6 +43,7 @@ def train_sft(model, tokenizer, base: str, task: Task, examples: list[dict], set
     """Train on ``examples`` and save ``out_dir/model``; returns the training summary."""
     from trl import SFTConfig, SFTTrainer
 
+    compact_lm_head_everywhere()
     check_lengths(tokenizer, task, examples, settings.max_length)
     args = SFTConfig(**common_args(out_dir, settings, device, seed), max_length=settings.max_length,
                      completion_only_loss=True, packing=False)

@@ -1,0 +1,60 @@
+"""Batched generation with a shared-prefix KV cache gives what each prompt gives alone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import medtune.generate as gen
+from medtune.data import bundled_path
+from medtune.io import read_jsonl
+from medtune.models import load_model
+from medtune.tasks import get_task
+
+
+def test_shared_prefix_length_leaves_every_prompt_a_token_of_its_own(monkeypatch):
+    monkeypatch.setattr(gen, "MIN_SHARED_PREFIX", 2)
+    assert gen.shared_prefix_length([[1, 2, 3, 4], [1, 2, 3, 9], [1, 2, 3, 4, 5]]) == 3
+    assert gen.shared_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2  # identical prompts keep their last token
+    assert gen.shared_prefix_length([[1, 2, 3], [7, 2, 3]]) == 0
+    assert gen.shared_prefix_length([[1, 2, 3, 4]]) == 0  # one prompt: nothing to share
+    monkeypatch.setattr(gen, "MIN_SHARED_PREFIX", 16)
+    assert gen.shared_prefix_length([[1, 2, 3, 4], [1, 2, 3, 9]]) == 0  # too short to be worth a cache
+
+
+def test_left_pad_puts_padding_between_prefix_and_each_prompt():
+    ids, mask = gen.left_pad([[5, 6, 7], [8]], pad_id=0, prefix=[1, 2])
+    assert ids.tolist() == [[1, 2, 5, 6, 7], [1, 2, 0, 0, 8]]
+    assert mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 0, 0, 1]]
+
+
+@pytest.mark.parametrize("task_name", ["triage", "text_classification"])
+def test_prefix_cache_gives_the_same_greedy_answers_as_each_prompt_alone(tiny_model, monkeypatch, task_name):
+    task = get_task(task_name)
+    model, tokenizer, _ = load_model(tiny_model, "cpu")
+    # the random model at its usual scale repeats one whitespace token whatever the prompt: larger
+    # weights make its answers depend on the prompt, and no special token ends them early
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() > 1:
+                param.normal_(0, 0.3)
+    model.generation_config.suppress_tokens = tokenizer.all_special_ids
+    prompts = [task.messages(ex) for ex in read_jsonl(bundled_path(task, "test"))[:6]]
+    encoded = gen.encode_prompts(tokenizer, prompts)
+    assert gen.shared_prefix_length(encoded) >= gen.MIN_SHARED_PREFIX  # the cache is really used here
+    cached = gen.generate(model, tokenizer, prompts, max_new_tokens=8, batch_size=4)
+    alone = [gen.generate(model, tokenizer, [p], max_new_tokens=8)[0] for p in prompts]  # no prefix, no padding
+    assert cached == alone
+    assert all(out[0] for out in cached) and len({out[0] for out in cached}) > 1  # real, differing text
+
+
+def test_sampling_with_the_cache_gives_k_samples_per_prompt(tiny_model):
+    task = get_task("triage")
+    model, tokenizer, _ = load_model(tiny_model, "cpu")
+    prompts = [task.messages(ex) for ex in read_jsonl(bundled_path(task, "test"))[:3]]
+    first = gen.generate(model, tokenizer, prompts, 8, batch_size=4, do_sample=True, num_samples=3, seed=5)
+    again = gen.generate(model, tokenizer, prompts, 8, batch_size=4, do_sample=True, num_samples=3, seed=5)
+    assert [len(s) for s in first] == [3, 3, 3]
+    assert first == again  # seeded
+    assert len({s for samples in first for s in samples}) > 1  # samples differ

@@ -1,0 +1,54 @@
+"""TRL's fused LM head on a CPU: medtune makes it score only the completion tokens.
+
+The compact path must be the same math as TRL's score-every-position path: the
+same loss and the same gradients, only less work.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from medtune.models import load_model
+from medtune.train.common import compact_lm_head_everywhere
+
+
+def fused_loss_and_grads(model, batch: dict, compact: bool):
+    from trl.trainer import utils as trl_utils
+
+    patched = trl_utils._use_triton
+    if not compact:  # TRL's own choice for a CPU tensor
+        from trl.kernels.chunked_logprob import _use_triton as original
+
+        trl_utils._use_triton = original
+    try:
+        model.zero_grad()
+        out = model(**batch, fused_lm_head=True)
+        out.loss.backward()
+        return out.loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    finally:
+        trl_utils._use_triton = patched
+
+
+def test_compact_lm_head_gives_trls_loss_and_gradients(tiny_model):
+    from trl.trainer.utils import add_fused_lm_head
+
+    assert compact_lm_head_everywhere(), "TRL's fused-head internals moved: the CPU speed-up is lost"
+    assert compact_lm_head_everywhere()  # idempotent
+    from trl.trainer import utils as trl_utils
+
+    assert trl_utils._use_triton(torch.device("cpu"))
+
+    model, tokenizer, _ = load_model(tiny_model, "cpu")
+    add_fused_lm_head(model)
+    torch.manual_seed(0)
+    input_ids = torch.randint(3, len(tokenizer), (3, 24))
+    labels = input_ids.clone()
+    labels[:, :18] = -100  # the prompt: no loss
+    labels[2, 18:20] = -100
+    batch = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels}
+    loss_full, grads_full = fused_loss_and_grads(model, batch, compact=False)
+    loss_compact, grads_compact = fused_loss_and_grads(model, batch, compact=True)
+    assert torch.allclose(loss_full, loss_compact, atol=1e-6)
+    assert grads_full.keys() == grads_compact.keys() and grads_full
+    for name in grads_full:
+        assert torch.allclose(grads_full[name], grads_compact[name], atol=1e-6), name
