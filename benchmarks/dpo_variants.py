@@ -1,6 +1,6 @@
 """DPO loss variants x tasks, measured on a finished study's SFT models and pairs.
 
-    python benchmarks/dpo_variants.py runs/demo [--losses sigmoid,ipo,...] [--tasks ...]
+    python benchmarks/dpo_variants.py runs/demo [--losses sigmoid,ipo,...] [--tasks ...] [--device cuda]
 
 For every loss variant, a run directory ``RUN/variants/<loss>/`` links the
 study's ``sft/`` and ``pairs/`` folders (same SFT model, same pairs, same test
@@ -20,6 +20,7 @@ from pathlib import Path
 from medtune.config import DPO_LOSSES, load_config
 from medtune.evaluate.stats import compare
 from medtune.io import read_jsonl, write_json
+from medtune.models import resolve_device
 from medtune.study import dpo_stage, evaluate_stage, stage_dir
 from medtune.tasks import get_task
 
@@ -46,8 +47,10 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--losses", default=",".join(DPO_LOSSES))
     parser.add_argument("--tasks", default=None)
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     args = parser.parse_args()
     base_cfg = load_config(args.run / "config.yaml")
+    device = resolve_device(args.device)
     tasks = args.tasks.split(",") if args.tasks else base_cfg.tasks
     table = []
     for loss in args.losses.split(","):
@@ -56,8 +59,8 @@ def main() -> None:
             task = get_task(name)
             link_stages(args.run, cfg, task)
             start = time.perf_counter()
-            log = dpo_stage(cfg, task, "cpu")
-            evaluate_stage(cfg, task, "dpo", "cpu")
+            log = dpo_stage(cfg, task, device)
+            evaluate_stage(cfg, task, "dpo", device)
             sft_rows = read_jsonl(args.run / name / "sft" / "predictions.jsonl")
             dpo_rows = read_jsonl(stage_dir(cfg, task, "dpo") / "predictions.jsonl")
             for metric_name in task.primary_metrics:

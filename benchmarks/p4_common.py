@@ -17,6 +17,7 @@ def setup():
         parser.add_argument(name, required=True)
     for name in ("--sft-steps", "--dpo-steps", "--batch"):
         parser.add_argument(name, type=int, required=True)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
     quiet_libraries()
     task = get_task("numeric_classification")

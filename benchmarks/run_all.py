@@ -1,16 +1,18 @@
 """medtune's performance benchmarks, each a ratio measured side by side in one run.
 
-    make bench                                   # all of them, on the embedded model (~30 min on 2 cores)
-    .venv/bin/python benchmarks/run_all.py --only p2,p5 [--model PATH] [--smoke]
+    make bench                                   # all of them, on the embedded model (~20 min on 2 cores)
+    .venv/bin/python benchmarks/run_all.py --only p2,p5 [--model PATH] [--smoke] [--device cuda]
 
-Writes benchmarks/results.json and the results section of docs/performance.md.
-Heavy steps run in child processes so their peak memory is their own.
+Writes benchmarks/results.json (with --device cuda: its "gpu" section) and the
+results section of docs/performance.md. Heavy steps run in child processes so
+their peak memory is their own (peak RSS on a CPU, peak allocated GPU memory on
+a GPU).
 
 p1  quick five-task study wall seconds (goal <= 600)
 p2  medtune evaluation vs a plain per-example model.generate loop (goal >= 8x), with agreement
 p3  DPO vs SFT: peak memory and time per pair / per example (goals <= 1.2 and <= 2.0)
 p4  medtune SFT+DPO vs plain TRL with its defaults, same steps and data (goal >= 1.5x, metric not worse)
-p5  SFT achieved FLOP rate / measured fp32 matmul peak (goal >= 0.5)
+p5  SFT achieved FLOP rate / measured matmul peak, fp32 on CPU, bf16 on GPU (goal >= 0.5 on CPU)
 """
 
 from __future__ import annotations
@@ -33,7 +35,11 @@ GOALS = {"p1_quick_study_s": ("<=", 600), "p2_eval_speedup": (">=", 8), "p3_dpo_
          "p3_dpo_time_ratio": ("<=", 2.0), "p4_vs_trl_speedup": (">=", 1.5), "p5_sft_mfu": (">=", 0.5)}
 
 
-def rss_mb() -> float:
+def peak_mb(device: str) -> float:
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -58,7 +64,7 @@ def p1(args) -> dict:
         return {"p1_quick_study_s": results.get("elapsed_s"), "p1_run_dir": args.study_run}
     run_dir = HERE / "out" / "quick_study"
     cmd = [sys.executable, "-m", "medtune", "study", "--preset", "quick", "--run-dir", str(run_dir), "--restart",
-           "--model", args.model]
+           "--model", args.model, "--device", args.device]
     if args.smoke:
         cmd += ["--tasks", "triage"]
     start = time.perf_counter()
@@ -73,7 +79,7 @@ def plain_generate(model, tokenizer, task, example) -> str:
     import torch
 
     text = tokenizer.apply_chat_template(task.messages(example), tokenize=False, add_generation_prompt=True)
-    ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+    ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
     stop = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")]
     with torch.inference_mode():
         out = model.generate(**ids, max_new_tokens=task.max_new_tokens, do_sample=False, eos_token_id=stop,
@@ -91,7 +97,7 @@ def p2(args) -> dict:
     from medtune.tasks import get_task
 
     n = 4 if args.smoke else 24
-    model, tokenizer, _ = load_model(args.model, "cpu")
+    model, tokenizer, _ = load_model(args.model, args.device)
     fast_s = plain_s = 0.0
     same = total = 0
     for name in ("text_classification", "numeric_classification", "triage"):
@@ -111,7 +117,7 @@ def p2(args) -> dict:
 
 # ---------------------------------------------------------------- p3 / p5 (child processes)
 
-def child_train(kind: str, model_ref: str, steps: int, batch: int, out: Path) -> dict:
+def child_train(kind: str, model_ref: str, steps: int, batch: int, out: Path, device: str) -> dict:
     """Train SFT or DPO on the same text_classification examples; report time, memory and FLOPs."""
     from medtune.models import load_model
     from medtune.tasks import get_task
@@ -120,13 +126,13 @@ def child_train(kind: str, model_ref: str, steps: int, batch: int, out: Path) ->
 
     task = get_task("text_classification")
     exs = examples(task, steps * batch, "train")
-    model, tokenizer, _ = load_model(model_ref, "cpu")
-    loaded_mb = rss_mb()
+    model, tokenizer, _ = load_model(model_ref, device)
+    loaded_mb = peak_mb(device)
     if kind == "sft":
         from medtune.train.sft import train_sft
 
         summary = train_sft(model, tokenizer, model_ref, task, exs, settings("sft", max_steps=steps, batch_size=batch),
-                            out, "cpu", 0)
+                            out, device, 0)
         items = steps * batch
     else:
         from medtune.train.dpo import train_dpo
@@ -136,49 +142,73 @@ def child_train(kind: str, model_ref: str, steps: int, batch: int, out: Path) ->
         summary = train_dpo(model, tokenizer, model_ref, Path(model_ref), "lora", task, pairs,
                             # lora_layers None: the same adapter layout as SFT, whatever the preset says
                             settings("dpo", max_steps=steps, batch_size=batch, heldout_fraction=0.0, lora_layers=None),
-                            out, "cpu", 0)
+                            out, device, 0)
         items = steps * batch
-    result = {"train_s": summary["train_runtime_s"], "items": items, "peak_rss_mb": rss_mb(), "loaded_rss_mb": loaded_mb}
+    result = {"train_s": summary["train_runtime_s"], "items": items, "peak_mb": peak_mb(device), "loaded_mb": loaded_mb}
     if kind == "sft":
-        result["flops_per_step"] = sft_step_flops(model_ref, tokenizer, task, exs[:batch])
+        result["flops_per_step"] = sft_flops(model_ref, tokenizer, task, exs, batch) / steps
     return result
 
 
-def sft_step_flops(model_ref, tokenizer, task, batch_examples) -> float:
-    """FLOPs of one LoRA SFT step's forward + backward on a real batch (torch's FLOP counter)."""
+def sft_flops(model_ref, tokenizer, task, train_examples, batch: int) -> float:
+    """FLOPs of the SFT steps' forward + backward (torch's FLOP counter), computed as training does:
+    LoRA, loss on the completion only, TRL's fused LM head on the completion positions. Counted on
+    the CPU in fp32 whatever the device trained on: the count is the same, and the counter does not
+    know the fp32-accumulating matmul TRL uses on a GPU."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from medtune.config import load_config
     from medtune.models import load_model, lora_config
+    from medtune.train.common import compact_lm_head_everywhere
     from peft import get_peft_model
+    from trl.trainer.utils import add_fused_lm_head
 
     cfg = load_config().sft
     model, _, _ = load_model(model_ref, "cpu")
+    compact_lm_head_everywhere()
+    add_fused_lm_head(model)
     model = get_peft_model(model, lora_config(cfg.lora_r, cfg.lora_alpha, 0.0, cfg.lora_target_modules))
-    texts = [tokenizer.apply_chat_template(task.messages(ex) + [{"role": "assistant", "content": task.reference(ex)}],
-                                           tokenize=False) for ex in batch_examples]
-    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    with FlopCounterMode(display=False) as counter:
-        model(**enc, labels=enc["input_ids"]).loss.backward()
-    return float(counter.get_total_flops())
+    total = 0.0
+    for start in range(0, len(train_examples), batch):
+        chunk = train_examples[start:start + batch]
+        prompts = [tokenizer.apply_chat_template(task.messages(ex), tokenize=False, add_generation_prompt=True)
+                   for ex in chunk]
+        texts = [tokenizer.apply_chat_template(task.messages(ex) + [{"role": "assistant", "content": task.reference(ex)}],
+                                               tokenize=False) for ex in chunk]
+        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        labels = enc["input_ids"].clone()
+        labels[enc["attention_mask"] == 0] = -100
+        for i, prompt in enumerate(prompts):  # right padding: each prompt starts its row
+            labels[i, :len(tokenizer(prompt, add_special_tokens=False)["input_ids"])] = -100
+        with FlopCounterMode(display=False) as counter:
+            model(**enc, labels=labels, fused_lm_head=True).loss.backward()
+        total += counter.get_total_flops()
+    return total
 
 
 def run_child(kind: str, args, steps: int, batch: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, str(Path(__file__)), "--child", kind, "--model", args.model,
-               "--steps", str(steps), "--batch", str(batch), "--out", tmp]
+               "--steps", str(steps), "--batch", str(batch), "--out", tmp, "--device", args.device]
         proc = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def matmul_peak_gflops(size: int = 2048, reps: int = 8) -> float:
+def matmul_peak_gflops(device: str, size: int = 2048, reps: int = 8) -> float:
+    """The machine's matmul rate in the training number format: fp32 on CPU, bf16 on GPU."""
     import torch
 
-    a, b = torch.randn(size, size), torch.randn(size, size)
+    from medtune.models import dtype_for
+
+    a = torch.randn(size, size, device=device, dtype=dtype_for(device))
+    b = torch.randn(size, size, device=device, dtype=dtype_for(device))
     torch.mm(a, b)  # warm-up
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync()
     start = time.perf_counter()
     for _ in range(reps):
         torch.mm(a, b)
+    sync()
     return 2 * size ** 3 * reps / (time.perf_counter() - start) / 1e9
 
 
@@ -188,10 +218,10 @@ def p3_p5(args, which: set[str]) -> dict:
     out = {"p3_sft": sft}
     if "p3" in which:
         dpo = run_child("dpo", args, steps, batch)
-        out.update(p3_dpo=dpo, p3_dpo_mem_ratio=dpo["peak_rss_mb"] / sft["peak_rss_mb"],
+        out.update(p3_dpo=dpo, p3_dpo_mem_ratio=dpo["peak_mb"] / sft["peak_mb"],
                    p3_dpo_time_ratio=(dpo["train_s"] / dpo["items"]) / (sft["train_s"] / sft["items"]))
     if "p5" in which:
-        peak = matmul_peak_gflops(1024 if args.smoke else 2048)
+        peak = matmul_peak_gflops(args.device, 1024 if args.smoke else (8192 if args.device == "cuda" else 2048))
         achieved = sft["flops_per_step"] / (sft["train_s"] / steps) / 1e9
         out.update(p5_sft_mfu=achieved / peak, p5_sft_gflops=achieved, p5_matmul_peak_gflops=peak)
     return out
@@ -212,10 +242,10 @@ def p4(args) -> dict:
         for who, script in (("medtune", [str(HERE / "p4_medtune.py")]), ("trl", [str(HERE / "trl_plain.py")])):
             model_dir = Path(tmp) / who
             cmd = [sys.executable, *script, "--model", args.model, "--out", str(model_dir), "--sft-steps",
-                   str(sft_steps), "--dpo-steps", str(dpo_steps), "--batch", str(batch)]
+                   str(sft_steps), "--dpo-steps", str(dpo_steps), "--batch", str(batch), "--device", args.device]
             proc = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
             timing = json.loads(proc.stdout.strip().splitlines()[-1])
-            model, tokenizer, _ = load_model(timing["model_dir"], "cpu")
+            model, tokenizer, _ = load_model(timing["model_dir"], args.device)
             rows = predict(model, tokenizer, task, examples(task, n_test, "test"), 16, f"p4 eval {who}")
             out[f"p4_{who}_train_s"] = timing["train_s"]
             out[f"p4_metric_{who}"] = task.metric("macro_f1").compute(rows)
@@ -232,17 +262,23 @@ def met(key: str, value) -> str:
     return "yes" if (value <= goal if op == "<=" else value >= goal) else "no"
 
 
-def write_doc(results: dict) -> None:
-    rows = ["| figure | value | goal | met |", "|---|---|---|---|"]
+def results_table(results: dict) -> list[str]:
+    rows = [f"Measured {results['measured']} on {results['machine']}.", "",
+            "| figure | value | goal | met |", "|---|---|---|---|"]
     for key, (op, goal) in GOALS.items():
         value = results.get(key)
         rows.append(f"| `{key}` | {value:.3g} | {op} {goal} | {met(key, value)} |" if value is not None
                     else f"| `{key}` | not measured | {op} {goal} | |")
     extra = [f"- `{k}`: {v:.4g}" if isinstance(v, float) else f"- `{k}`: {v}"
              for k, v in results.items() if k not in GOALS and not isinstance(v, dict)]
-    section = "\n".join(["<!-- results: written by benchmarks/run_all.py -->",
-                         f"Measured {results['measured']} on {results['machine']}.", "", *rows, "", *extra,
-                         "<!-- end results -->"])
+    return [*rows, "", *extra]
+
+
+def write_doc(results: dict) -> None:
+    lines = ["<!-- results: written by benchmarks/run_all.py -->", "### CPU", "", *results_table(results)]
+    if results.get("gpu"):
+        lines += ["", "### GPU (`--device cuda`)", "", *results_table(results["gpu"])]
+    section = "\n".join([*lines, "<!-- end results -->"])
     text = DOC.read_text() if DOC.is_file() else "# Performance\n\n<!-- results: -->\n<!-- end results -->\n"
     start, end = text.index("<!-- results:"), text.index("<!-- end results -->") + len("<!-- end results -->")
     DOC.write_text(text[:start] + section + text[end:])
@@ -254,6 +290,8 @@ def main() -> None:
     parser.add_argument("--model", default="embedded")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the harness in a minute")
     parser.add_argument("--study-run", help="reuse a finished quick study's elapsed time for p1")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="cuda: measure on the GPU and store the figures under results.json's \"gpu\"")
     parser.add_argument("--child", choices=["sft", "dpo"], help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
@@ -264,31 +302,33 @@ def main() -> None:
 
     quiet_libraries()
     if args.child:
-        print(json.dumps(child_train(args.child, args.model, args.steps, args.batch, args.out)))
+        print(json.dumps(child_train(args.child, args.model, args.steps, args.batch, args.out, args.device)))
         return
     which = set(args.only.split(","))
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() and not args.smoke else {}
+    saved = json.loads(RESULTS.read_text()) if RESULTS.is_file() and not args.smoke else {}
+    results = saved.setdefault("gpu", {}) if args.device == "cuda" else saved
     import platform
 
     import torch
 
-    results.update(measured=time.strftime("%Y-%m-%d"), model=args.model, smoke=args.smoke,
-                   machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
-                           f"{torch.get_num_threads()} threads")
+    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    if args.device == "cuda":
+        machine += f", {torch.cuda.get_device_name()}"
+    results.update(measured=time.strftime("%Y-%m-%d"), model=args.model, smoke=args.smoke, machine=machine)
     steps = [("p1", lambda: p1(args)), ("p2", lambda: p2(args)), ("p3p5", lambda: p3_p5(args, which)),
              ("p4", lambda: p4(args))]
     for name, run in steps:
         if name in which or (name == "p3p5" and which & {"p3", "p5"}):
             results.update(run())
             if not args.smoke:  # saved after each benchmark, so an interrupted run keeps what it measured
-                RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
-                write_doc(results)
+                RESULTS.write_text(json.dumps(saved, indent=2, default=str) + "\n")
+                write_doc(saved)
     if args.smoke:
         print(json.dumps(results, indent=2, default=str))
         return
     for key in GOALS:
         value = results.get(key)
-        print(f"{key:22s} {value if value is None else f'{value:.3g}':>10}  goal {GOALS[key][0]} {GOALS[key][1]:<5} "
+        print(f"{key:22s} {'-' if value is None else f'{value:.3g}':>10}  goal {GOALS[key][0]} {GOALS[key][1]:<5} "
               f"{'met' if met(key, value) == 'yes' else 'NOT met' if value is not None else ''}")
 
 

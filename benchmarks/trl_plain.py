@@ -19,7 +19,7 @@ from p4_common import setup
 
 args, task, train, pairs = setup()
 path = resolve_base(args.model)
-model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(args.device)
 tokenizer = AutoTokenizer.from_pretrained(path)
 out = Path(args.out)
 sft_data = Dataset.from_list([{"prompt": task.messages(ex), "completion": [{"role": "assistant", "content": task.reference(ex)}]}
@@ -28,9 +28,12 @@ system = {"role": "system", "content": task.system_prompt}
 dpo_data = Dataset.from_list([{"prompt": [system, {"role": "user", "content": p["prompt"]}],
                                "chosen": [{"role": "assistant", "content": p["chosen"]}],
                                "rejected": [{"role": "assistant", "content": p["rejected"]}]} for p in pairs])
-# TRL's one non-default here: its configs default to bf16=True even on CPU, where bf16 is emulated and
-# ~10x slower (6 SFT steps had not finished after 11 minutes); fp32 keeps the comparison about the recipe
-common = dict(per_device_train_batch_size=args.batch, report_to="none", use_cpu=True, save_strategy="no", bf16=False)
+# TRL's one non-default on a CPU: its configs default to bf16=True even there, where bf16 is emulated and
+# ~10x slower (6 SFT steps had not finished after 11 minutes); fp32 keeps the comparison about the recipe.
+# On a GPU, TRL's defaults as they are (bf16 mixed precision).
+on_cpu = args.device == "cpu"
+common = dict(per_device_train_batch_size=args.batch, report_to="none", save_strategy="no",
+              **({"use_cpu": True, "bf16": False} if on_cpu else {}))
 start = time.perf_counter()
 sft = SFTTrainer(model=model, args=SFTConfig(output_dir=str(out / "sft"), max_steps=args.sft_steps, **common),
                  train_dataset=sft_data, processing_class=tokenizer)
