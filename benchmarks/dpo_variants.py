@@ -78,6 +78,10 @@ def main() -> None:
     print(markdown(table))
 
 
+def p_text(p: float) -> str:
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
 def markdown(table: list[dict]) -> str:
     lines = ["| task | metric | SFT | " + " | ".join(sorted({r["loss"] for r in table}, key=list(DPO_LOSSES).index)) + " |"]
     losses = sorted({r["loss"] for r in table}, key=list(DPO_LOSSES).index)
@@ -85,7 +89,7 @@ def markdown(table: list[dict]) -> str:
     for task, metric in dict.fromkeys((r["task"], r["metric"]) for r in table):
         cells = {r["loss"]: r for r in table if r["task"] == task and r["metric"] == metric}
         sft = next(iter(cells.values()))["sft"]
-        row = [f"{cells[l]['dpo']:.3f} ({cells[l]['difference']:+.3f}, p={cells[l]['p_value']:.2f})"
+        row = [f"{cells[l]['dpo']:.3f} ({cells[l]['difference']:+.3f}, {p_text(cells[l]['p_value'])})"
                + (" collapse" if cells[l]["collapse"] else "") if l in cells else "–" for l in losses]
         lines.append(f"| {task} | {metric} | {sft:.3f} | " + " | ".join(row) + " |")
     return "\n".join(lines)
