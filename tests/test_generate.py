@@ -18,6 +18,7 @@ def test_shared_prefix_length_leaves_every_prompt_a_token_of_its_own(monkeypatch
     assert gen.shared_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2  # identical prompts keep their last token
     assert gen.shared_prefix_length([[1, 2, 3], [7, 2, 3]]) == 0
     assert gen.shared_prefix_length([[1, 2, 3, 4]]) == 0  # one prompt: nothing to share
+    assert gen.shared_prefix_length([]) == 0
     monkeypatch.setattr(gen, "MIN_SHARED_PREFIX", 16)
     assert gen.shared_prefix_length([[1, 2, 3, 4], [1, 2, 3, 9]]) == 0  # too short to be worth a cache
 

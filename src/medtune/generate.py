@@ -43,11 +43,13 @@ def left_pad(batch: list[list[int]], pad_id: int, prefix: list[int] = ()) -> tup
     return input_ids, mask
 
 
-MIN_SHARED_PREFIX = 16  # tokens; below this a cached prefix saves less than copying it costs
+MIN_SHARED_PREFIX = 16  # tokens; a shorter common prefix is not worth a cache copy per batch
 
 
 def shared_prefix_length(encoded: list[list[int]]) -> int:
     """Tokens every prompt starts with, leaving each prompt at least one token of its own."""
+    if len(encoded) < 2:
+        return 0
     first = encoded[0]
     n = min(len(x) for x in encoded) - 1
     for seq in encoded[1:]:
@@ -55,7 +57,7 @@ def shared_prefix_length(encoded: list[list[int]]) -> int:
         while k < n and seq[k] == first[k]:
             k += 1
         n = k
-    return n if n >= MIN_SHARED_PREFIX and len(encoded) > 1 else 0
+    return n if n >= MIN_SHARED_PREFIX else 0
 
 
 def prefix_cache(model, prefix: list[int], device):
@@ -78,6 +80,8 @@ def generate(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int, b
              do_sample: bool = False, temperature: float = 1.0, num_samples: int = 1,
              seed: int = 0, desc: str = "generating") -> list[list[str]]:
     """``num_samples`` completions for each prompt (greedy when ``do_sample`` is False)."""
+    if not prompts:
+        return []
     model.eval()
     device = next(model.parameters()).device
     encoded = encode_prompts(tokenizer, prompts)
