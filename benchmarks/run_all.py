@@ -175,7 +175,7 @@ def sft_flops(model_ref, tokenizer, task, train_examples, batch: int) -> float:
                    for ex in chunk]
         texts = [tokenizer.apply_chat_template(task.messages(ex) + [{"role": "assistant", "content": task.reference(ex)}],
                                                tokenize=False) for ex in chunk]
-        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = tokenizer(texts, return_tensors="pt", padding=True, padding_side="right", add_special_tokens=False)
         labels = enc["input_ids"].clone()
         labels[enc["attention_mask"] == 0] = -100
         for i, prompt in enumerate(prompts):  # right padding: each prompt starts its row
