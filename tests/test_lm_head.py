@@ -52,3 +52,24 @@ def test_compact_lm_head_gives_trls_loss_and_gradients(tiny_model):
     assert grads_full.keys() == grads_compact.keys() and grads_full
     for name in grads_full:
         assert torch.allclose(grads_full[name], grads_compact[name], atol=1e-6), name
+
+
+def test_sft_training_runs_with_the_compact_head(tiny_model, tmp_path, monkeypatch):
+    """train_sft switches TRL to the compact path itself: a user never has to."""
+    from trl.kernels.chunked_logprob import _use_triton as original
+    from trl.trainer import utils as trl_utils
+
+    from medtune.config import load_config
+    from medtune.data import bundled_path
+    from medtune.io import read_jsonl
+    from medtune.tasks import get_task
+    from medtune.train.sft import train_sft
+
+    monkeypatch.setattr(trl_utils, "_use_triton", original)  # as a fresh process has it
+    task = get_task("text_classification")
+    model, tokenizer, _ = load_model(tiny_model, "cpu")
+    settings = load_config(overrides={"sft": {"max_steps": 1, "batch_size": 2, "max_length": 2048}}).sft
+    train_sft(model, tokenizer, str(tiny_model), task, read_jsonl(bundled_path(task, "train"))[:2], settings,
+              tmp_path / "sft", "cpu", 0)
+    assert getattr(trl_utils._use_triton, "_medtune", False)
+    assert trl_utils._use_triton(torch.device("cpu"))
