@@ -30,8 +30,10 @@ def compact_lm_head_everywhere() -> bool:
     except ImportError:
         return False
     original = getattr(trl_utils, "_use_triton", None)
-    if original is None or getattr(original, "_medtune", False):
-        return original is not None
+    if original is None:
+        return False
+    if getattr(original, "_medtune", False):  # already switched
+        return True
 
     def compact(device) -> bool:
         return device.type == "cpu" or original(device)
