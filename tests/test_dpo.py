@@ -158,3 +158,25 @@ def test_loss_variants_reach_trl():
         {"loss_type": ["robust"], "label_smoothing": 0.1}
     with pytest.raises(MedtuneError, match="label_smoothing"):
         load_config(overrides={"dpo": {"loss_type": "robust"}})
+
+
+def test_micro_batches_make_the_same_update_as_the_whole_batch(tiny_model, tmp_path):
+    # a batch of 4 pairs in one forward, or as 2 x 2 or 4 x 1 accumulated micro-batches: the same
+    # loss and the same gradient at every step (a summed instead of averaged accumulation would double it)
+    runs = {n: run_dpo(tiny_model, tmp_path / str(n), max_steps=3, heldout_fraction=0.0, pairs_per_forward=n)
+            for n in (4, 2, 1)}
+    logged = {n: [value for h in run["log_history"] if "grad_norm" in h for value in (h["loss"], h["grad_norm"])]
+              for n, run in runs.items()}
+    assert len(logged[4]) == 6 and logged[4][1] > 0
+    for n in (2, 1):
+        assert logged[n] == pytest.approx(logged[4], rel=1e-4)
+
+
+def test_dpo_splits_a_batch_of_pairs_into_halves_by_default():
+    assert DPOSettings(batch_size=4).micro_batch() == (2, 2)
+    assert DPOSettings(batch_size=8, grad_accum=2).micro_batch() == (4, 4)
+    assert DPOSettings(batch_size=3).micro_batch() == (1, 3)
+    assert DPOSettings(batch_size=1).micro_batch() == (1, 1)
+    assert DPOSettings(batch_size=8, pairs_per_forward=8).micro_batch() == (8, 1)
+    with pytest.raises(MedtuneError, match="pairs_per_forward"):
+        load_config(overrides={"dpo": {"batch_size": 4, "pairs_per_forward": 3}})

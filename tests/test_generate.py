@@ -6,10 +6,14 @@ import pytest
 import torch
 
 import medtune.generate as gen
+from transformers import StaticCache
 from medtune.data import bundled_path
 from medtune.io import read_jsonl
 from medtune.models import load_model
 from medtune.tasks import get_task
+
+
+original = gen.batch_cache
 
 
 def test_shared_prefix_length_leaves_every_prompt_a_token_of_its_own(monkeypatch):
@@ -29,10 +33,14 @@ def test_left_pad_puts_padding_between_prefix_and_each_prompt():
     assert mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 0, 0, 1]]
 
 
+@pytest.mark.parametrize("static", [True, False], ids=["static-cache", "growing-cache"])
 @pytest.mark.parametrize("task_name", ["triage", "text_classification"])
-def test_prefix_cache_gives_the_same_greedy_answers_as_each_prompt_alone(tiny_model, monkeypatch, task_name):
+def test_prefix_cache_gives_the_same_greedy_answers_as_each_prompt_alone(tiny_model, monkeypatch, task_name, static):
     task = get_task(task_name)
     model, tokenizer, _ = load_model(tiny_model, "cpu")
+    model._can_compile_fullgraph = static  # False: a model without static-cache support
+    built = []
+    monkeypatch.setattr(gen, "batch_cache", lambda *a: built.append(original(*a)) or built[-1])
     # the random model at its usual scale repeats one whitespace token whatever the prompt: larger
     # weights make its answers depend on the prompt, and no special token ends them early
     torch.manual_seed(0)
@@ -48,6 +56,7 @@ def test_prefix_cache_gives_the_same_greedy_answers_as_each_prompt_alone(tiny_mo
     alone = [gen.generate(model, tokenizer, [p], max_new_tokens=8)[0] for p in prompts]  # no prefix, no padding
     assert cached == alone
     assert all(out[0] for out in cached) and len({out[0] for out in cached}) > 1  # real, differing text
+    assert isinstance(built[0], StaticCache) is static
 
 
 def test_sampling_with_the_cache_gives_k_samples_per_prompt(tiny_model):

@@ -90,7 +90,11 @@ class DPOSettings(Strict):
     learning_rate: float = Field(5e-5, gt=0)
     epochs: float = Field(1.0, gt=0)
     max_steps: int = Field(-1, ge=-1)
-    batch_size: int = Field(4, ge=1)
+    batch_size: int = Field(4, ge=1, description="pairs per optimizer step (per grad_accum)")
+    pairs_per_forward: int | None = Field(
+        None, ge=1, description="pairs in one forward pass; a batch runs as gradient-accumulated micro-batches "
+        "of this many pairs (same update). null: half the batch, so a forward holds batch_size sequences "
+        "(chosen + rejected) and DPO's activations stay near SFT's")
     grad_accum: int = Field(1, ge=1)
     max_length: int = Field(1024, ge=16, description="prompt + completion, in tokens")
     truncation: Literal["drop", "error"] = Field(
@@ -110,6 +114,19 @@ class DPOSettings(Strict):
                                       "log-prob may fall below its start before the guard fires")
     stop_on_collapse: bool = Field(True, description="when the guard fires: stop and keep the best held-out "
                                    "reward-accuracy weights (otherwise only warn)")
+
+    @model_validator(mode="after")
+    def whole_micro_batches(self):
+        if self.pairs_per_forward is not None and self.batch_size % self.pairs_per_forward:
+            raise ValueError(f"pairs_per_forward ({self.pairs_per_forward}) must divide batch_size "
+                             f"({self.batch_size}) so every micro-batch is the same size")
+        return self
+
+    def micro_batch(self) -> tuple[int, int]:
+        """(pairs per forward, gradient accumulation steps) that make one optimizer step of batch_size pairs."""
+        per_forward = self.pairs_per_forward or max(
+            [d for d in range(1, self.batch_size // 2 + 1) if self.batch_size % d == 0], default=1)
+        return per_forward, self.grad_accum * (self.batch_size // per_forward)
 
     @model_validator(mode="after")
     def robust_needs_smoothing(self):

@@ -11,6 +11,10 @@ prompt is computed. The padding then sits between the shared prefix and each
 prompt's own part ([prefix][pads][own part]); the attention mask hides it and
 position ids skip it, so every sequence sees exactly the tokens it would see
 alone.
+
+Decoding writes into a preallocated (static) KV cache where the model allows
+it: a growing cache is re-concatenated at every new token, which was a third
+of the generation time of 400-token summarization prompts on a CPU.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import copy
 
 import torch
+from transformers import StaticCache
 
 from .progress import progress
 
@@ -67,7 +72,13 @@ def prefix_cache(model, prefix: list[int], device):
     return model(input_ids=torch.tensor([prefix], device=device), use_cache=True).past_key_values
 
 
-def batch_cache(cache, batch_size: int):
+def batch_cache(model, cache, batch_size: int, max_length: int):
+    """A cache for one batch of ``max_length`` tokens, holding the shared prefix's keys and values."""
+    if getattr(model, "_can_compile_fullgraph", False):  # the model supports static caches
+        static = StaticCache(config=model.config, max_cache_len=max_length)
+        for i, layer in enumerate(cache.layers if cache is not None else []):
+            static.update(layer.keys.expand(batch_size, -1, -1, -1), layer.values.expand(batch_size, -1, -1, -1), i)
+        return static
     if cache is None:
         return None
     copied = copy.deepcopy(cache)
@@ -106,7 +117,8 @@ def generate(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int, b
             rows = [encoded[i] for i in idx for _ in range(num_samples)]
             input_ids, mask = left_pad(rows, tokenizer.pad_token_id, prefix)
             kwargs = dict(max_new_tokens=max_new_tokens, eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id,
-                          past_key_values=batch_cache(cache, len(rows)))
+                          past_key_values=batch_cache(model, cache, len(rows), input_ids.shape[1] + max_new_tokens),
+                          disable_compile=True)  # batches differ in shape: compiling each would cost more
             if do_sample:
                 kwargs.update(do_sample=True, temperature=max(temperature, 1e-5), top_k=0, top_p=1.0)
             else:

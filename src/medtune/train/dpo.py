@@ -177,8 +177,12 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
     eval_args = {}
     if heldout:
         eval_args = dict(eval_strategy="steps", eval_steps=settings.eval_steps, per_device_eval_batch_size=settings.batch_size)
-    args = DPOConfig(**common_args(out_dir, settings, device, seed), **loss_args(settings), **eval_args,
-                     beta=settings.beta, max_length=settings.max_length)
+    # A pair is two sequences with gradients, so a batch of N pairs runs as gradient-accumulated
+    # micro-batches (by default N/2 pairs, i.e. N sequences): the same update, about SFT's activation memory.
+    per_forward, accumulation = settings.micro_batch()
+    args = DPOConfig(**{**common_args(out_dir, settings, device, seed), "per_device_train_batch_size": per_forward,
+                        "gradient_accumulation_steps": accumulation},
+                     **loss_args(settings), **eval_args, beta=settings.beta, max_length=settings.max_length)
     peft, ref_model = None, None
     if method == "lora":
         peft = lora_config(settings.lora_r, settings.lora_alpha, 0.0, "all-linear", model, settings.lora_layers)
