@@ -180,3 +180,109 @@ def test_dpo_splits_a_batch_of_pairs_into_halves_by_default():
     assert DPOSettings(batch_size=8, pairs_per_forward=8).micro_batch() == (8, 1)
     with pytest.raises(MedtuneError, match="pairs_per_forward"):
         load_config(overrides={"dpo": {"batch_size": 4, "pairs_per_forward": 3}})
+
+
+# ------------------------------------------------------------------ held-out task check
+
+class ScriptedCheck:
+    """A task check whose held-out accuracies are given in advance."""
+
+    def __init__(self, accuracies):
+        self.accuracies = list(accuracies)
+
+    def accuracy(self, model):
+        return self.accuracies.pop(0)
+
+
+def evaluate_at(guard, model, step: int, chosen_reward: float = 0.0, reward_accuracy: float = 0.5):
+    from transformers import TrainerControl, TrainerState
+
+    state, control = TrainerState(), TrainerControl()
+    state.global_step = step
+    metrics = {"eval_rewards/chosen": chosen_reward, "eval_rewards/rejected": -0.1,
+               "eval_rewards/accuracies": reward_accuracy, "eval_rewards/margins": 0.1}
+    guard.on_evaluate(None, state, control, metrics=metrics, model=model)
+    return control
+
+
+def test_guard_fires_on_a_task_accuracy_drop_and_keeps_the_best_task_weights():
+    import torch
+    from transformers import TrainerControl, TrainerState
+
+    from medtune.train.dpo import CollapseGuard
+
+    model = torch.nn.Linear(2, 1)
+    settings = DPOSettings(task_drop_threshold=0.05, collapse_threshold=0.5, beta=0.1)
+    guard = CollapseGuard(settings, tokens_per_chosen=4, check=ScriptedCheck([0.60, 0.70, 0.62, 0.50]))
+    guard.on_train_begin(None, TrainerState(), TrainerControl(), model=model)  # start: 0.60
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    # reward accuracy rises all along (the GPU table's failure): only the task check can see the drop
+    assert not evaluate_at(guard, model, 4, reward_accuracy=0.6).should_training_stop  # 0.70: the best so far
+    with torch.no_grad():
+        model.weight.fill_(2.0)
+    assert not evaluate_at(guard, model, 8, reward_accuracy=0.7).should_training_stop  # 0.62: within 0.05
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    assert evaluate_at(guard, model, 12, reward_accuracy=0.9).should_training_stop  # 0.50: 0.10 below the start
+    assert guard.fired["reason"] == "task_accuracy" and guard.fired["step"] == 12
+    assert guard.fired["task_accuracy_start"] == 0.60 and guard.fired["task_accuracy"] == 0.50
+    restored = guard.restore_best(model)
+    assert restored == {"step": 4, "heldout_task_accuracy": 0.70}  # not step 12's best reward accuracy
+    assert model.weight.tolist() == [[1.0, 1.0]]
+
+
+def test_guard_stays_silent_while_the_task_accuracy_holds():
+    import torch
+    from transformers import TrainerControl, TrainerState
+
+    from medtune.train.dpo import CollapseGuard
+
+    model = torch.nn.Linear(2, 1)
+    guard = CollapseGuard(DPOSettings(task_drop_threshold=0.05), 4, check=ScriptedCheck([0.5, 0.46, 0.55]))
+    guard.on_train_begin(None, TrainerState(), TrainerControl(), model=model)
+    assert not evaluate_at(guard, model, 4).should_training_stop
+    assert not evaluate_at(guard, model, 8).should_training_stop
+    assert guard.fired is None and [h["task_accuracy"] for h in guard.history] == [0.46, 0.55]
+
+
+def test_task_check_needs_enough_heldout_prompts_and_training_examples(tiny_model):
+    from medtune.train.dpo import MIN_TASK_CHECK_PROMPTS, task_check
+
+    _, tokenizer, _ = load_model(tiny_model, "cpu")
+    pairs = constant_preference_pairs(40)
+    exs = [{"id": p["example_id"], "input": p["prompt"], "target": p["chosen"]} for p in pairs]
+    check, info = task_check(TEXT, tokenizer, exs, pairs[:MIN_TASK_CHECK_PROMPTS - 1], DPOSettings())
+    assert check is None and info["active"] is False and "fewer than 16" in info["reason"]
+    check, info = task_check(TEXT, tokenizer, exs, pairs[:20], DPOSettings())
+    assert info == {"active": True, "prompts": 20} and len(check.examples) == 20
+    check, info = task_check(TEXT, tokenizer, exs, pairs[:20], DPOSettings(task_check_prompts=0))
+    assert check is None and info["reason"] == "off"
+    assert task_check(TEXT, tokenizer, None, pairs, DPOSettings())[0] is None
+
+
+def test_task_check_end_to_end_restores_the_starting_answers(tiny_model, tmp_path):
+    # a task that counts an answer correct when it is what the model said before DPO: full fine-tuning
+    # at lr 0.1 changes the answers, the task check fires (the log-prob guard is set out of reach),
+    # and the saved model answers exactly as before DPO
+    import dataclasses
+
+    from medtune.generate import generate
+
+    pairs = constant_preference_pairs(100)
+    exs = [{"id": p["example_id"], "input": p["prompt"], "target": p["chosen"]} for p in pairs]
+    model, tokenizer, _ = load_model(tiny_model, "cpu")
+    before = {ex["id"]: out[0] for ex, out in zip(exs, generate(model, tokenizer, [TEXT.messages(e) for e in exs],
+                                                             TEXT.max_new_tokens, desc=None))}
+    task = dataclasses.replace(TEXT, score=lambda ex, out: {"correct": out == before[ex["id"]], "parse_failed": False})
+    settings = DPOSettings(max_steps=12, batch_size=4, learning_rate=0.1, max_length=2048, heldout_fraction=0.2,
+                           eval_steps=2, save_steps=100, collapse_threshold=1000.0)
+    summary = train_dpo(model, tokenizer, str(tiny_model), tiny_model, "full", task, pairs, settings,
+                        tmp_path / "dpo", "cpu", 0, examples=exs)
+    assert summary["task_check"] == {"active": True, "prompts": 20, "accuracy_start": 1.0}
+    collapse = summary["collapse"]
+    assert collapse["fired"] and collapse["reason"] == "task_accuracy" and summary["steps"] < 12
+    assert collapse["restored"] == {"step": 0, "heldout_task_accuracy": 1.0}
+    saved, _, _ = load_model(tmp_path / "dpo" / "model", "cpu")
+    after = generate(saved, tokenizer, [TEXT.messages(e) for e in exs[:8]], TEXT.max_new_tokens, desc=None)
+    assert [a[0] for a in after] == [before[ex["id"]] for ex in exs[:8]]

@@ -125,3 +125,24 @@ def test_report_rebuilds_identically_without_a_model(built_run):
     assert result.exit_code == 0, result.output
     assert (built_run / "report.md").read_text(encoding="utf-8") == md
     assert (built_run / "report.html").is_file()
+
+
+def test_dpo_health_says_what_the_guard_watched_and_kept():
+    from medtune.report.tables import dpo_health
+
+    heldout = [{"rewards/accuracies": 0.9, "rewards/margins": 0.4, "chosen_logp_change_per_token": -0.1,
+                "task_accuracy": 0.5}]
+    by_task = dpo_health({"heldout": heldout, "heldout_pairs": 30,
+                          "task_check": {"active": True, "prompts": 20, "accuracy_start": 0.65},
+                          "collapse": {"fired": True, "reason": "task_accuracy", "step": 12, "task_accuracy_start": 0.65,
+                                       "task_accuracy": 0.5, "threshold": 0.05,
+                                       "restored": {"step": 4, "heldout_task_accuracy": 0.7}}})
+    assert "Held-out prompts answered correctly (20): 0.65 before DPO, 0.50 after." in by_task
+    assert "held-out task accuracy fell from 0.65 to 0.50" in by_task
+    assert "the weights of step 4 (held-out task accuracy 0.70) were kept" in by_task
+    by_logp = dpo_health({"heldout": heldout, "heldout_pairs": 30, "task_check": {"active": False},
+                          "collapse": {"fired": True, "reason": "chosen_logp", "step": 8,
+                                       "chosen_logp_drop_per_token": 0.8, "threshold": 0.5,
+                                       "restored": {"step": 0, "heldout_reward_accuracy": 0.0}}})
+    assert "chosen log-prob fell 0.80 nats/token" in by_logp and "answered correctly" not in by_logp
+    assert "the DPO model equals SFT here" in by_logp

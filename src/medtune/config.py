@@ -112,8 +112,14 @@ class DPOSettings(Strict):
     collapse_guard: bool = Field(True, description="watch for a falling chosen log-prob on held-out pairs")
     collapse_threshold: float = Field(0.5, gt=0, description="nats per chosen token the held-out chosen "
                                       "log-prob may fall below its start before the guard fires")
+    task_check_prompts: int = Field(64, ge=0, description="held-out prompts (at most) the model also answers at "
+                                    "every evaluation, scored by the task; the guard watches that accuracy and keeps "
+                                    "the best weights by it (0: off; needs at least 16 held-out prompts)")
+    task_drop_threshold: float = Field(0.05, gt=0, lt=1, description="the guard fires when the held-out task "
+                                       "accuracy falls this much below its value before DPO")
     stop_on_collapse: bool = Field(True, description="when the guard fires: stop and keep the best held-out "
-                                   "reward-accuracy weights (otherwise only warn)")
+                                   "weights, by task accuracy where it is checked, else by reward accuracy "
+                                   "(otherwise only warn)")
 
     @model_validator(mode="after")
     def whole_micro_batches(self):

@@ -89,8 +89,8 @@ def batch_cache(model, cache, batch_size: int, max_length: int):
 @torch.inference_mode()
 def generate(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int, batch_size: int = 16,
              do_sample: bool = False, temperature: float = 1.0, num_samples: int = 1,
-             seed: int = 0, desc: str = "generating") -> list[list[str]]:
-    """``num_samples`` completions for each prompt (greedy when ``do_sample`` is False)."""
+             seed: int = 0, desc: str | None = "generating") -> list[list[str]]:
+    """``num_samples`` completions for each prompt (greedy when ``do_sample`` is False); no bar when ``desc`` is None."""
     if not prompts:
         return []
     model.eval()
@@ -109,8 +109,8 @@ def generate(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int, b
         torch.manual_seed(seed)
     # keep the number of sequences per forward pass near batch_size when sampling
     prompts_per_batch = max(1, batch_size // num_samples)
-    with progress() as bar:
-        task = bar.add_task(desc, total=len(prompts), info="")
+    with progress(enabled=desc is not None) as bar:
+        task = bar.add_task(desc or "", total=len(prompts), info="")
         for start in range(0, len(order), prompts_per_batch):
             idx = order[start:start + prompts_per_batch]
             # each prompt repeated num_samples times (generate's num_return_sequences would not repeat the cache)

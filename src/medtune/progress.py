@@ -25,8 +25,9 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl)\.")
 
 
-def progress() -> Progress:
-    # Plain text (no live redraw) when not on a terminal, e.g. in CI logs.
+def progress(enabled: bool = True) -> Progress:
+    # Plain text (no live redraw) when not on a terminal, e.g. in CI logs. enabled=False: work done
+    # inside another bar (rich shows one live display at a time).
     return Progress(
         TextColumn("[bold blue]{task.description}"),
         BarColumn(),
@@ -37,5 +38,6 @@ def progress() -> Progress:
         TextColumn("{task.fields[info]}"),
         console=console,
         transient=False,
-        disable=os.environ.get("MEDTUNE_NO_PROGRESS") == "1" or not sys.stderr.isatty() and os.environ.get("CI") == "true",
+        disable=not enabled or os.environ.get("MEDTUNE_NO_PROGRESS") == "1"
+        or not sys.stderr.isatty() and os.environ.get("CI") == "true",
     )

@@ -189,7 +189,7 @@ def dpo_round(cfg: Config, task: Task, device: str, force: bool, k: int) -> dict
     parent = round_parent(cfg, task, k)
     model, tokenizer, info = load_model(parent, device)
     summary = train_dpo(model, tokenizer, cfg.model, parent, info["kind"], task, pairs,
-                        cfg.dpo, out, device, cfg.seed)
+                        cfg.dpo, out, device, cfg.seed, examples=stage_data(cfg, task)["train"])
     free(model)
     return summary
 

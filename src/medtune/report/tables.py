@@ -169,16 +169,25 @@ def dpo_health(t: dict) -> str:
         text += (f" Held-out pairs ({t.get('heldout_pairs')}): reward accuracy {h.get('rewards/accuracies', 0):.2f}, "
                  f"margin {h.get('rewards/margins', 0):+.3f}, chosen log-prob {h.get('chosen_logp_change_per_token', 0):+.2f} "
                  f"nats/token since the start of DPO.")
+        check = t.get("task_check") or {}
+        if check.get("active") and "task_accuracy" in h:
+            text += (f" Held-out prompts answered correctly ({check['prompts']}): {check['accuracy_start']:.2f} "
+                     f"before DPO, {h['task_accuracy']:.2f} after.")
     c = t.get("collapse") or {}
     if c.get("fired"):
-        text += (f" Collapse guard fired at step {c['step']}: the held-out chosen log-prob fell "
-                 f"{c['chosen_logp_drop_per_token']:.2f} nats/token (threshold {c['threshold']})")
+        if c.get("reason") == "task_accuracy":
+            text += (f" Collapse guard fired at step {c['step']}: held-out task accuracy fell from "
+                     f"{c['task_accuracy_start']:.2f} to {c['task_accuracy']:.2f} (threshold {c['threshold']})")
+        else:
+            text += (f" Collapse guard fired at step {c['step']}: the held-out chosen log-prob fell "
+                     f"{c['chosen_logp_drop_per_token']:.2f} nats/token (threshold {c['threshold']})")
         restored = c.get("restored")
         if not restored:
             text += "; training went on (stop_on_collapse is off)."
         elif restored["step"] == 0:
             text += "; DPO's starting weights (the SFT model) were kept, so the DPO model equals SFT here."
         else:
-            text += (f"; the weights of step {restored['step']} (held-out reward accuracy "
-                     f"{restored['heldout_reward_accuracy']:.2f}) were kept.")
+            kept_by = ("task accuracy", restored["heldout_task_accuracy"]) if "heldout_task_accuracy" in restored \
+                else ("reward accuracy", restored["heldout_reward_accuracy"])
+            text += f"; the weights of step {restored['step']} (held-out {kept_by[0]} {kept_by[1]:.2f}) were kept."
     return text

@@ -22,6 +22,7 @@ from datasets import Dataset
 from transformers import PrinterCallback, TrainerCallback
 
 from ..errors import MedtuneError
+from ..generate import generate
 from ..io import atomic_dir, write_json
 from ..models import lora_config, save_model_info
 from ..progress import console
@@ -105,6 +106,41 @@ def split_heldout(pairs: list[dict], fraction: float, seed: int) -> tuple[list[d
     return train, heldout
 
 
+MIN_TASK_CHECK_PROMPTS = 16  # below this a held-out task accuracy moves by 1/16 per answer: noise
+
+
+class TaskCheck:
+    """Greedy answers to held-out training prompts, scored by the task's own scorer.
+
+    Held-out reward accuracy can rise while the task metric falls (measured on
+    the GPU variant table, docs/dpo.md), so the guard also watches the quantity
+    DPO is meant to raise: the share of held-out prompts answered correctly.
+    """
+
+    def __init__(self, task: Task, tokenizer, examples: list[dict], batch_size: int = 16):
+        self.task, self.tokenizer, self.examples, self.batch_size = task, tokenizer, examples, batch_size
+
+    def accuracy(self, model) -> float:
+        was_training = model.training
+        outputs = generate(model, self.tokenizer, [self.task.messages(ex) for ex in self.examples],
+                           self.task.max_new_tokens, batch_size=self.batch_size, desc=None)
+        model.train(was_training)
+        return mean(self.task.score(ex, out[0])["correct"] for ex, out in zip(self.examples, outputs))
+
+
+def task_check(task: Task, tokenizer, examples: list[dict] | None, heldout: list[dict],
+               settings) -> tuple[TaskCheck | None, dict]:
+    """The held-out prompts' examples to answer at every evaluation, and what was decided."""
+    if not examples or settings.task_check_prompts == 0:
+        return None, {"active": False, "reason": "off" if examples else "no training examples given"}
+    ids = {p.get("example_id") for p in heldout}
+    chosen = [ex for ex in examples if ex["id"] in ids][:settings.task_check_prompts]
+    if len(chosen) < MIN_TASK_CHECK_PROMPTS:
+        return None, {"active": False, "prompts": len(chosen),
+                      "reason": f"fewer than {MIN_TASK_CHECK_PROMPTS} held-out prompts"}
+    return TaskCheck(task, tokenizer, chosen), {"active": True, "prompts": len(chosen)}
+
+
 class CollapseGuard(TrainerCallback):
     """Watches held-out evaluations: logs them, detects collapse, remembers the best weights.
 
@@ -112,14 +148,18 @@ class CollapseGuard(TrainerCallback):
     model - under the reference), and the reference is the model DPO started
     from, so ``rewards/chosen / beta`` is how far the chosen log-prob has moved
     since the start (also after a resume). Collapse: it fell more than
-    ``threshold`` nats per chosen token. The best weights are those with the
-    highest held-out reward accuracy (ties keep the earlier step, which drifted
-    less); only trainable parameters are copied, a few MB with LoRA.
+    ``threshold`` nats per chosen token, or (with a ``TaskCheck``) the held-out
+    task accuracy fell more than ``task_drop_threshold`` below its value before
+    DPO. The best weights are those with the highest held-out task accuracy, or
+    reward accuracy without a task check (ties keep the earlier step, which
+    drifted less); only trainable parameters are copied, a few MB with LoRA.
     """
 
-    def __init__(self, settings, tokens_per_chosen: float):
+    def __init__(self, settings, tokens_per_chosen: float, check: TaskCheck | None = None):
         self.settings = settings
         self.tokens = max(tokens_per_chosen, 1.0)
+        self.check = check
+        self.task_start: float | None = None
         self.history: list[dict] = []
         self.fired: dict | None = None
         self.best: tuple[float, int, dict] | None = None
@@ -131,7 +171,9 @@ class CollapseGuard(TrainerCallback):
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if model is not None and state.global_step == 0:
-            self.snapshot(model, 0.0, 0)  # the starting weights: rewards are 0, so accuracy 0
+            # the starting weights; without a task check their reward accuracy is 0 (rewards are 0)
+            self.task_start = self.check.accuracy(model) if self.check else None
+            self.snapshot(model, self.task_start or 0.0, 0)
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
         if not metrics or "eval_rewards/chosen" not in metrics:
@@ -139,19 +181,39 @@ class CollapseGuard(TrainerCallback):
         entry = {"step": state.global_step, **{k.removeprefix("eval_"): v for k, v in metrics.items()
                                                if k.startswith(("eval_rewards", "eval_logps", "eval_loss"))}}
         entry["chosen_logp_change_per_token"] = entry["rewards/chosen"] / self.settings.beta / self.tokens
+        if self.check and model is not None:
+            entry["task_accuracy"] = self.check.accuracy(model)
         self.history.append(entry)
         if model is not None:
-            self.snapshot(model, entry.get("rewards/accuracies", 0.0), state.global_step)
-        drop = -entry["chosen_logp_change_per_token"]
-        if self.settings.collapse_guard and not self.fired and drop > self.settings.collapse_threshold:
-            self.fired = {"step": state.global_step, "chosen_logp_drop_per_token": drop,
-                          "threshold": self.settings.collapse_threshold,
-                          "rewards_chosen": entry["rewards/chosen"], "rewards_rejected": entry.get("rewards/rejected")}
-            console.print(f"[bold yellow]collapse guard:[/] at step {state.global_step} the held-out chosen "
-                          f"log-prob fell {drop:.2f} nats/token below where DPO started (threshold "
-                          f"{self.settings.collapse_threshold}): DPO is pushing the reference answers down too.")
-            if self.settings.stop_on_collapse:
+            self.snapshot(model, entry.get("task_accuracy", entry.get("rewards/accuracies", 0.0)), state.global_step)
+        if self.settings.collapse_guard and not self.fired:
+            self.fired = self.logp_drop(entry) or self.task_drop(entry)
+            if self.fired and self.settings.stop_on_collapse:
                 control.should_training_stop = True
+
+    def logp_drop(self, entry: dict) -> dict | None:
+        drop = -entry["chosen_logp_change_per_token"]
+        if drop <= self.settings.collapse_threshold:
+            return None
+        console.print(f"[bold yellow]collapse guard:[/] at step {entry['step']} the held-out chosen "
+                      f"log-prob fell {drop:.2f} nats/token below where DPO started (threshold "
+                      f"{self.settings.collapse_threshold}): DPO is pushing the reference answers down too.")
+        return {"reason": "chosen_logp", "step": entry["step"], "chosen_logp_drop_per_token": drop,
+                "threshold": self.settings.collapse_threshold,
+                "rewards_chosen": entry["rewards/chosen"], "rewards_rejected": entry.get("rewards/rejected")}
+
+    def task_drop(self, entry: dict) -> dict | None:
+        if self.task_start is None or "task_accuracy" not in entry:
+            return None
+        drop = self.task_start - entry["task_accuracy"]
+        if drop <= self.settings.task_drop_threshold:
+            return None
+        console.print(f"[bold yellow]collapse guard:[/] at step {entry['step']} the model answers "
+                      f"{entry['task_accuracy']:.0%} of the held-out prompts correctly, {self.task_start:.0%} before "
+                      f"DPO (threshold {self.settings.task_drop_threshold:.0%}): DPO is making the task worse.")
+        return {"reason": "task_accuracy", "step": entry["step"], "task_accuracy_start": self.task_start,
+                "task_accuracy": entry["task_accuracy"], "threshold": self.settings.task_drop_threshold,
+                "chosen_logp_drop_per_token": -entry["chosen_logp_change_per_token"]}
 
     def restore_best(self, model) -> dict | None:
         if not self.best:
@@ -161,12 +223,13 @@ class CollapseGuard(TrainerCallback):
         with torch.no_grad():
             for name, value in state.items():
                 params[name].copy_(value)
-        return {"step": step, "heldout_reward_accuracy": accuracy}
+        return {"step": step, ("heldout_task_accuracy" if self.check else "heldout_reward_accuracy"): accuracy}
 
 
 def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, task: Task, pairs: list[dict],
-              settings, out_dir: Path, device: str, seed: int) -> dict:
-    """``model`` is the parent (SFT, or the previous DPO round) with adapters merged. Saves ``out_dir/model``."""
+              settings, out_dir: Path, device: str, seed: int, examples: list[dict] | None = None) -> dict:
+    """``model`` is the parent (SFT, or the previous DPO round) with adapters merged. Saves ``out_dir/model``.
+    ``examples``: the training examples the pairs came from, for the guard's held-out task check."""
     from trl import DPOConfig, DPOTrainer
 
     compact_lm_head_everywhere()
@@ -188,7 +251,8 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
         peft = lora_config(settings.lora_r, settings.lora_alpha, 0.0, "all-linear", model, settings.lora_layers)
     else:
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)
-    guard = CollapseGuard(settings, mean(chosen_tokens[p["id"]] for p in heldout))
+    check, check_info = task_check(task, tokenizer, examples, heldout, settings)
+    guard = CollapseGuard(settings, mean(chosen_tokens[p["id"]] for p in heldout), check)
     trainer = DPOTrainer(model=model, ref_model=ref_model, args=args,
                          train_dataset=Dataset.from_list(dpo_rows(task, train_pairs)),
                          eval_dataset=Dataset.from_list(dpo_rows(task, heldout)) if heldout else None,
@@ -212,6 +276,7 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
                "final_reward_accuracy": last_logged(history, "rewards/accuracies"),
                "final_reward_margin": last_logged(history, "rewards/margins"),
                "heldout": guard.history,
+               "task_check": {**check_info, "accuracy_start": guard.task_start},
                "collapse": {"guard": settings.collapse_guard, "fired": guard.fired is not None, **(guard.fired or {}),
                             "restored": restored},
                "log_history": history}
