@@ -185,13 +185,15 @@ def test_dpo_splits_a_batch_of_pairs_into_halves_by_default():
 # ------------------------------------------------------------------ held-out task check
 
 class ScriptedCheck:
-    """A task check whose held-out accuracies are given in advance."""
+    """A task check over 20 held-out prompts whose answers are given in advance: for each check,
+    the indices of the prompts answered correctly."""
 
-    def __init__(self, accuracies):
-        self.accuracies = list(accuracies)
+    def __init__(self, *correct):
+        self.correct = [set(c) for c in correct]
 
-    def accuracy(self, model):
-        return self.accuracies.pop(0)
+    def answers(self, model):
+        right = self.correct.pop(0)
+        return [i in right for i in range(20)]
 
 
 def evaluate_at(guard, model, step: int, chosen_reward: float = 0.0, reward_accuracy: float = 0.5):
@@ -213,20 +215,23 @@ def test_guard_fires_on_a_task_accuracy_drop_and_keeps_the_best_task_weights():
 
     model = torch.nn.Linear(2, 1)
     settings = DPOSettings(task_drop_threshold=0.05, collapse_threshold=0.5, beta=0.1)
-    guard = CollapseGuard(settings, tokens_per_chosen=4, check=ScriptedCheck([0.60, 0.70, 0.62, 0.50]))
-    guard.on_train_begin(None, TrainerState(), TrainerControl(), model=model)  # start: 0.60
+    check = ScriptedCheck(range(12), range(14), range(9), range(4))  # 0.60 -> 0.70 -> 0.45 -> 0.20
+    guard = CollapseGuard(settings, tokens_per_chosen=4, check=check)
+    guard.on_train_begin(None, TrainerState(), TrainerControl(), model=model)
     with torch.no_grad():
         model.weight.fill_(1.0)
-    # reward accuracy rises all along (the GPU table's failure): only the task check can see the drop
-    assert not evaluate_at(guard, model, 4, reward_accuracy=0.6).should_training_stop  # 0.70: the best so far
+    # reward accuracy rises all along (the GPU table's failure): only the task check can see the fall
+    assert not evaluate_at(guard, model, 4, reward_accuracy=0.6).should_training_stop  # the best so far
     with torch.no_grad():
         model.weight.fill_(2.0)
-    assert not evaluate_at(guard, model, 8, reward_accuracy=0.7).should_training_stop  # 0.62: within 0.05
+    # 0.15 below the start, but 3 flipped answers of 20 are not significant (McNemar p = 0.25)
+    assert not evaluate_at(guard, model, 8, reward_accuracy=0.7).should_training_stop
     with torch.no_grad():
         model.weight.fill_(3.0)
-    assert evaluate_at(guard, model, 12, reward_accuracy=0.9).should_training_stop  # 0.50: 0.10 below the start
+    assert evaluate_at(guard, model, 12, reward_accuracy=0.9).should_training_stop  # 8 flipped: p = 0.008
     assert guard.fired["reason"] == "task_accuracy" and guard.fired["step"] == 12
-    assert guard.fired["task_accuracy_start"] == 0.60 and guard.fired["task_accuracy"] == 0.50
+    assert guard.fired["task_accuracy_start"] == 0.60 and guard.fired["task_accuracy"] == 0.20
+    assert guard.fired["p_value"] == pytest.approx(2 * 0.5 ** 8)
     restored = guard.restore_best(model)
     assert restored == {"step": 4, "heldout_task_accuracy": 0.70}  # not step 12's best reward accuracy
     assert model.weight.tolist() == [[1.0, 1.0]]
@@ -239,11 +244,12 @@ def test_guard_stays_silent_while_the_task_accuracy_holds():
     from medtune.train.dpo import CollapseGuard
 
     model = torch.nn.Linear(2, 1)
-    guard = CollapseGuard(DPOSettings(task_drop_threshold=0.05), 4, check=ScriptedCheck([0.5, 0.46, 0.55]))
+    # 0.50 -> 0.45 (one answer: within the threshold) -> 0.55
+    guard = CollapseGuard(DPOSettings(task_drop_threshold=0.05), 4, check=ScriptedCheck(range(10), range(9), range(11)))
     guard.on_train_begin(None, TrainerState(), TrainerControl(), model=model)
     assert not evaluate_at(guard, model, 4).should_training_stop
     assert not evaluate_at(guard, model, 8).should_training_stop
-    assert guard.fired is None and [h["task_accuracy"] for h in guard.history] == [0.46, 0.55]
+    assert guard.fired is None and [h["task_accuracy"] for h in guard.history] == [0.45, 0.55]
 
 
 def test_task_check_needs_enough_heldout_prompts_and_training_examples(tiny_model):

@@ -135,10 +135,10 @@ def test_dpo_health_says_what_the_guard_watched_and_kept():
     by_task = dpo_health({"heldout": heldout, "heldout_pairs": 30,
                           "task_check": {"active": True, "prompts": 20, "accuracy_start": 0.65},
                           "collapse": {"fired": True, "reason": "task_accuracy", "step": 12, "task_accuracy_start": 0.65,
-                                       "task_accuracy": 0.5, "threshold": 0.05,
+                                       "task_accuracy": 0.5, "p_value": 0.021, "threshold": 0.05,
                                        "restored": {"step": 4, "heldout_task_accuracy": 0.7}}})
     assert "Held-out prompts answered correctly (20): 0.65 before DPO, 0.50 after." in by_task
-    assert "held-out task accuracy fell from 0.65 to 0.50" in by_task
+    assert "held-out task accuracy fell from 0.65 to 0.50 (McNemar p=0.021" in by_task
     assert "the weights of step 4 (held-out task accuracy 0.70) were kept" in by_task
     by_logp = dpo_health({"heldout": heldout, "heldout_pairs": 30, "task_check": {"active": False},
                           "collapse": {"fired": True, "reason": "chosen_logp", "step": 8,

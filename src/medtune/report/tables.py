@@ -177,7 +177,8 @@ def dpo_health(t: dict) -> str:
     if c.get("fired"):
         if c.get("reason") == "task_accuracy":
             text += (f" Collapse guard fired at step {c['step']}: held-out task accuracy fell from "
-                     f"{c['task_accuracy_start']:.2f} to {c['task_accuracy']:.2f} (threshold {c['threshold']})")
+                     f"{c['task_accuracy_start']:.2f} to {c['task_accuracy']:.2f} (McNemar p={c['p_value']:.3f}, "
+                     f"threshold {c['threshold']})")
         else:
             text += (f" Collapse guard fired at step {c['step']}: the held-out chosen log-prob fell "
                      f"{c['chosen_logp_drop_per_token']:.2f} nats/token (threshold {c['threshold']})")

@@ -22,6 +22,7 @@ from datasets import Dataset
 from transformers import PrinterCallback, TrainerCallback
 
 from ..errors import MedtuneError
+from ..evaluate.stats import mcnemar_exact
 from ..generate import generate
 from ..io import atomic_dir, write_json
 from ..models import lora_config, save_model_info
@@ -107,6 +108,7 @@ def split_heldout(pairs: list[dict], fraction: float, seed: int) -> tuple[list[d
 
 
 MIN_TASK_CHECK_PROMPTS = 16  # below this a held-out task accuracy moves by 1/16 per answer: noise
+TASK_DROP_ALPHA = 0.05  # a fall must also be significant (exact McNemar on the same prompts' answers)
 
 
 class TaskCheck:
@@ -120,12 +122,13 @@ class TaskCheck:
     def __init__(self, task: Task, tokenizer, examples: list[dict], batch_size: int = 16):
         self.task, self.tokenizer, self.examples, self.batch_size = task, tokenizer, examples, batch_size
 
-    def accuracy(self, model) -> float:
+    def answers(self, model) -> list[bool]:
+        """Whether each held-out prompt is answered correctly."""
         was_training = model.training
         outputs = generate(model, self.tokenizer, [self.task.messages(ex) for ex in self.examples],
                            self.task.max_new_tokens, batch_size=self.batch_size, desc=None)
         model.train(was_training)
-        return mean(self.task.score(ex, out[0])["correct"] for ex, out in zip(self.examples, outputs))
+        return [bool(self.task.score(ex, out[0])["correct"]) for ex, out in zip(self.examples, outputs)]
 
 
 def task_check(task: Task, tokenizer, examples: list[dict] | None, heldout: list[dict],
@@ -150,7 +153,8 @@ class CollapseGuard(TrainerCallback):
     since the start (also after a resume). Collapse: it fell more than
     ``threshold`` nats per chosen token, or (with a ``TaskCheck``) the held-out
     task accuracy fell more than ``task_drop_threshold`` below its value before
-    DPO. The best weights are those with the highest held-out task accuracy, or
+    DPO, significantly (two-sided exact McNemar on the same prompts, p <
+    ``TASK_DROP_ALPHA``: a few flipped answers are not a trend). The best weights are those with the highest held-out task accuracy, or
     reward accuracy without a task check (ties keep the earlier step, which
     drifted less); only trainable parameters are copied, a few MB with LoRA.
     """
@@ -159,7 +163,7 @@ class CollapseGuard(TrainerCallback):
         self.settings = settings
         self.tokens = max(tokens_per_chosen, 1.0)
         self.check = check
-        self.task_start: float | None = None
+        self.task_start: list[bool] | None = None  # each held-out prompt answered correctly before DPO
         self.history: list[dict] = []
         self.fired: dict | None = None
         self.best: tuple[float, int, dict] | None = None
@@ -172,8 +176,8 @@ class CollapseGuard(TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if model is not None and state.global_step == 0:
             # the starting weights; without a task check their reward accuracy is 0 (rewards are 0)
-            self.task_start = self.check.accuracy(model) if self.check else None
-            self.snapshot(model, self.task_start or 0.0, 0)
+            self.task_start = self.check.answers(model) if self.check else None
+            self.snapshot(model, mean(self.task_start) if self.check else 0.0, 0)
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
         if not metrics or "eval_rewards/chosen" not in metrics:
@@ -181,13 +185,14 @@ class CollapseGuard(TrainerCallback):
         entry = {"step": state.global_step, **{k.removeprefix("eval_"): v for k, v in metrics.items()
                                                if k.startswith(("eval_rewards", "eval_logps", "eval_loss"))}}
         entry["chosen_logp_change_per_token"] = entry["rewards/chosen"] / self.settings.beta / self.tokens
-        if self.check and model is not None:
-            entry["task_accuracy"] = self.check.accuracy(model)
+        answers = self.check.answers(model) if self.check and model is not None else None
+        if answers is not None:
+            entry["task_accuracy"] = mean(answers)
         self.history.append(entry)
         if model is not None:
             self.snapshot(model, entry.get("task_accuracy", entry.get("rewards/accuracies", 0.0)), state.global_step)
         if self.settings.collapse_guard and not self.fired:
-            self.fired = self.logp_drop(entry) or self.task_drop(entry)
+            self.fired = self.logp_drop(entry) or self.task_drop(entry, answers)
             if self.fired and self.settings.stop_on_collapse:
                 control.should_training_stop = True
 
@@ -202,17 +207,18 @@ class CollapseGuard(TrainerCallback):
                 "threshold": self.settings.collapse_threshold,
                 "rewards_chosen": entry["rewards/chosen"], "rewards_rejected": entry.get("rewards/rejected")}
 
-    def task_drop(self, entry: dict) -> dict | None:
-        if self.task_start is None or "task_accuracy" not in entry:
+    def task_drop(self, entry: dict, answers: list[bool] | None) -> dict | None:
+        if self.task_start is None or answers is None:
             return None
-        drop = self.task_start - entry["task_accuracy"]
-        if drop <= self.settings.task_drop_threshold:
+        start, now = mean(self.task_start), mean(answers)
+        p_value = mcnemar_exact(self.task_start, answers)["p_value"]
+        if start - now <= self.settings.task_drop_threshold or p_value >= TASK_DROP_ALPHA:
             return None
-        console.print(f"[bold yellow]collapse guard:[/] at step {entry['step']} the model answers "
-                      f"{entry['task_accuracy']:.0%} of the held-out prompts correctly, {self.task_start:.0%} before "
-                      f"DPO (threshold {self.settings.task_drop_threshold:.0%}): DPO is making the task worse.")
-        return {"reason": "task_accuracy", "step": entry["step"], "task_accuracy_start": self.task_start,
-                "task_accuracy": entry["task_accuracy"], "threshold": self.settings.task_drop_threshold,
+        console.print(f"[bold yellow]collapse guard:[/] at step {entry['step']} the model answers {now:.0%} of "
+                      f"the {len(answers)} held-out prompts correctly, {start:.0%} before DPO (McNemar p={p_value:.3f}): "
+                      "DPO is making the task worse.")
+        return {"reason": "task_accuracy", "step": entry["step"], "task_accuracy_start": start,
+                "task_accuracy": now, "p_value": p_value, "threshold": self.settings.task_drop_threshold,
                 "chosen_logp_drop_per_token": -entry["chosen_logp_change_per_token"]}
 
     def restore_best(self, model) -> dict | None:
@@ -276,7 +282,7 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
                "final_reward_accuracy": last_logged(history, "rewards/accuracies"),
                "final_reward_margin": last_logged(history, "rewards/margins"),
                "heldout": guard.history,
-               "task_check": {**check_info, "accuracy_start": guard.task_start},
+               "task_check": {**check_info, "accuracy_start": mean(guard.task_start) if check else None},
                "collapse": {"guard": settings.collapse_guard, "fired": guard.fired is not None, **(guard.fired or {}),
                             "restored": restored},
                "log_history": history}
