@@ -154,9 +154,11 @@ class CollapseGuard(TrainerCallback):
     ``threshold`` nats per chosen token, or (with a ``TaskCheck``) the held-out
     task accuracy fell more than ``task_drop_threshold`` below its value before
     DPO, significantly (two-sided exact McNemar on the same prompts, p <
-    ``TASK_DROP_ALPHA``: a few flipped answers are not a trend). The best weights are those with the highest held-out task accuracy, or
-    reward accuracy without a task check (ties keep the earlier step, which
-    drifted less); only trainable parameters are copied, a few MB with LoRA.
+    ``TASK_DROP_ALPHA``: a few flipped answers are not a trend). The best
+    weights are those with the highest held-out task accuracy, or reward
+    accuracy without a task check (ties keep the earlier step, which drifted
+    less); only trainable parameters are copied, a few MB with LoRA. After a
+    resume the answers before DPO are not known, so only the log-prob check runs.
     """
 
     def __init__(self, settings, tokens_per_chosen: float, check: TaskCheck | None = None):
@@ -282,7 +284,8 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
                "final_reward_accuracy": last_logged(history, "rewards/accuracies"),
                "final_reward_margin": last_logged(history, "rewards/margins"),
                "heldout": guard.history,
-               "task_check": {**check_info, "accuracy_start": mean(guard.task_start) if check else None},
+               "task_check": {**check_info,
+                              "accuracy_start": mean(guard.task_start) if guard.task_start is not None else None},
                "collapse": {"guard": settings.collapse_guard, "fired": guard.fired is not None, **(guard.fired or {}),
                             "restored": restored},
                "log_history": history}
