@@ -110,6 +110,17 @@ def test_pairs_checks_including_truncation_collapse(tmp_path, tiny_model):
     assert len(diag.records) == 4 and diag.records[0]["source"] == "human"
 
 
+def test_mined_pairs_keep_the_example_they_came_from(tmp_path):
+    # DPO holds out whole prompts, and its task check answers them, by example_id
+    mined = {"id": "tc-1-model_error-0", "example_id": "tc-1", "prompt": "Note: ...", "chosen": "never smoker",
+             "rejected": "former smoker", "source": "model_error"}
+    human = {"prompt": "Na 150?", "chosen": "hypernatremia", "rejected": "normal"}
+    diag = check_pairs_file(write(tmp_path / "pairs.jsonl", json.dumps(mined) + "\n" + json.dumps(human) + "\n"))
+    assert not diag.errors
+    assert diag.records[0]["example_id"] == "tc-1" and diag.records[0]["source"] == "model_error"
+    assert "example_id" not in diag.records[1]
+
+
 def test_openai_preference_format(tmp_path):
     row = {"input": {"messages": [{"role": "user", "content": "Summarise: ..."}]},
            "preferred_output": [{"role": "assistant", "content": "good"}],

@@ -197,7 +197,9 @@ def test_iterative_rounds_mine_from_the_previous_round(tiny_config):
     assert (run / "dpo" / "metrics.json").is_file()
     log = json.loads((run / "dpo" / "train_log.json").read_text())
     assert log["heldout"] and "rewards/accuracies" in log["heldout"][-1]
-    # the study hands DPO its training examples; 12 of them leave too few held-out prompts to check
+    # the study hands DPO its training examples and the held-out pairs name theirs; 12 examples
+    # leave too few held-out prompts to check
+    assert log["task_check"]["prompts"] >= 1
     assert log["task_check"]["active"] is False and "fewer than 16" in log["task_check"]["reason"]
 
 

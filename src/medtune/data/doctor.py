@@ -222,9 +222,12 @@ def check_pairs_file(path: Path, mapping: dict | None = None, tokenizer=None, ma
         if empty:
             diag.error(f"empty {', '.join(empty)}: a preference pair needs a prompt and two different answers", [number])
             continue
-        records.append((number, {"id": str(row.get("id") or f"{Path(path).stem}-{number}"),
-                                 "prompt": str(row["prompt"]), "chosen": str(row["chosen"]),
-                                 "rejected": str(row["rejected"]), "source": row.get("source") or "human"}))
+        record = {"id": str(row.get("id") or f"{Path(path).stem}-{number}"),
+                  "prompt": str(row["prompt"]), "chosen": str(row["chosen"]),
+                  "rejected": str(row["rejected"]), "source": row.get("source") or "human"}
+        if not is_empty(row.get("example_id")):  # mined pairs: DPO holds out whole prompts by it
+            record["example_id"] = str(row["example_id"])
+        records.append((number, record))
     if diag.errors:
         return diag
     same = [n for n, p in records if p["chosen"] == p["rejected"]]
