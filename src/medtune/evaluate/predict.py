@@ -6,7 +6,9 @@ from ..generate import generate
 from ..tasks.common import Task
 
 
-def predict(model, tokenizer, task: Task, examples: list[dict], batch_size: int, desc: str) -> list[dict]:
+def predict(model, tokenizer, task: Task, examples: list[dict], batch_size: int,
+            desc: str | None) -> list[dict]:
+    """Scored rows in the examples' order; no progress bar when ``desc`` is None."""
     outputs = generate(model, tokenizer, [task.messages(ex) for ex in examples],
                        max_new_tokens=task.max_new_tokens, batch_size=batch_size, desc=desc)
     return [score_row(task, ex, out[0]) for ex, out in zip(examples, outputs)]

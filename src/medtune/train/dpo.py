@@ -22,8 +22,8 @@ from datasets import Dataset
 from transformers import PrinterCallback, TrainerCallback
 
 from ..errors import MedtuneError
+from ..evaluate.predict import predict
 from ..evaluate.stats import mcnemar_exact
-from ..generate import generate
 from ..io import atomic_dir, write_json
 from ..models import lora_config, save_model_info
 from ..progress import console
@@ -125,10 +125,9 @@ class TaskCheck:
     def answers(self, model) -> list[bool]:
         """Whether each held-out prompt is answered correctly."""
         was_training = model.training
-        outputs = generate(model, self.tokenizer, [self.task.messages(ex) for ex in self.examples],
-                           self.task.max_new_tokens, batch_size=self.batch_size, desc=None)
+        rows = predict(model, self.tokenizer, self.task, self.examples, self.batch_size, desc=None)
         model.train(was_training)
-        return [bool(self.task.score(ex, out[0])["correct"]) for ex, out in zip(self.examples, outputs)]
+        return [bool(row["correct"]) for row in rows]
 
 
 def task_check(task: Task, tokenizer, examples: list[dict] | None, heldout: list[dict],
