@@ -118,7 +118,8 @@ def p2(args) -> dict:
 # ---------------------------------------------------------------- p3 / p5 (child processes)
 
 def child_train(kind: str, model_ref: str, steps: int, batch: int, out: Path, device: str) -> dict:
-    """Train SFT or DPO on the same text_classification examples; report time, memory and FLOPs."""
+    """Train SFT or DPO on the same text_classification examples; report time, memory and FLOPs.
+    ``dpo_trl_layout``: DPO with each pair as TRL's two rows (the prompt computed twice), for comparison."""
     from medtune.models import load_model
     from medtune.tasks import get_task
     from medtune.train.pairs import pairs_from_label_swap
@@ -141,7 +142,8 @@ def child_train(kind: str, model_ref: str, steps: int, batch: int, out: Path, de
         pairs = [p for ex in exs for p in pairs_from_label_swap(task, ex, task.reference(ex), rng)]
         summary = train_dpo(model, tokenizer, model_ref, Path(model_ref), "lora", task, pairs,
                             # lora_layers None: the same adapter layout as SFT, whatever the preset says
-                            settings("dpo", max_steps=steps, batch_size=batch, heldout_fraction=0.0, lora_layers=None),
+                            settings("dpo", max_steps=steps, batch_size=batch, heldout_fraction=0.0, lora_layers=None,
+                                     share_prompt=kind == "dpo"),
                             out, device, 0)
         items = steps * batch
     result = {"train_s": summary["train_runtime_s"], "items": items, "peak_mb": peak_mb(device), "loaded_mb": loaded_mb}
@@ -218,8 +220,13 @@ def p3_p5(args, which: set[str]) -> dict:
     out = {"p3_sft": sft}
     if "p3" in which:
         dpo = run_child("dpo", args, steps, batch)
+        trl_layout = run_child("dpo_trl_layout", args, steps, batch)
+        per_example = sft["train_s"] / sft["items"]
         out.update(p3_dpo=dpo, p3_dpo_mem_ratio=dpo["peak_mb"] / sft["peak_mb"],
-                   p3_dpo_time_ratio=(dpo["train_s"] / dpo["items"]) / (sft["train_s"] / sft["items"]))
+                   p3_dpo_time_ratio=(dpo["train_s"] / dpo["items"]) / per_example,
+                   # the same DPO with the prompt computed twice per pair, as TRL lays a batch out
+                   p3_dpo_trl_layout=trl_layout, p3_trl_layout_mem_ratio=trl_layout["peak_mb"] / sft["peak_mb"],
+                   p3_trl_layout_time_ratio=(trl_layout["train_s"] / trl_layout["items"]) / per_example)
     if "p5" in which:
         peak = matmul_peak_gflops(args.device, 1024 if args.smoke else (8192 if args.device == "cuda" else 2048))
         achieved = sft["flops_per_step"] / (sft["train_s"] / steps) / 1e9
@@ -292,7 +299,7 @@ def main() -> None:
     parser.add_argument("--study-run", help="reuse a finished quick study's elapsed time for p1")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                         help="cuda: measure on the GPU and store the figures under results.json's \"gpu\"")
-    parser.add_argument("--child", choices=["sft", "dpo"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["sft", "dpo", "dpo_trl_layout"], help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)

@@ -172,6 +172,22 @@ def test_micro_batches_make_the_same_update_as_the_whole_batch(tiny_model, tmp_p
         assert logged[n] == pytest.approx(logged[4], rel=1e-4)
 
 
+def test_shared_prompt_rows_train_as_trl_layout_does(tiny_model, tmp_path):
+    # each pair's prompt once (policy and reference) or twice (TRL's rows): the same losses, gradients
+    # and held-out metrics at every step, with LoRA and with a full fine-tuning reference copy
+    for method in ("lora", "full"):
+        runs = {share: run_dpo(tiny_model, tmp_path / f"{method}-{share}", method=method, max_steps=4, eval_steps=2,
+                               share_prompt=share) for share in (True, False)}
+        assert runs[True]["shared_prompt_batches"]["packed"] >= 4 + 2 * 2  # train micro-batches + held-out batches
+        assert runs[True]["shared_prompt_batches"]["trl_layout"] == 0
+        assert runs[False]["shared_prompt_batches"]["packed"] == 0
+        logged = {share: [v for h in run["log_history"] for k, v in sorted(h.items())
+                          if k.startswith(("loss", "grad_norm", "eval_rewards", "eval_logps"))]
+                  for share, run in runs.items()}
+        # 4 steps x (loss, grad norm) + 2 evaluations x (4 rewards + 2 log-probs)
+        assert len(logged[True]) == 4 * 2 + 2 * 6 and logged[True] == pytest.approx(logged[False], rel=1e-3, abs=1e-5)
+
+
 def test_dpo_splits_a_batch_of_pairs_into_halves_by_default():
     assert DPOSettings(batch_size=4).micro_batch() == (2, 2)
     assert DPOSettings(batch_size=8, grad_accum=2).micro_batch() == (4, 4)

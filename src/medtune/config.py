@@ -93,9 +93,11 @@ class DPOSettings(Strict):
     batch_size: int = Field(4, ge=1, description="pairs per optimizer step (per grad_accum)")
     pairs_per_forward: int | None = Field(
         None, ge=1, description="pairs in one forward pass; a batch runs as gradient-accumulated micro-batches "
-        "of this many pairs (same update). null: half the batch, so a forward holds batch_size sequences "
-        "(chosen + rejected) and DPO's activations stay near SFT's")
+        "of this many pairs (same update). null: half the batch, so DPO's activations stay at or below SFT's")
     grad_accum: int = Field(1, ge=1)
+    share_prompt: bool = Field(True, description="compute each pair's prompt once for chosen and rejected (one "
+                               "row per pair with a branch mask; the same log-probs as TRL's two rows, about half "
+                               "the tokens on label tasks). false: TRL's layout")
     max_length: int = Field(1024, ge=16, description="prompt + completion, in tokens")
     truncation: Literal["drop", "error"] = Field(
         "drop", description="a pair longer than max_length is dropped with a warning (drop) or stops the run "

@@ -237,7 +237,9 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
               settings, out_dir: Path, device: str, seed: int, examples: list[dict] | None = None) -> dict:
     """``model`` is the parent (SFT, or the previous DPO round) with adapters merged. Saves ``out_dir/model``.
     ``examples``: the training examples the pairs came from, for the guard's held-out task check."""
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOConfig
+
+    from .shared_prompt import SharedPromptDPOTrainer
 
     compact_lm_head_everywhere()
     pairs, fit, chosen_tokens = fit_pairs(tokenizer, task, pairs, settings.max_length, settings.truncation)
@@ -260,11 +262,11 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)
     check, check_info = task_check(task, tokenizer, examples, heldout, settings)
     guard = CollapseGuard(settings, mean(chosen_tokens[p["id"]] for p in heldout), check)
-    trainer = DPOTrainer(model=model, ref_model=ref_model, args=args,
+    trainer = SharedPromptDPOTrainer(model=model, ref_model=ref_model, args=args, share_prompt=settings.share_prompt,
                          train_dataset=Dataset.from_list(dpo_rows(task, train_pairs)),
                          eval_dataset=Dataset.from_list(dpo_rows(task, heldout)) if heldout else None,
-                         processing_class=tokenizer, peft_config=peft,
-                         callbacks=[RichProgress(f"{task.name}: DPO"), guard])
+                                     processing_class=tokenizer, peft_config=peft,
+                                     callbacks=[RichProgress(f"{task.name}: DPO"), guard])
     trainer.remove_callback(PrinterCallback)  # our rich bar shows the loss instead
     result = trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
     if heldout and (not guard.history or guard.history[-1]["step"] != trainer.state.global_step):
@@ -278,7 +280,7 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
     history = trainer.state.log_history
     summary = {"train_runtime_s": result.metrics.get("train_runtime"), "steps": trainer.state.global_step,
                "pairs": len(train_pairs), "heldout_pairs": len(heldout), "length_filter": fit,
-               "loss_type": settings.loss_type, "beta": settings.beta,
+               "loss_type": settings.loss_type, "beta": settings.beta, "shared_prompt_batches": trainer.batch_counts(),
                "final_loss": result.metrics.get("train_loss"),
                "final_reward_accuracy": last_logged(history, "rewards/accuracies"),
                "final_reward_margin": last_logged(history, "rewards/margins"),
