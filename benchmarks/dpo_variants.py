@@ -1,6 +1,6 @@
 """DPO loss variants x tasks, measured on a finished study's SFT models and pairs.
 
-    python benchmarks/dpo_variants.py runs/demo [--losses sigmoid,ipo,...] [--tasks ...] [--device cuda]
+    python benchmarks/dpo_variants.py runs/demo [--losses sigmoid,ipo,...] [--tasks ...] [--device cuda] [--no-stop]
 
 For every loss variant, a run directory ``RUN/variants/<loss>/`` links the
 study's ``sft/`` and ``pairs/`` folders (same SFT model, same pairs, same test
@@ -27,11 +27,9 @@ from medtune.tasks import get_task
 EXTRA = {"robust": {"label_smoothing": 0.1}}
 
 
-def variant_config(run: Path, loss: str, tasks: list[str]):
-    saved = run / "config.yaml"
-    cfg = load_config(saved, {"run_dir": str(run / "variants" / loss), "tasks": tasks,
-                              "dpo": {"loss_type": loss, **EXTRA.get(loss, {})}})
-    return cfg
+def variant_config(run: Path, loss: str, tasks: list[str], stop: bool = True):
+    dpo = {"loss_type": loss, **EXTRA.get(loss, {}), **({} if stop else {"stop_on_collapse": False})}
+    return load_config(run / "config.yaml", {"run_dir": str(run / "variants" / loss), "tasks": tasks, "dpo": dpo})
 
 
 def link_stages(run: Path, cfg, task) -> None:
@@ -48,13 +46,15 @@ def main() -> None:
     parser.add_argument("--losses", default=",".join(DPO_LOSSES))
     parser.add_argument("--tasks", default=None)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--no-stop", action="store_true", help="train every variant to the end (the collapse guard "
+                        "records but does not stop or restore), to see what each loss does")
     args = parser.parse_args()
     base_cfg = load_config(args.run / "config.yaml")
     device = resolve_device(args.device)
     tasks = args.tasks.split(",") if args.tasks else base_cfg.tasks
     table = []
     for loss in args.losses.split(","):
-        cfg = variant_config(args.run, loss, tasks)
+        cfg = variant_config(args.run, loss, tasks, stop=not args.no_stop)
         for name in tasks:
             task = get_task(name)
             link_stages(args.run, cfg, task)
@@ -73,7 +73,11 @@ def main() -> None:
                               "heldout_reward_accuracy": held.get("rewards/accuracies"),
                               "heldout_margin": held.get("rewards/margins"),
                               "chosen_logp_change_per_token": held.get("chosen_logp_change_per_token"),
-                              "collapse": log["collapse"]["fired"], "seconds": time.perf_counter() - start})
+                              "heldout_task_accuracy": held.get("task_accuracy"),
+                              "task_accuracy_start": log.get("task_check", {}).get("accuracy_start"),
+                              "collapse": log["collapse"]["fired"], "collapse_reason": log["collapse"].get("reason"),
+                              "restored": log["collapse"].get("restored") is not None,
+                              "seconds": time.perf_counter() - start})
             write_json(args.run / "variants" / "table.json", table)
     print(markdown(table))
 
