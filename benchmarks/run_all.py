@@ -238,13 +238,15 @@ def p3_p5(args, which: set[str]) -> dict:
 
 def p4(args) -> dict:
     from medtune.evaluate.predict import predict
+    from medtune.evaluate.stats import compare
     from medtune.models import load_model
     from medtune.tasks import get_task
 
     task = get_task("numeric_classification")
     sft_steps, dpo_steps, batch = (1, 1, 2) if args.smoke else (6, 2, 4)
-    n_test = 4 if args.smoke else 40
-    out = {}
+    # the whole test split: on 40 items two near-chance models differ by noise alone
+    n_test = 4 if args.smoke else 200
+    out, rows = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for who, script in (("medtune", [str(HERE / "p4_medtune.py")]), ("trl", [str(HERE / "trl_plain.py")])):
             model_dir = Path(tmp) / who
@@ -253,10 +255,14 @@ def p4(args) -> dict:
             proc = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
             timing = json.loads(proc.stdout.strip().splitlines()[-1])
             model, tokenizer, _ = load_model(timing["model_dir"], args.device)
-            rows = predict(model, tokenizer, task, examples(task, n_test, "test"), 16, f"p4 eval {who}")
+            rows[who] = predict(model, tokenizer, task, examples(task, n_test, "test"), 16, f"p4 eval {who}")
             out[f"p4_{who}_train_s"] = timing["train_s"]
-            out[f"p4_metric_{who}"] = task.metric("macro_f1").compute(rows)
+            out[f"p4_metric_{who}"] = task.metric("macro_f1").compute(rows[who])
     out["p4_vs_trl_speedup"] = out["p4_trl_train_s"] / out["p4_medtune_train_s"]
+    # "not worse" as a paired comparison on the same items, medtune minus TRL (bootstrap CI of macro-F1)
+    paired = compare(task.metric("macro_f1"), rows["medtune"], rows["trl"], 2000, 0)
+    out.update(p4_test_items=len(rows["trl"]), p4_metric_difference=paired["difference"],
+               p4_metric_ci_low=paired["ci_low"], p4_metric_ci_high=paired["ci_high"], p4_metric_p=paired["p_value"])
     return out
 
 

@@ -17,3 +17,7 @@ def test_benchmark_harness_smoke(tiny_model):
     assert results["p2_eval_speedup"] > 0 and results["p3_dpo_time_ratio"] > 0
     assert 0 < results["p5_sft_mfu"] < 1.5 and results["p3_sft"]["flops_per_step"] > 0
     assert results["p4_vs_trl_speedup"] > 0 and 0 <= results["p4_metric_medtune"] <= 1
+    assert results["p4_metric_difference"] == results["p4_metric_medtune"] - results["p4_metric_trl"]
+    assert results["p4_metric_ci_low"] <= results["p4_metric_difference"] <= results["p4_metric_ci_high"]
+    # the TRL-layout DPO run beside the default one (each prompt once): both measured
+    assert results["p3_dpo_trl_layout"]["items"] == results["p3_dpo"]["items"] > 0

@@ -68,3 +68,36 @@ def test_sampling_with_the_cache_gives_k_samples_per_prompt(tiny_model):
     assert [len(s) for s in first] == [3, 3, 3]
     assert first == again  # seeded
     assert len({s for samples in first for s in samples}) > 1  # samples differ
+
+
+@pytest.mark.parametrize("static", [True, False], ids=["static-cache", "growing-cache"])
+def test_k_samples_per_prompt_compute_the_prompt_once_and_answer_as_one(tiny_model, monkeypatch, static):
+    # greedy decoding makes every sample of a prompt the single answer; the distinct prompts run once,
+    # and every one of their k repeated rows must answer as the prompt alone does
+    task = get_task("triage")
+    model, tokenizer, _ = load_model(tiny_model, "cpu")
+    model._can_compile_fullgraph = static
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() > 1:
+                param.normal_(0, 0.3)
+    model.generation_config.suppress_tokens = tokenizer.all_special_ids
+    prompts = [task.messages(ex) for ex in read_jsonl(bundled_path(task, "test"))[:5]]
+    alone = [gen.generate(model, tokenizer, [p], max_new_tokens=8)[0][0] for p in prompts]
+    distinct_rows, cached = [], []
+    monkeypatch.setattr(gen, "prompts_cache", lambda m, c, ids, *a: distinct_rows.append(len(ids)) or
+                        original_prompts_cache(m, c, ids, *a))
+    monkeypatch.setattr(gen, "batch_cache", lambda m, c, *a: cached.append(c.get_seq_length()) or original(m, c, *a))
+    samples = gen.generate(model, tokenizer, prompts, max_new_tokens=8, batch_size=6, num_samples=3)
+    assert samples == [[answer] * 3 for answer in alone]
+    assert distinct_rows == [2, 2, 1]  # 6 rows per batch: 2 prompts x 3 samples, each prompt computed once
+    # what decoding starts from: every batch's prompts up to their last token, not only the shared prefix
+    encoded = gen.encode_prompts(tokenizer, prompts)
+    longest_first = sorted(len(e) for e in encoded)[::-1]
+    n_prefix = gen.shared_prefix_length(encoded)
+    assert cached == [max(longest_first[i:i + 2]) - 1 for i in (0, 2, 4)] and min(cached) > n_prefix
+    assert len(set(alone)) > 1
+
+
+original_prompts_cache = gen.prompts_cache
