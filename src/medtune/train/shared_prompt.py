@@ -82,28 +82,28 @@ def pack(input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask:
 
 def layout(built: list[list[tuple]], labels: torch.Tensor, pad_id: int, shape: tuple[int, int], device) -> Packed:
     width = max(len(cells) for cells in built)
-    n = len(built)
-    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
-    packed_labels = torch.full((n, width), -100, dtype=torch.long)
-    position_ids = torch.zeros((n, width), dtype=torch.long)
-    segment = torch.full((n, width), -1, dtype=torch.long)
-    source_rows, source_cols, target_rows, target_cols = [], [], [], []
+    labels = labels.tolist()
+    ids, packed_labels, positions, segments = [], [], [], []
+    source, target = ([], []), ([], [])
     for r, cells in enumerate(built):
-        for c, (token, position, seg, row, column) in enumerate(cells):
-            input_ids[r, c], position_ids[r, c], segment[r, c] = token, position, seg
-            if row >= 0 and labels[row, column] != -100:
-                packed_labels[r, c] = labels[row, column]
-                # the fused head's output at column j scores the label of token j + 1
-                source_rows.append(r), source_cols.append(c - 1)
-                target_rows.append(row), target_cols.append(column - 1)
+        padding = width - len(cells)
+        ids.append([cell[0] for cell in cells] + [pad_id] * padding)
+        positions.append([cell[1] for cell in cells] + [0] * padding)
+        segments.append([cell[2] for cell in cells] + [-1] * padding)
+        row_labels = [labels[row][column] if row >= 0 else -100 for _, _, _, row, column in cells]
+        packed_labels.append(row_labels + [-100] * padding)
+        for c, (label, cell) in enumerate(zip(row_labels, cells)):
+            if label != -100:  # the fused head's output at column j scores the label of token j + 1
+                source[0].append(r), source[1].append(c - 1)
+                target[0].append(cell[3]), target[1].append(cell[4] - 1)
+    segment = torch.tensor(segments)
     query, key = segment[:, :, None], segment[:, None, :]
     causal = torch.ones(width, width, dtype=torch.bool).tril()
     allowed = causal & (query >= 0) & ((key == SHARED) | (key == query))
     allowed |= torch.eye(width, dtype=torch.bool)  # padding sees itself: no query row is fully masked
     as_tensor = lambda values: torch.tensor(values, dtype=torch.long, device=device)  # noqa: E731
-    return Packed(input_ids.to(device), packed_labels.to(device), position_ids.to(device),
-                  allowed[:, None].to(device), (as_tensor(source_rows), as_tensor(source_cols)),
-                  (as_tensor(target_rows), as_tensor(target_cols)), shape)
+    return Packed(as_tensor(ids), as_tensor(packed_labels), as_tensor(positions), allowed[:, None].to(device),
+                  (as_tensor(source[0]), as_tensor(source[1])), (as_tensor(target[0]), as_tensor(target[1])), shape)
 
 
 def mask_kind(model) -> str | None:
