@@ -110,3 +110,15 @@ def test_calls_outside_a_dpo_batch_are_untouched(tiny_model):
         forward(model, other)
         model(input_ids=other["input_ids"][:1, :4])  # a plain forward, logits
     assert shared.batches == {"packed": 0, "trl_layout": 0}
+
+
+def test_a_dpo_batch_with_arguments_packing_does_not_know_keeps_trl_layout_and_is_counted(tiny_model):
+    model = fused_model(tiny_model, "sdpa")
+    shared = SharedPromptForward(model, pad_id=2)
+    batch = trl_batch(PAIRS)
+    labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    with shared.batch(batch):
+        got = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels,
+                    fused_lm_head=True, output_hidden_states=True)
+    assert shared.batches == {"packed": 0, "trl_layout": 1}
+    assert got.log_probs.shape == (len(batch["input_ids"]), batch["input_ids"].shape[1] - 1)

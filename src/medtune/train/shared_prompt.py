@@ -152,11 +152,11 @@ class SharedPromptForward:
         finally:
             self.inputs, self.packed = None, None
 
-    def layout_for(self, labels: torch.Tensor) -> Packed | None:
+    def layout_for(self, labels: torch.Tensor, packable: bool) -> Packed | None:
         key = id(self.inputs["input_ids"])
         if self.packed is None or self.packed[0] != key:
             packed = None
-            if "completion_mask" in self.inputs and mask_kind(self.model) is not None:
+            if packable and "completion_mask" in self.inputs and mask_kind(self.model) is not None:
                 packed = pack(self.inputs["input_ids"], self.inputs["attention_mask"],
                               self.inputs["completion_mask"], labels, self.pad_id)
             self.packed = (key, packed)
@@ -164,10 +164,10 @@ class SharedPromptForward:
         return self.packed[1]
 
     def forward(self, model, *args, fused_lm_head=False, labels=None, **kwargs):
-        given = {k for k, v in kwargs.items() if v is not None}
-        mine = (fused_lm_head and not args and labels is not None and self.inputs is not None
-                and kwargs.get("input_ids") is self.inputs["input_ids"] and given <= self.PASSED)
-        packed = self.layout_for(labels) if mine else None
+        packed = None
+        if fused_lm_head and self.inputs is not None and kwargs.get("input_ids") is self.inputs["input_ids"]:
+            given = {k for k, v in kwargs.items() if v is not None}
+            packed = self.layout_for(labels, packable=not args and labels is not None and given <= self.PASSED)
         if packed is None:
             return self.fused(*args, fused_lm_head=fused_lm_head, labels=labels, **kwargs)
         rest = {k: kwargs[k] for k in given - {"input_ids", "attention_mask"}}
