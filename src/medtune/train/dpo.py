@@ -5,6 +5,9 @@ TRL uses the same network with the adapter disabled as the reference, so the
 reference is exactly the SFT model and no second copy sits in memory. Full
 fine-tuning: a frozen copy of the SFT model is the reference.
 
+Each pair's prompt is computed once for chosen and rejected (shared_prompt.py);
+TRL computes the losses from the same per-token log-probs.
+
 A share of the pairs is held out. Every ``eval_steps`` steps TRL's evaluation
 reports reward accuracy, margin and the chosen/rejected log-probs on them; the
 collapse guard watches the chosen log-prob (DPO can push chosen *and* rejected
@@ -263,8 +266,8 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
     check, check_info = task_check(task, tokenizer, examples, heldout, settings)
     guard = CollapseGuard(settings, mean(chosen_tokens[p["id"]] for p in heldout), check)
     trainer = SharedPromptDPOTrainer(model=model, ref_model=ref_model, args=args, share_prompt=settings.share_prompt,
-                         train_dataset=Dataset.from_list(dpo_rows(task, train_pairs)),
-                         eval_dataset=Dataset.from_list(dpo_rows(task, heldout)) if heldout else None,
+                                     train_dataset=Dataset.from_list(dpo_rows(task, train_pairs)),
+                                     eval_dataset=Dataset.from_list(dpo_rows(task, heldout)) if heldout else None,
                                      processing_class=tokenizer, peft_config=peft,
                                      callbacks=[RichProgress(f"{task.name}: DPO"), guard])
     trainer.remove_callback(PrinterCallback)  # our rich bar shows the loss instead
