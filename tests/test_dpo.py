@@ -139,9 +139,10 @@ def test_dpo_raises_heldout_reward_accuracy_and_margin_and_guard_stays_silent(ti
 
 
 def test_collapse_guard_fires_on_a_huge_learning_rate_and_keeps_the_best(tiny_model, tmp_path):
-    # full fine-tuning at lr 0.1: reward accuracy stays high while the chosen log-prob falls
-    # by ~18 nats per token, the failure the guard exists for
-    summary = run_dpo(tiny_model, tmp_path, method="full", learning_rate=0.1, eval_steps=2, collapse_threshold=0.5)
+    # plain DPO, full fine-tuning at lr 0.1: reward accuracy stays high while the chosen log-prob falls
+    # by ~18 nats per token, the failure the guard exists for (the default's NLL term works against it)
+    summary = run_dpo(tiny_model, tmp_path, method="full", learning_rate=0.1, eval_steps=2, collapse_threshold=0.5,
+                      loss_type="sigmoid")
     collapse = summary["collapse"]
     assert collapse["fired"] is True and collapse["chosen_logp_drop_per_token"] > 0.5
     assert summary["steps"] < 12  # stopped early

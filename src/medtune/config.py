@@ -82,7 +82,7 @@ DPO_LOSSES = ("sigmoid", "ipo", "robust", "hinge", "sigmoid+sft", "apo_zero")
 
 class DPOSettings(Strict):
     loss_type: Literal[DPO_LOSSES] = Field(  # type: ignore[valid-type]
-        "sigmoid", description="sigmoid (DPO), ipo, robust (needs label_smoothing), hinge, "
+        "sigmoid+sft", description="sigmoid (DPO), ipo, robust (needs label_smoothing), hinge, "
         "sigmoid+sft (DPO plus an NLL term on chosen, weight sft_weight), apo_zero")
     beta: float = Field(0.1, gt=0)
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="robust DPO: assumed share of flipped labels")
