@@ -33,14 +33,10 @@ def test_left_pad_puts_padding_between_prefix_and_each_prompt():
     assert mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 0, 0, 1]]
 
 
-@pytest.mark.parametrize("static", [True, False], ids=["static-cache", "growing-cache"])
-@pytest.mark.parametrize("task_name", ["triage", "text_classification"])
-def test_prefix_cache_gives_the_same_greedy_answers_as_each_prompt_alone(tiny_model, monkeypatch, task_name, static):
-    task = get_task(task_name)
+def prompt_sensitive_model(tiny_model, static: bool):
+    """The tiny model, with or without static-cache support, made to answer each prompt differently."""
     model, tokenizer, _ = load_model(tiny_model, "cpu")
     model._can_compile_fullgraph = static  # False: a model without static-cache support
-    built = []
-    monkeypatch.setattr(gen, "batch_cache", lambda *a: built.append(original(*a)) or built[-1])
     # the random model at its usual scale repeats one whitespace token whatever the prompt: larger
     # weights make its answers depend on the prompt, and no special token ends them early
     torch.manual_seed(0)
@@ -49,6 +45,16 @@ def test_prefix_cache_gives_the_same_greedy_answers_as_each_prompt_alone(tiny_mo
             if param.dim() > 1:
                 param.normal_(0, 0.3)
     model.generation_config.suppress_tokens = tokenizer.all_special_ids
+    return model, tokenizer
+
+
+@pytest.mark.parametrize("static", [True, False], ids=["static-cache", "growing-cache"])
+@pytest.mark.parametrize("task_name", ["triage", "text_classification"])
+def test_prefix_cache_gives_the_same_greedy_answers_as_each_prompt_alone(tiny_model, monkeypatch, task_name, static):
+    task = get_task(task_name)
+    model, tokenizer = prompt_sensitive_model(tiny_model, static)
+    built = []
+    monkeypatch.setattr(gen, "batch_cache", lambda *a: built.append(original(*a)) or built[-1])
     prompts = [task.messages(ex) for ex in read_jsonl(bundled_path(task, "test"))[:6]]
     encoded = gen.encode_prompts(tokenizer, prompts)
     assert gen.shared_prefix_length(encoded) >= gen.MIN_SHARED_PREFIX  # the cache is really used here
@@ -75,14 +81,7 @@ def test_k_samples_per_prompt_compute_the_prompt_once_and_answer_as_one(tiny_mod
     # greedy decoding makes every sample of a prompt the single answer; the distinct prompts run once,
     # and every one of their k repeated rows must answer as the prompt alone does
     task = get_task("triage")
-    model, tokenizer, _ = load_model(tiny_model, "cpu")
-    model._can_compile_fullgraph = static
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() > 1:
-                param.normal_(0, 0.3)
-    model.generation_config.suppress_tokens = tokenizer.all_special_ids
+    model, tokenizer = prompt_sensitive_model(tiny_model, static)
     prompts = [task.messages(ex) for ex in read_jsonl(bundled_path(task, "test"))[:5]]
     alone = [gen.generate(model, tokenizer, [p], max_new_tokens=8)[0][0] for p in prompts]
     distinct_rows, cached = [], []

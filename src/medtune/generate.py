@@ -84,8 +84,11 @@ def batch_cache(model, cache, repeats: int, max_length: int):
         for i, layer in enumerate(cache.layers if cache is not None else []):
             static.update(layer.keys.repeat_interleave(repeats, 0), layer.values.repeat_interleave(repeats, 0), i)
         return static
-    if cache is None:
-        return None
+    return repeated(cache, repeats) if cache is not None else None
+
+
+def repeated(cache, repeats: int):
+    """A growing cache's copy with each row repeated ``repeats`` times."""
     copied = copy.deepcopy(cache)
     copied.batch_repeat_interleave(repeats)
     return copied
@@ -94,10 +97,8 @@ def batch_cache(model, cache, repeats: int, max_length: int):
 def prompts_cache(model, cache, input_ids: torch.Tensor, mask: torch.Tensor, n_prefix: int):
     """``cache`` (the shared prefix) extended by every prompt but its last token, one row per prompt."""
     device = next(model.parameters()).device
-    grown = DynamicCache(config=model.config)  # batch_cache then repeats it per sample (static or growing)
-    if cache is not None:
-        grown = copy.deepcopy(cache)
-        grown.batch_repeat_interleave(input_ids.shape[0])
+    # a growing cache here; batch_cache then repeats it per sample (into a static one where it can)
+    grown = repeated(cache, input_ids.shape[0]) if cache is not None else DynamicCache(config=model.config)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate numbers them: padding is skipped
     model(input_ids=input_ids[:, n_prefix:-1].to(device), attention_mask=mask[:, :-1].to(device),
           position_ids=positions[:, n_prefix:-1].to(device), past_key_values=grown, use_cache=True)
