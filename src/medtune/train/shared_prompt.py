@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import types
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +29,7 @@ from trl import DPOTrainer
 
 PER_TOKEN_FIELDS = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
 SHARED, CHOSEN, REJECTED = 0, 1, 2
+UNDECIDED = object()  # no call of the current batch has chosen its layout yet
 
 
 @dataclass
@@ -140,28 +140,26 @@ class SharedPromptForward:
         self.model, self.pad_id = model, pad_id
         self.fused = model.forward
         self.inputs: dict | None = None
-        self.packed: tuple[int, Packed | None] | None = None  # the policy and reference passes share one layout
+        self.packed = UNDECIDED  # the batch's layout, shared by its policy and reference passes
         self.batches = {"packed": 0, "trl_layout": 0}
         model.forward = types.MethodType(self.forward, model)
 
-    @contextmanager
+    @contextlib.contextmanager
     def batch(self, inputs: dict):
-        self.inputs = inputs
+        self.inputs, self.packed = inputs, UNDECIDED
         try:
             yield
         finally:
-            self.inputs, self.packed = None, None
+            self.inputs, self.packed = None, UNDECIDED
 
     def layout_for(self, labels: torch.Tensor, packable: bool) -> Packed | None:
-        key = id(self.inputs["input_ids"])
-        if self.packed is None or self.packed[0] != key:
-            packed = None
+        if self.packed is UNDECIDED:
+            self.packed = None
             if packable and "completion_mask" in self.inputs and mask_kind(self.model) is not None:
-                packed = pack(self.inputs["input_ids"], self.inputs["attention_mask"],
-                              self.inputs["completion_mask"], labels, self.pad_id)
-            self.packed = (key, packed)
-            self.batches["trl_layout" if packed is None else "packed"] += 1
-        return self.packed[1]
+                self.packed = pack(self.inputs["input_ids"], self.inputs["attention_mask"],
+                                   self.inputs["completion_mask"], labels, self.pad_id)
+            self.batches["trl_layout" if self.packed is None else "packed"] += 1
+        return self.packed
 
     def forward(self, model, *args, fused_lm_head=False, labels=None, **kwargs):
         packed = None
@@ -187,7 +185,7 @@ class SharedPromptDPOTrainer(DPOTrainer):
             policy = self.model.get_base_model() if is_peft_model(self.model) else self.model
             self.shared = [SharedPromptForward(m, pad_id) for m in (policy, self.ref_model) if m is not None]
 
-    @contextmanager
+    @contextlib.contextmanager
     def sharing(self, inputs: dict):
         with contextlib.ExitStack() as stack:
             for wrapper in self.shared:
