@@ -284,20 +284,28 @@ def test_task_check_needs_enough_heldout_prompts_and_training_examples(tiny_mode
     assert task_check(TEXT, tokenizer, None, pairs, DPOSettings())[0] is None
 
 
+def answers_as_before(model, tokenizer, exs):
+    """The text task, but an answer is correct when it is what ``model`` answers now, and those answers."""
+    import dataclasses
+
+    from medtune.generate import generate
+
+    outputs = generate(model, tokenizer, [TEXT.messages(e) for e in exs], TEXT.max_new_tokens, desc=None)
+    before = {ex["id"]: out[0] for ex, out in zip(exs, outputs)}
+    task = dataclasses.replace(TEXT, score=lambda ex, out: {"correct": out == before[ex["id"]], "parse_failed": False})
+    return task, before
+
+
 def test_task_check_end_to_end_restores_the_starting_answers(tiny_model, tmp_path):
     # a task that counts an answer correct when it is what the model said before DPO: full fine-tuning
     # at lr 0.1 changes the answers, the task check fires (the log-prob guard is set out of reach),
     # and the saved model answers exactly as before DPO
-    import dataclasses
-
     from medtune.generate import generate
 
     pairs = constant_preference_pairs(100)
     exs = [{"id": p["example_id"], "input": p["prompt"], "target": p["chosen"]} for p in pairs]
     model, tokenizer, _ = load_model(tiny_model, "cpu")
-    before = {ex["id"]: out[0] for ex, out in zip(exs, generate(model, tokenizer, [TEXT.messages(e) for e in exs],
-                                                             TEXT.max_new_tokens, desc=None))}
-    task = dataclasses.replace(TEXT, score=lambda ex, out: {"correct": out == before[ex["id"]], "parse_failed": False})
+    task, before = answers_as_before(model, tokenizer, exs)
     settings = DPOSettings(max_steps=12, batch_size=4, learning_rate=0.1, max_length=2048, heldout_fraction=0.2,
                            eval_steps=2, save_steps=100, collapse_threshold=1000.0)
     summary = train_dpo(model, tokenizer, str(tiny_model), tiny_model, "full", task, pairs, settings,
@@ -309,3 +317,82 @@ def test_task_check_end_to_end_restores_the_starting_answers(tiny_model, tmp_pat
     saved, _, _ = load_model(tmp_path / "dpo" / "model", "cpu")
     after = generate(saved, tokenizer, [TEXT.messages(e) for e in exs[:8]], TEXT.max_new_tokens, desc=None)
     assert [a[0] for a in after] == [before[ex["id"]] for ex in exs[:8]]
+
+
+def test_guard_state_survives_a_resume(tmp_path):
+    """The guard's state goes into each checkpoint; a new guard resumed from it fires against the answers
+    before DPO and restores the best weights seen before the interruption."""
+    import types
+
+    import torch
+    from transformers import TrainerControl, TrainerState
+
+    from medtune.train.dpo import CollapseGuard
+
+    model = torch.nn.Linear(2, 1)
+    settings = DPOSettings(task_drop_threshold=0.05, collapse_threshold=0.5, beta=0.1)
+    args = types.SimpleNamespace(output_dir=str(tmp_path))
+    first = CollapseGuard(settings, 4, check=ScriptedCheck(range(12), range(14), range(11)))  # 0.60, 0.70, 0.55
+    first.on_train_begin(args, TrainerState(), TrainerControl(), model=model)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    evaluate_at(first, model, 4)  # the best
+    with torch.no_grad():
+        model.weight.fill_(2.0)
+    evaluate_at(first, model, 8)
+    state = TrainerState()
+    state.global_step = 8
+    (tmp_path / "checkpoint-8").mkdir()
+    first.on_save(args, state, TrainerControl())
+
+    # the run dies; Trainer reloads checkpoint-8's weights and state into a fresh process
+    second = CollapseGuard(settings, 4, check=ScriptedCheck(range(4)))  # 0.20: only the resumed run answers
+    second.on_train_begin(args, state, TrainerControl(), model=model)
+    assert [h["step"] for h in second.history] == [4, 8] and second.task_start == first.task_start
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    assert evaluate_at(second, model, 12).should_training_stop
+    assert second.fired["task_accuracy_start"] == 0.60 and second.fired["task_accuracy"] == 0.20
+    assert second.restore_best(model) == {"step": 4, "heldout_task_accuracy": 0.70}
+    assert model.weight.tolist() == [[1.0, 1.0]]
+
+    # a checkpoint without the guard's state (a kill between Trainer's save and the guard's): log-prob check only
+    third = CollapseGuard(settings, 4, check=ScriptedCheck())
+    state.global_step = 4
+    (tmp_path / "checkpoint-4").mkdir()
+    third.on_train_begin(args, state, TrainerControl(), model=model)
+    assert third.task_start is None and third.history == []
+
+
+def test_an_interrupted_dpo_run_resumes_with_its_guard_history(tiny_model, tmp_path, monkeypatch):
+    import medtune.train.dpo as dpo
+    from medtune.train.common import RichProgress
+
+    class Interrupt(RichProgress):
+        def on_step_end(self, args, state, control, **kwargs):
+            super().on_step_end(args, state, control, **kwargs)
+            if state.global_step == 5:  # after checkpoint-4 was written
+                raise KeyboardInterrupt
+
+    pairs = constant_preference_pairs(100)
+    exs = [{"id": p["example_id"], "input": p["prompt"], "target": p["chosen"]} for p in pairs]
+    model, tokenizer, _ = load_model(tiny_model, "cpu")
+    task, _ = answers_as_before(model, tokenizer, exs)
+    settings = DPOSettings(max_steps=8, batch_size=4, learning_rate=2e-3, max_length=2048, heldout_fraction=0.2,
+                           eval_steps=2, save_steps=4)
+
+    def run(name):
+        fresh, _, _ = load_model(tiny_model, "cpu")
+        return train_dpo(fresh, tokenizer, str(tiny_model), tiny_model, "lora", task, pairs, settings,
+                         tmp_path / name, "cpu", 0, examples=exs)
+
+    whole = run("whole")
+    with monkeypatch.context() as patch:
+        patch.setattr(dpo, "RichProgress", Interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            run("resumed")
+    assert (tmp_path / "resumed" / "checkpoints" / "checkpoint-4" / dpo.GUARD_STATE_FILE).is_file()
+    resumed = run("resumed")
+    assert resumed["task_check"]["accuracy_start"] == whole["task_check"]["accuracy_start"] == 1.0
+    assert [h["step"] for h in resumed["heldout"]] == [2, 4, 6, 8]
+    assert resumed["heldout"][:2] == whole["heldout"][:2]  # kept from before the interruption

@@ -22,12 +22,14 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
+from safetensors.torch import load_file, save_file
 from transformers import PrinterCallback, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..errors import MedtuneError
 from ..evaluate.predict import predict
 from ..evaluate.stats import mcnemar_exact
-from ..io import atomic_dir, write_json
+from ..io import atomic_dir, read_json, write_json
 from ..models import lora_config, save_model_info
 from ..progress import console
 from ..tasks.common import Task
@@ -112,6 +114,7 @@ def split_heldout(pairs: list[dict], fraction: float, seed: int) -> tuple[list[d
 
 MIN_TASK_CHECK_PROMPTS = 16  # below this a held-out task accuracy moves by 1/16 per answer: noise
 TASK_DROP_ALPHA = 0.05  # a fall must also be significant (exact McNemar on the same prompts' answers)
+GUARD_STATE_FILE, GUARD_BEST_FILE = "collapse_guard.json", "collapse_guard_best.safetensors"  # in each checkpoint
 
 
 class TaskCheck:
@@ -159,8 +162,12 @@ class CollapseGuard(TrainerCallback):
     ``TASK_DROP_ALPHA``: a few flipped answers are not a trend). The best
     weights are those with the highest held-out task accuracy, or reward
     accuracy without a task check (ties keep the earlier step, which drifted
-    less); only trainable parameters are copied, a few MB with LoRA. After a
-    resume the answers before DPO are not known, so only the log-prob check runs.
+    less); only trainable parameters are copied, a few MB with LoRA.
+
+    Its state (the answers before DPO, the history, whether it fired, the best
+    weights) is saved into every checkpoint, so a resumed run watches as if it
+    had never stopped. A checkpoint without it (a kill between Trainer's save
+    and ours) resumes with the log-prob check only.
     """
 
     def __init__(self, settings, tokens_per_chosen: float, check: TaskCheck | None = None):
@@ -178,10 +185,38 @@ class CollapseGuard(TrainerCallback):
             self.best = (accuracy, step, state)
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        if model is not None and state.global_step == 0:
-            # the starting weights; without a task check their reward accuracy is 0 (rewards are 0)
-            self.task_start = self.check.answers(model) if self.check else None
-            self.snapshot(model, mean(self.task_start) if self.check else 0.0, 0)
+        if model is None:
+            return
+        if state.global_step > 0:  # resumed: Trainer has loaded the checkpoint's weights and state
+            self.load(checkpoint_dir(args, state), model)
+            return
+        # the starting weights; without a task check their reward accuracy is 0 (rewards are 0)
+        self.task_start = self.check.answers(model) if self.check else None
+        self.snapshot(model, mean(self.task_start) if self.check else 0.0, 0)
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = checkpoint_dir(args, state)
+        record = {"task_start": self.task_start, "history": self.history, "fired": self.fired, "best": None}
+        if self.best:
+            accuracy, step, weights = self.best
+            # the best weights at this very step are the checkpoint's own: no second copy
+            record["best"] = {"accuracy": accuracy, "step": step, "in_checkpoint": step == state.global_step}
+            if step != state.global_step:
+                save_file({name: t.contiguous() for name, t in weights.items()}, folder / GUARD_BEST_FILE)
+        write_json(folder / GUARD_STATE_FILE, record)
+
+    def load(self, folder: Path, model) -> None:
+        if not (folder / GUARD_STATE_FILE).is_file():
+            console.print(f"[yellow]collapse guard:[/] {folder.name} holds no guard state; the held-out task "
+                          "check needs the answers before DPO, so only the log-prob check runs from here")
+            return
+        record = read_json(folder / GUARD_STATE_FILE)
+        self.task_start, self.history, self.fired = record["task_start"], record["history"], record["fired"]
+        best = record["best"]
+        if best and best["in_checkpoint"]:
+            self.snapshot(model, best["accuracy"], best["step"])
+        elif best:
+            self.best = (best["accuracy"], best["step"], load_file(folder / GUARD_BEST_FILE, device=str(next(model.parameters()).device)))
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
         if not metrics or "eval_rewards/chosen" not in metrics:
@@ -234,6 +269,10 @@ class CollapseGuard(TrainerCallback):
             for name, value in state.items():
                 params[name].copy_(value)
         return {"step": step, ("heldout_task_accuracy" if self.check else "heldout_reward_accuracy"): accuracy}
+
+
+def checkpoint_dir(args, state) -> Path:
+    return Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
 
 
 def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, task: Task, pairs: list[dict],
