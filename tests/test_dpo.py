@@ -269,19 +269,28 @@ def test_guard_stays_silent_while_the_task_accuracy_holds():
     assert guard.fired is None and [h["task_accuracy"] for h in guard.history] == [0.45, 0.55]
 
 
-def test_task_check_needs_enough_heldout_prompts_and_training_examples(tiny_model):
-    from medtune.train.dpo import MIN_TASK_CHECK_PROMPTS, task_check
+def test_task_check_answers_only_prompts_dpo_does_not_train_on(tiny_model):
+    from medtune.train.dpo import task_check
 
     _, tokenizer, _ = load_model(tiny_model, "cpu")
     pairs = constant_preference_pairs(40)
     exs = [{"id": p["example_id"], "input": p["prompt"], "target": p["chosen"]} for p in pairs]
-    check, info = task_check(TEXT, tokenizer, exs, pairs[:MIN_TASK_CHECK_PROMPTS - 1], DPOSettings())
-    assert check is None and info["active"] is False and "fewer than 16" in info["reason"]
-    check, info = task_check(TEXT, tokenizer, exs, pairs[:20], DPOSettings())
-    assert info == {"active": True, "prompts": 20} and len(check.examples) == 20
-    check, info = task_check(TEXT, tokenizer, exs, pairs[:20], DPOSettings(task_check_prompts=0))
+    heldout, train = pairs[:5], pairs[5:30]  # the last 10 examples gave no pair at all
+    check, info = task_check(TEXT, tokenizer, exs, heldout, train, DPOSettings())
+    assert check is None and info["active"] is False and info["prompts"] == 15 and "fewer than 16" in info["reason"]
+    # one more example outside the training pairs makes 16: the held-out prompts first, then the unpaired ones
+    check, info = task_check(TEXT, tokenizer, exs, heldout, pairs[5:29], DPOSettings())
+    assert info == {"active": True, "prompts": 16, "from_heldout_pairs": 5}
+    assert [ex["id"] for ex in check.examples] == [f"e{i}" for i in [0, 1, 2, 3, 4, 29, *range(30, 40)]]
+    check, info = task_check(TEXT, tokenizer, exs, pairs[:20], pairs[20:], DPOSettings(task_check_prompts=18))
+    assert info == {"active": True, "prompts": 18, "from_heldout_pairs": 18}
+    # a training pair without its example: any example might be trained on, so only held-out prompts count
+    unnamed = [{**p, "example_id": None} for p in pairs[5:29]]
+    check, info = task_check(TEXT, tokenizer, exs, heldout, unnamed, DPOSettings())
+    assert check is None and info["prompts"] == 5
+    check, info = task_check(TEXT, tokenizer, exs, pairs[:20], pairs[20:], DPOSettings(task_check_prompts=0))
     assert check is None and info["reason"] == "off"
-    assert task_check(TEXT, tokenizer, None, pairs, DPOSettings())[0] is None
+    assert task_check(TEXT, tokenizer, None, pairs, [], DPOSettings())[0] is None
 
 
 def answers_as_before(model, tokenizer, exs):
@@ -310,7 +319,7 @@ def test_task_check_end_to_end_restores_the_starting_answers(tiny_model, tmp_pat
                            eval_steps=2, save_steps=100, collapse_threshold=1000.0)
     summary = train_dpo(model, tokenizer, str(tiny_model), tiny_model, "full", task, pairs, settings,
                         tmp_path / "dpo", "cpu", 0, examples=exs)
-    assert summary["task_check"] == {"active": True, "prompts": 20, "accuracy_start": 1.0}
+    assert summary["task_check"] == {"active": True, "prompts": 20, "from_heldout_pairs": 20, "accuracy_start": 1.0}
     collapse = summary["collapse"]
     assert collapse["fired"] and collapse["reason"] == "task_accuracy" and summary["steps"] < 12
     assert collapse["restored"] == {"step": 0, "heldout_task_accuracy": 1.0}

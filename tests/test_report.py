@@ -137,7 +137,7 @@ def test_dpo_health_says_what_the_guard_watched_and_kept():
                           "collapse": {"fired": True, "reason": "task_accuracy", "step": 12, "task_accuracy_start": 0.65,
                                        "task_accuracy": 0.5, "p_value": 0.021, "threshold": 0.05,
                                        "restored": {"step": 4, "heldout_task_accuracy": 0.7}}})
-    assert "Held-out prompts answered correctly (20): 0.65 before DPO, 0.50 after." in by_task
+    assert "Prompts DPO did not train on, answered correctly (20): 0.65 before DPO, 0.50 after." in by_task
     assert "held-out task accuracy fell from 0.65 to 0.50 (McNemar p=0.021" in by_task
     assert "the weights of step 4 (held-out task accuracy 0.70) were kept" in by_task
     by_logp = dpo_health({"heldout": heldout, "heldout_pairs": 30, "task_check": {"active": False},

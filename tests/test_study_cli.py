@@ -186,6 +186,8 @@ def test_triage_file_with_one_head_runs_the_whole_study(tiny_config, tmp_path):
 
 
 def test_iterative_rounds_mine_from_the_previous_round(tiny_config):
+    # the quick preset turns the task check off; on here, to see that the study hands DPO its examples
+    tiny_config.write_text(tiny_config.read_text().replace("save_steps: 1,", "save_steps: 1, task_check_prompts: 64,"))
     result = runner.invoke(app, ["study", "--config", str(tiny_config), "--tasks", "numeric_classification",
                                  "--rounds", "2", "--strategy", "label_swap"])
     assert result.exit_code == 0, result.output
@@ -197,8 +199,8 @@ def test_iterative_rounds_mine_from_the_previous_round(tiny_config):
     assert (run / "dpo" / "metrics.json").is_file()
     log = json.loads((run / "dpo" / "train_log.json").read_text())
     assert log["heldout"] and "rewards/accuracies" in log["heldout"][-1]
-    # the study hands DPO its training examples and the held-out pairs name theirs; 12 examples
-    # leave too few held-out prompts to check
+    # the study hands DPO its training examples and the pairs name theirs; 12 examples leave too few
+    # prompts outside the training pairs to check
     assert log["task_check"]["prompts"] >= 1
     assert log["task_check"]["active"] is False and "fewer than 16" in log["task_check"]["reason"]
 

@@ -171,7 +171,7 @@ def dpo_health(t: dict) -> str:
                  f"nats/token since the start of DPO.")
         check = t.get("task_check") or {}
         if check.get("active") and "task_accuracy" in h:
-            text += (f" Held-out prompts answered correctly ({check['prompts']}): {check['accuracy_start']:.2f} "
+            text += (f" Prompts DPO did not train on, answered correctly ({check['prompts']}): {check['accuracy_start']:.2f} "
                      f"before DPO, {h['task_accuracy']:.2f} after.")
     c = t.get("collapse") or {}
     if c.get("fired"):
