@@ -114,6 +114,11 @@ def constant_preference_pairs(n: int) -> list[dict]:
              "source": "label_swap"} for i in range(n)]
 
 
+def examples_of(pairs: list[dict]) -> list[dict]:
+    """The training examples the pairs came from, each answered right by its chosen completion."""
+    return [{"id": p["example_id"], "input": p["prompt"], "target": p["chosen"]} for p in pairs]
+
+
 def run_dpo(tiny_model, tmp_path, method="lora", **settings):
     model, tokenizer, _ = load_model(tiny_model, "cpu")
     base = dict(max_steps=12, batch_size=4, learning_rate=2e-3, max_length=2048, heldout_fraction=0.2,
@@ -274,7 +279,7 @@ def test_task_check_answers_only_prompts_dpo_does_not_train_on(tiny_model):
 
     _, tokenizer, _ = load_model(tiny_model, "cpu")
     pairs = constant_preference_pairs(40)
-    exs = [{"id": p["example_id"], "input": p["prompt"], "target": p["chosen"]} for p in pairs]
+    exs = examples_of(pairs)
     heldout, train = pairs[:5], pairs[5:30]  # the last 10 examples gave no pair at all
     check, info = task_check(TEXT, tokenizer, exs, heldout, train, DPOSettings())
     assert check is None and info["active"] is False and info["prompts"] == 15 and "fewer than 16" in info["reason"]
@@ -312,7 +317,7 @@ def test_task_check_end_to_end_restores_the_starting_answers(tiny_model, tmp_pat
     from medtune.generate import generate
 
     pairs = constant_preference_pairs(100)
-    exs = [{"id": p["example_id"], "input": p["prompt"], "target": p["chosen"]} for p in pairs]
+    exs = examples_of(pairs)
     model, tokenizer, _ = load_model(tiny_model, "cpu")
     task, before = answers_as_before(model, tokenizer, exs)
     settings = DPOSettings(max_steps=12, batch_size=4, learning_rate=0.1, max_length=2048, heldout_fraction=0.2,
@@ -384,7 +389,7 @@ def test_an_interrupted_dpo_run_resumes_with_its_guard_history(tiny_model, tmp_p
                 raise KeyboardInterrupt
 
     pairs = constant_preference_pairs(100)
-    exs = [{"id": p["example_id"], "input": p["prompt"], "target": p["chosen"]} for p in pairs]
+    exs = examples_of(pairs)
     model, tokenizer, _ = load_model(tiny_model, "cpu")
     task, _ = answers_as_before(model, tokenizer, exs)
     settings = DPOSettings(max_steps=8, batch_size=4, learning_rate=2e-3, max_length=2048, heldout_fraction=0.2,
