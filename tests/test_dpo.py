@@ -210,12 +210,29 @@ class ScriptedCheck:
     """A task check over 20 held-out prompts whose answers are given in advance: for each check,
     the indices of the prompts answered correctly."""
 
+    task = None  # no labels: only the accuracy rule applies
+
     def __init__(self, *correct):
         self.correct = [set(c) for c in correct]
 
-    def answers(self, model):
+    def rows(self, model):
         right = self.correct.pop(0)
-        return [i in right for i in range(20)]
+        return [{"correct": i in right} for i in range(20)]
+
+
+class LabelledCheck:
+    """A text_classification check over 20 prompts whose references cycle through the three labels;
+    for each check, the label answered to each prompt."""
+
+    task = TEXT
+    gold = [TEXT.labels["label"][i % 3] for i in range(20)]
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+
+    def rows(self, model):
+        preds = self.answers.pop(0)
+        return [{"gold": g, "pred": p, "correct": g == p} for g, p in zip(self.gold, preds)]
 
 
 def evaluate_at(guard, model, step: int, chosen_reward: float = 0.0, reward_accuracy: float = 0.5):
@@ -237,7 +254,7 @@ def test_guard_fires_on_a_task_accuracy_drop_and_keeps_the_best_task_weights():
 
     model = torch.nn.Linear(2, 1)
     settings = DPOSettings(task_drop_threshold=0.05, collapse_threshold=0.5, beta=0.1)
-    check = ScriptedCheck(range(12), range(14), range(9), range(4))  # 0.60 -> 0.70 -> 0.45 -> 0.20
+    check = ScriptedCheck(range(12), range(14), range(9), range(4), range(3))  # 0.60, 0.70, 0.45, 0.20, 0.15
     guard = CollapseGuard(settings, tokens_per_chosen=4, check=check)
     guard.on_train_begin(None, TrainerState(), TrainerControl(), model=model)
     with torch.no_grad():
@@ -250,10 +267,14 @@ def test_guard_fires_on_a_task_accuracy_drop_and_keeps_the_best_task_weights():
     assert not evaluate_at(guard, model, 8, reward_accuracy=0.7).should_training_stop
     with torch.no_grad():
         model.weight.fill_(3.0)
-    assert evaluate_at(guard, model, 12, reward_accuracy=0.9).should_training_stop  # 8 flipped: p = 0.008
-    assert guard.fired["reason"] == "task_accuracy" and guard.fired["step"] == 12
-    assert guard.fired["task_accuracy_start"] == 0.60 and guard.fired["task_accuracy"] == 0.20
-    assert guard.fired["p_value"] == pytest.approx(2 * 0.5 ** 8)
+    # 8 flipped (p = 0.008): the check fails, but one failing check may be a dip
+    assert not evaluate_at(guard, model, 12, reward_accuracy=0.9).should_training_stop and guard.fired is None
+    assert guard.history[-1]["task_failing"]["reason"] == "task_accuracy"
+    assert evaluate_at(guard, model, 16, reward_accuracy=0.9).should_training_stop  # the second in a row
+    assert guard.fired["reason"] == "task_accuracy" and guard.fired["step"] == 16
+    assert guard.fired["failing_checks"] == 2 and not guard.fired["at_end"]
+    assert guard.fired["task_accuracy_start"] == 0.60 and guard.fired["task_accuracy"] == 0.15
+    assert guard.fired["p_value"] == pytest.approx(2 * 0.5 ** 9)
     restored = guard.restore_best(model)
     assert restored == {"step": 4, "heldout_task_accuracy": 0.70}  # not step 12's best reward accuracy
     assert model.weight.tolist() == [[1.0, 1.0]]
@@ -272,6 +293,61 @@ def test_guard_stays_silent_while_the_task_accuracy_holds():
     assert not evaluate_at(guard, model, 4).should_training_stop
     assert not evaluate_at(guard, model, 8).should_training_stop
     assert guard.fired is None and [h["task_accuracy"] for h in guard.history] == [0.45, 0.55]
+
+
+def test_guard_lets_a_dip_recover_but_fires_on_a_failing_last_check():
+    import torch
+    from transformers import TrainerControl, TrainerState
+
+    from medtune.train.dpo import CollapseGuard
+
+    model = torch.nn.Linear(2, 1)
+    # 0.60 -> 0.20 (fails) -> 0.60 (recovered) -> 0.15 (fails, and training ends there)
+    guard = CollapseGuard(DPOSettings(), 4, check=ScriptedCheck(range(12), range(4), range(12), range(3)))
+    guard.on_train_begin(None, TrainerState(), TrainerControl(), model=model)
+    for step in (4, 8, 12):
+        assert not evaluate_at(guard, model, step).should_training_stop
+    assert guard.fired is None and [bool(h["task_failing"]) for h in guard.history] == [True, False, True]
+    guard.final_check()  # no later check to recover in
+    assert guard.fired["reason"] == "task_accuracy" and guard.fired["step"] == 12 and guard.fired["at_end"]
+    assert guard.restore_best(model)["step"] == 0  # ties with step 8 keep the earlier step
+    # with patience 1 the first dip stops DPO, as before
+    eager = CollapseGuard(DPOSettings(task_check_patience=1), 4, check=ScriptedCheck(range(12), range(4)))
+    eager.on_train_begin(None, TrainerState(), TrainerControl(), model=model)
+    assert evaluate_at(eager, model, 4).should_training_stop and eager.fired["step"] == 4
+
+
+def test_guard_fires_when_the_model_gives_one_label_to_every_prompt():
+    # numeric_classification on the GPU: every loss answered one label to all test items while the
+    # held-out accuracy rose; the best weights must not be the collapsed ones, however accurate
+    import torch
+    from transformers import TrainerControl, TrainerState
+
+    from medtune.train.dpo import CollapseGuard, one_label
+
+    labels = TEXT.labels["label"]
+    varied = [labels[(i + 1) % 3] if i < 15 else labels[i % 3] for i in range(20)]  # 5 of 20 right: 0.25
+    collapsed = [labels[0]] * 20  # right for the 7 prompts whose reference is labels[0]: 0.35
+    model = torch.nn.Linear(2, 1)
+    guard = CollapseGuard(DPOSettings(), 4, check=LabelledCheck(varied, collapsed, collapsed))
+    guard.on_train_begin(None, TrainerState(), TrainerControl(), model=model)
+    start = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    assert not evaluate_at(guard, model, 4).should_training_stop
+    assert evaluate_at(guard, model, 8).should_training_stop
+    fired = guard.fired
+    assert fired["reason"] == "one_label" and fired["label"] == labels[0] and fired["head"] == "label"
+    assert fired["share"] == 1.0 and fired["reference_share"] == 0.35 and fired["task_accuracy"] == 0.35
+    assert guard.restore_best(model) == {"step": 0, "heldout_task_accuracy": 0.25}
+    assert torch.equal(model.weight, start)  # the starting weights, not the collapsed ones
+    # not a collapse: the references are that uniform too, or the model answered so before DPO
+    uniform = [{"gold": labels[0], "pred": labels[0]}] * 19 + [{"gold": labels[1], "pred": labels[0]}]
+    assert one_label(TEXT, uniform) is None
+    already = CollapseGuard(DPOSettings(), 4, check=LabelledCheck(collapsed, collapsed, collapsed))
+    already.on_train_begin(None, TrainerState(), TrainerControl(), model=model)
+    evaluate_at(already, model, 4), evaluate_at(already, model, 8)
+    assert already.fired is None and already.start_one_label["label"] == labels[0]
 
 
 def test_task_check_answers_only_prompts_dpo_does_not_train_on(tiny_model):
@@ -346,27 +422,28 @@ def test_guard_state_survives_a_resume(tmp_path):
     model = torch.nn.Linear(2, 1)
     settings = DPOSettings(task_drop_threshold=0.05, collapse_threshold=0.5, beta=0.1)
     args = types.SimpleNamespace(output_dir=str(tmp_path))
-    first = CollapseGuard(settings, 4, check=ScriptedCheck(range(12), range(14), range(11)))  # 0.60, 0.70, 0.55
+    first = CollapseGuard(settings, 4, check=ScriptedCheck(range(12), range(14), range(4)))  # 0.60, 0.70, 0.20
     first.on_train_begin(args, TrainerState(), TrainerControl(), model=model)
     with torch.no_grad():
         model.weight.fill_(1.0)
     evaluate_at(first, model, 4)  # the best
     with torch.no_grad():
         model.weight.fill_(2.0)
-    evaluate_at(first, model, 8)
+    assert not evaluate_at(first, model, 8).should_training_stop  # the first failing check
     state = TrainerState()
     state.global_step = 8
     (tmp_path / "checkpoint-8").mkdir()
     first.on_save(args, state, TrainerControl())
 
     # the run dies; Trainer reloads checkpoint-8's weights and state into a fresh process
-    second = CollapseGuard(settings, 4, check=ScriptedCheck(range(4)))  # 0.20: only the resumed run answers
+    second = CollapseGuard(settings, 4, check=ScriptedCheck(range(3)))  # 0.15: only the resumed run answers
     second.on_train_begin(args, state, TrainerControl(), model=model)
     assert [h["step"] for h in second.history] == [4, 8] and second.task_start == first.task_start
     with torch.no_grad():
         model.weight.fill_(3.0)
-    assert evaluate_at(second, model, 12).should_training_stop
-    assert second.fired["task_accuracy_start"] == 0.60 and second.fired["task_accuracy"] == 0.20
+    assert evaluate_at(second, model, 12).should_training_stop  # the second failing check in a row, across the resume
+    assert second.fired["task_accuracy_start"] == 0.60 and second.fired["task_accuracy"] == 0.15
+    assert second.fired["failing_checks"] == 2
     assert second.restore_best(model) == {"step": 4, "heldout_task_accuracy": 0.70}
     assert model.weight.tolist() == [[1.0, 1.0]]
 

@@ -146,3 +146,10 @@ def test_dpo_health_says_what_the_guard_watched_and_kept():
                                        "restored": {"step": 0, "heldout_reward_accuracy": 0.0}}})
     assert "chosen log-prob fell 0.80 nats/token" in by_logp and "answered correctly" not in by_logp
     assert "the DPO model equals SFT here" in by_logp
+    by_label = dpo_health({"heldout": heldout, "heldout_pairs": 30, "task_check": {"active": True, "prompts": 64,
+                                                                                  "accuracy_start": 0.3},
+                           "collapse": {"fired": True, "reason": "one_label", "step": 48, "at_end": True,
+                                        "head": "label", "label": "hyponatremia", "share": 0.95,
+                                        "reference_share": 0.42, "restored": {"step": 0, "heldout_task_accuracy": 0.3}}})
+    assert ("fired at step 48, the last evaluation: the model answered 'hyponatremia' (label) to 95% of the "
+            "held-out prompts, though 42% of their references say so") in by_label

@@ -118,9 +118,12 @@ class DPOSettings(Strict):
                                     "every evaluation, scored by the task; the guard watches that accuracy and keeps "
                                     "the best weights by it. The held-out pairs' prompts first, then training "
                                     "examples without a training pair (0: off; needs at least 16)")
-    task_drop_threshold: float = Field(0.05, gt=0, lt=1, description="the guard fires when the held-out task "
-                                       "accuracy falls this much below its value before DPO, and "
-                                       "significantly (exact McNemar p < 0.05)")
+    task_drop_threshold: float = Field(0.05, gt=0, lt=1, description="a task check fails when the held-out task "
+                                       "accuracy falls this much below its value before DPO, significantly "
+                                       "(exact McNemar p < 0.05); it also fails when the model answers one label "
+                                       "to 90% of the prompts though their references are more varied")
+    task_check_patience: int = Field(2, ge=1, description="task checks in a row that must fail before the guard "
+                                     "fires (a failing last check counts alone): DPO can dip and recover")
     stop_on_collapse: bool = Field(True, description="when the guard fires: stop and keep the best held-out "
                                    "weights, by task accuracy where it is checked, else by reward accuracy "
                                    "(otherwise only warn)")

@@ -175,12 +175,17 @@ def dpo_health(t: dict) -> str:
                      f"before DPO, {h['task_accuracy']:.2f} after.")
     c = t.get("collapse") or {}
     if c.get("fired"):
+        when = f"at step {c['step']}" + (", the last evaluation" if c.get("at_end") else "")
         if c.get("reason") == "task_accuracy":
-            text += (f" Collapse guard fired at step {c['step']}: held-out task accuracy fell from "
+            text += (f" Collapse guard fired {when}: held-out task accuracy fell from "
                      f"{c['task_accuracy_start']:.2f} to {c['task_accuracy']:.2f} (McNemar p={c['p_value']:.3f}, "
                      f"threshold {c['threshold']})")
+        elif c.get("reason") == "one_label":
+            text += (f" Collapse guard fired {when}: the model answered {c['label']!r} ({c['head']}) to "
+                     f"{c['share']:.0%} of the held-out prompts, though {c['reference_share']:.0%} of their "
+                     "references say so")
         else:
-            text += (f" Collapse guard fired at step {c['step']}: the held-out chosen log-prob fell "
+            text += (f" Collapse guard fired {when}: the held-out chosen log-prob fell "
                      f"{c['chosen_logp_drop_per_token']:.2f} nats/token (threshold {c['threshold']})")
         restored = c.get("restored")
         if not restored:
