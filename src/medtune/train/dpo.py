@@ -317,7 +317,7 @@ class CollapseGuard(TrainerCallback):
         when = "at the last evaluation" if at_end and not whole else f"at step {entry['step']}"
         console.print(f"[bold yellow]collapse guard:[/] {when} {what}: DPO is making the task worse.")
         return {**failing, "step": entry["step"], "failing_checks": sum(bool(f) for f in run), "at_end": at_end,
-                "threshold": self.settings.task_drop_threshold,
+                "threshold": self.settings.task_drop_threshold if failing["reason"] == "task_accuracy" else ONE_LABEL_SHARE,
                 "chosen_logp_drop_per_token": -entry["chosen_logp_change_per_token"]}
 
     def final_check(self) -> None:
