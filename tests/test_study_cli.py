@@ -163,6 +163,52 @@ def test_full_fine_tuning_saves_weights_and_dpo_uses_a_frozen_reference(tiny_con
         assert (run / stage / "model" / "model.safetensors").is_file()
 
 
+def test_qlora_trains_adapters_on_4bit_weights_in_sft_and_dpo(tiny_config, monkeypatch):
+    import medtune.train.dpo as dpo
+    import medtune.train.sft as sft
+
+    seen = {}
+
+    def spy(name, train):
+        def wrapped(model, *args, **kwargs):
+            seen[name] = getattr(model, "is_loaded_in_4bit", False)
+            return train(model, *args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(sft, "train_sft", spy("sft", sft.train_sft))
+    monkeypatch.setattr(dpo, "train_dpo", spy("dpo", dpo.train_dpo))
+    monkeypatch.setenv("MEDTUNE_QLORA_ON_CPU", "1")  # bitsandbytes' CPU path: the same code as on a GPU
+    tiny_config.write_text(tiny_config.read_text().replace("sft: {", "sft: {method: qlora, "))
+    result = runner.invoke(app, ["study", "--config", str(tiny_config), "--tasks", "numeric_classification"])
+    assert result.exit_code == 0, result.output
+    assert seen == {"sft": True, "dpo": True}  # DPO's parent (SFT merged) was quantised again to train on
+    run = run_dir_of(tiny_config) / "numeric_classification"
+    for stage in ("sft", "dpo"):
+        folder = run / stage / "model"
+        assert json.loads((folder / "medtune_model.json").read_text())["kind"] == "qlora"
+        assert (folder / "adapter_model.safetensors").is_file() and not (folder / "model.safetensors").exists()
+        assert not (run / stage / "scratch_model").exists()  # the merged copy quantised from is removed
+        assert json.loads((run / stage / "metrics.json").read_text())["metrics"]["macro_f1"]["n"] == 10
+
+
+def test_qlora_on_cpu_or_without_bitsandbytes_is_a_clear_error(tiny_config, monkeypatch):
+    import importlib.util
+
+    tiny_config.write_text(tiny_config.read_text().replace("sft: {", "sft: {method: qlora, ") + "device: cpu\n")
+    result = runner.invoke(app, ["sft", "--task", "text_classification", "--config", str(tiny_config)])
+    assert result.exit_code == 2 and "qlora needs a CUDA GPU" in result.output and "use sft.method: lora" in result.output
+    result = runner.invoke(app, ["study", "--config", str(tiny_config)])  # before the base model is evaluated
+    assert result.exit_code == 2 and "qlora needs a CUDA GPU" in result.output
+    assert not (run_dir_of(tiny_config) / "text_classification" / "base").exists()
+    monkeypatch.setenv("MEDTUNE_QLORA_ON_CPU", "1")
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else find_spec(name, *a))
+    result = runner.invoke(app, ["sft", "--task", "text_classification", "--config", str(tiny_config)])
+    assert result.exit_code == 2 and "needs the bitsandbytes package" in result.output
+    assert "Traceback" not in result.output
+    assert not (run_dir_of(tiny_config) / "text_classification" / "sft" / "model").exists()
+
+
 def test_triage_file_with_one_head_runs_the_whole_study(tiny_config, tmp_path):
     """A user's triage file with only `urgency`: every stage, the statistics and the report use that head."""
     rows = [json.loads(line) for line in (Path(__file__).parents[1] / "src/medtune/data/bundled/triage/train.jsonl").open()]

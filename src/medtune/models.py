@@ -8,7 +8,9 @@ stage's model can be evaluated or trained further without knowing its history.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -61,14 +63,36 @@ def load_tokenizer(path: str):
     return tokenizer
 
 
-def load_base(path: str, device: str):
+def quantization_config(device: str):
+    """QLoRA's 4-bit NF4 base weights with double quantisation; compute in the device's dtype.
+
+    CUDA only by default. bitsandbytes also runs 4-bit layers on a CPU, but there it saved no memory
+    and no time against LoRA (benchmarks/qlora.py: peak memory 0.93x on the embedded model, 1.12x on
+    a 294M one, the same seconds per step), so a CPU user is told to use LoRA. MEDTUNE_QLORA_ON_CPU=1
+    allows it anyway (the tests use it to run the QLoRA path on CPU).
+    """
+    if device != "cuda" and os.environ.get("MEDTUNE_QLORA_ON_CPU") != "1":
+        raise MedtuneError("sft.method: qlora needs a CUDA GPU; on a CPU bitsandbytes' 4-bit weights saved no "
+                           "memory against LoRA (docs/dpo.md), so use sft.method: lora here")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise MedtuneError("sft.method: qlora needs the bitsandbytes package (pip install bitsandbytes), "
+                           "or use sft.method: lora")
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=dtype_for(device))
+
+
+def load_base(path: str, device: str, quantized: bool = False):
     from transformers import AutoModelForCausalLM
 
+    # bitsandbytes quantises while loading, onto the device it is given
+    extra = {"quantization_config": quantization_config(device), "device_map": {"": device}} if quantized else {}
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype_for(device))
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype_for(device), **extra)
     except OSError as exc:
         raise MedtuneError(f"cannot load model {path!r}: {exc}") from None
-    return model.to(device)
+    return model if quantized else model.to(device)
 
 
 def load_model(model_ref: str | Path, device: str):
@@ -86,6 +110,26 @@ def load_model(model_ref: str | Path, device: str):
         return model, tokenizer, info
     path = resolve_base(str(model_ref))
     return load_base(path, device), load_tokenizer(path), {"kind": "base", "base": str(model_ref)}
+
+
+def load_quantized(model_ref: str | Path, device: str, scratch: Path):
+    """``model_ref`` with 4-bit base weights, for QLoRA. A trained stage is merged in full precision
+    and written to ``scratch`` first (removed after loading): bitsandbytes quantises only while loading."""
+    folder = Path(model_ref)
+    if not (folder.is_dir() and (folder / MODEL_INFO).is_file()):
+        path = resolve_base(str(model_ref))
+        return load_base(path, device, quantized=True), load_tokenizer(path), {"kind": "base", "base": str(model_ref)}
+    model, tokenizer, info = load_model(folder, device)
+    source = model.name_or_path  # the base model's folder, which the merged copy stands in for
+    model.save_pretrained(scratch)
+    tokenizer.save_pretrained(scratch)
+    del model
+    try:
+        quantized = load_base(str(scratch), device, quantized=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    quantized.name_or_path = quantized.config._name_or_path = source  # peft reads it when saving adapters
+    return quantized, tokenizer, info
 
 
 def save_model_info(folder: Path, kind: str, base: str, parent: str | Path, parent_is_stage: bool) -> None:

@@ -31,7 +31,8 @@ from .evaluate.metrics import label_breakdown, stage_metrics
 from .evaluate.predict import predict
 from .evaluate.stats import compare_stages, verdict
 from .io import read_json, read_jsonl, write_json, write_jsonl, write_text
-from .models import MODEL_INFO, load_model, load_tokenizer, resolve_base, resolve_device
+from .models import (MODEL_INFO, load_model, load_quantized, load_tokenizer, quantization_config, resolve_base,
+                     resolve_device)
 from .progress import console
 from .tasks import get_task
 from .tasks.common import Task
@@ -120,7 +121,10 @@ def sft_stage(cfg: Config, task: Task, device: str, force: bool = False) -> dict
     if is_trained(cfg, task, "sft") and not force:
         return read_json(out / "train_log.json")
     examples = stage_data(cfg, task)["train"]
-    model, tokenizer, _ = load_model(cfg.model, device)
+    if cfg.sft.method == "qlora":
+        model, tokenizer, _ = load_quantized(cfg.model, device, out / "scratch_model")
+    else:
+        model, tokenizer, _ = load_model(cfg.model, device)
     summary = train_sft(model, tokenizer, cfg.model, task, examples, cfg.sft, out, device, cfg.seed)
     free(model)
     return summary
@@ -187,7 +191,10 @@ def dpo_round(cfg: Config, task: Task, device: str, force: bool, k: int) -> dict
         raise MedtuneError(f"{task.name}: pair mining produced no pairs ({pairs_file}); DPO has nothing to learn from. "
                            "Sample more outputs (pairs.samples), raise pairs.temperature, or add pairs.max_prompts.")
     parent = round_parent(cfg, task, k)
-    model, tokenizer, info = load_model(parent, device)
+    if read_json(parent / MODEL_INFO)["kind"] == "qlora":  # DPO trains as SFT did: adapters on 4-bit weights
+        model, tokenizer, info = load_quantized(parent, device, out / "scratch_model")
+    else:
+        model, tokenizer, info = load_model(parent, device)
     summary = train_dpo(model, tokenizer, cfg.model, parent, info["kind"], task, pairs,
                         cfg.dpo, out, device, cfg.seed, examples=stage_data(cfg, task)["train"])
     free(model)
@@ -306,6 +313,8 @@ def run_study(cfg: Config, restart: bool = False) -> dict:
         shutil.rmtree(run_dir)
     check_run_dir(cfg)
     device = resolve_device(cfg.device)
+    if cfg.sft.method == "qlora":
+        quantization_config(device)  # fails now rather than after the base model's evaluation
     console.print(f"[bold]medtune study[/] on {len(cfg.tasks)} task(s), model {cfg.model}, device {device}, "
                   f"preset {cfg.preset} -> {run_dir}")
     started = time.perf_counter()

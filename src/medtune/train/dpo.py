@@ -371,7 +371,7 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
                         "gradient_accumulation_steps": accumulation},
                      **loss_args(settings), **eval_args, beta=settings.beta, max_length=settings.max_length)
     peft, ref_model = None, None
-    if method == "lora":
+    if method in ("lora", "qlora"):  # qlora: the model arrives with 4-bit base weights (study.load_quantized)
         peft = lora_config(settings.lora_r, settings.lora_alpha, 0.0, "all-linear", model, settings.lora_layers)
     else:
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)

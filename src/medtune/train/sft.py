@@ -48,7 +48,7 @@ def train_sft(model, tokenizer, base: str, task: Task, examples: list[dict], set
     args = SFTConfig(**common_args(out_dir, settings, device, seed), max_length=settings.max_length,
                      completion_only_loss=True, packing=False)
     peft = None
-    if settings.method == "lora":
+    if settings.method in ("lora", "qlora"):
         peft = lora_config(settings.lora_r, settings.lora_alpha, settings.lora_dropout, settings.lora_target_modules,
                            model, settings.lora_layers)
     trainer = SFTTrainer(model=model, args=args, train_dataset=sft_dataset(task, examples),
