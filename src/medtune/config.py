@@ -47,7 +47,7 @@ class DataSettings(Strict):
 
 class SFTSettings(Strict):
     method: Literal["lora", "qlora", "full"] = Field("lora", description="lora; qlora: the same adapters on 4-bit "
-                                                     "NF4 base weights (needs bitsandbytes); full: every weight")
+                                                     "NF4 base weights (a CUDA GPU and bitsandbytes); full: every weight")
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.05, ge=0, lt=1)
