@@ -296,10 +296,10 @@ class CollapseGuard(TrainerCallback):
         p_value = mcnemar_exact(self.task_start, answers)["p_value"]
         found = {"task_accuracy_start": start, "task_accuracy": now, "p_value": p_value}
         if start - now > self.settings.task_drop_threshold and p_value < TASK_DROP_ALPHA:
-            return {"reason": "task_accuracy", **found}
+            return {"reason": "task_accuracy", **found, "threshold": self.settings.task_drop_threshold}
         collapsed = one_label(self.check.task, rows) if self.check else None
         if collapsed and not (self.start_one_label and self.start_one_label["head"] == collapsed["head"]):
-            return {"reason": "one_label", **found, **collapsed}
+            return {"reason": "one_label", **found, **collapsed, "threshold": ONE_LABEL_SHARE}
         return None
 
     def task_drop(self, entry: dict, at_end: bool = False) -> dict | None:
@@ -317,7 +317,6 @@ class CollapseGuard(TrainerCallback):
         when = "at the last evaluation" if at_end and not whole else f"at step {entry['step']}"
         console.print(f"[bold yellow]collapse guard:[/] {when} {what}: DPO is making the task worse.")
         return {**failing, "step": entry["step"], "failing_checks": sum(bool(f) for f in run), "at_end": at_end,
-                "threshold": self.settings.task_drop_threshold if failing["reason"] == "task_accuracy" else ONE_LABEL_SHARE,
                 "chosen_logp_drop_per_token": -entry["chosen_logp_change_per_token"]}
 
     def final_check(self) -> None:
@@ -371,7 +370,7 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
                         "gradient_accumulation_steps": accumulation},
                      **loss_args(settings), **eval_args, beta=settings.beta, max_length=settings.max_length)
     peft, ref_model = None, None
-    if method in ("lora", "qlora"):  # qlora: the model arrives with 4-bit base weights (study.load_quantized)
+    if method in ("lora", "qlora"):  # qlora: the model arrives with 4-bit base weights (models.load_quantized)
         peft = lora_config(settings.lora_r, settings.lora_alpha, 0.0, "all-linear", model, settings.lora_layers)
     else:
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)
