@@ -18,9 +18,12 @@ def setup():
     for name in ("--sft-steps", "--dpo-steps", "--batch"):
         parser.add_argument(name, type=int, required=True)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    # training seed (LoRA init, data order); default: each tool's own (medtune 0, TRL 42)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--task", default="numeric_classification")
     args = parser.parse_args()
     quiet_libraries()
-    task = get_task("numeric_classification")
+    task = get_task(args.task)
     train = read_jsonl(bundled_path(task, "train"))[:args.sft_steps * args.batch]
     rng = random.Random(0)
     pairs = [p for ex in train for p in pairs_from_label_swap(task, ex, task.reference(ex), rng)]

@@ -20,9 +20,10 @@ cfg = load_config(overrides={"sft": {"max_steps": args.sft_steps, "batch_size": 
                              "dpo": {"max_steps": args.dpo_steps, "batch_size": args.batch, "heldout_fraction": 0.0}})
 out = Path(args.out)
 model, tokenizer, _ = load_model(args.model, args.device)
+seed = cfg.seed if args.seed is None else args.seed
 start = time.perf_counter()
-train_sft(model, tokenizer, args.model, task, train, cfg.sft, out / "sft", args.device, 0)
+train_sft(model, tokenizer, args.model, task, train, cfg.sft, out / "sft", args.device, seed)
 sft_model, tokenizer, info = load_model(out / "sft" / "model", args.device)
 train_dpo(sft_model, tokenizer, args.model, out / "sft" / "model", info["kind"], task, pairs, cfg.dpo, out / "dpo",
-          args.device, 0)
+          args.device, seed)
 print(json.dumps({"train_s": time.perf_counter() - start, "model_dir": str(out / "dpo" / "model")}))

@@ -258,12 +258,23 @@ def p4(args) -> dict:
             rows[who] = predict(model, tokenizer, task, examples(task, n_test, "test"), 16, f"p4 eval {who}")
             out[f"p4_{who}_train_s"] = timing["train_s"]
             out[f"p4_metric_{who}"] = task.metric("macro_f1").compute(rows[who])
+            out.update(chance_check(who, rows[who]))
     out["p4_vs_trl_speedup"] = out["p4_trl_train_s"] / out["p4_medtune_train_s"]
     # "not worse" as a paired comparison on the same items, medtune minus TRL (bootstrap CI of macro-F1)
     paired = compare(task.metric("macro_f1"), rows["medtune"], rows["trl"], 2000, 0)
     out.update(p4_test_items=len(rows["trl"]), p4_metric_difference=paired["difference"],
                p4_metric_ci_low=paired["ci_low"], p4_metric_ci_high=paired["ci_high"], p4_metric_p=paired["p_value"])
     return out
+
+
+def chance_check(who: str, rows: list[dict]) -> dict:
+    """Whether a model's answers follow the gold labels beyond chance (Cohen's kappa, 0 = chance), and how
+    many labels it uses: a near-chance model's macro-F1 rises with the number of labels it answers at random."""
+    from sklearn.metrics import cohen_kappa_score
+
+    preds = [str(r["pred"]) for r in rows]
+    return {f"p4_kappa_{who}": cohen_kappa_score([r["gold"] for r in rows], preds),
+            f"p4_labels_used_{who}": len(set(preds))}
 
 
 # ---------------------------------------------------------------- report

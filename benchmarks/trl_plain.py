@@ -33,7 +33,7 @@ dpo_data = Dataset.from_list([{"prompt": [system, {"role": "user", "content": p[
 # On a GPU, TRL's defaults as they are (bf16 mixed precision).
 on_cpu = args.device == "cpu"
 common = dict(per_device_train_batch_size=args.batch, report_to="none", save_strategy="no",
-              **({"use_cpu": True, "bf16": False} if on_cpu else {}))
+              **({"use_cpu": True, "bf16": False} if on_cpu else {}), **({} if args.seed is None else {"seed": args.seed}))
 start = time.perf_counter()
 sft = SFTTrainer(model=model, args=SFTConfig(output_dir=str(out / "sft"), max_steps=args.sft_steps, **common),
                  train_dataset=sft_data, processing_class=tokenizer)

@@ -21,3 +21,19 @@ def test_benchmark_harness_smoke(tiny_model):
     assert results["p4_metric_ci_low"] <= results["p4_metric_difference"] <= results["p4_metric_ci_high"]
     # the TRL-layout DPO run beside the default one (each prompt once): both measured
     assert results["p3_dpo_trl_layout"]["items"] == results["p3_dpo"]["items"] > 0
+    assert -1 <= results["p4_kappa_medtune"] <= 1 and 1 <= results["p4_labels_used_trl"] <= 4
+
+
+def test_p4_chance_check_separates_skill_from_spread():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from run_all import chance_check
+
+    gold = ["a", "b", "c"] * 20
+    perfect = chance_check("x", [{"gold": g, "pred": g} for g in gold])
+    assert perfect == {"p4_kappa_x": 1.0, "p4_labels_used_x": 3}
+    # one label for everything: no agreement beyond chance, and a parse failure counts as a label of its own
+    constant = chance_check("x", [{"gold": g, "pred": None} for g in gold])
+    assert constant == {"p4_kappa_x": 0.0, "p4_labels_used_x": 1}
+    # two labels answered regardless of the gold: more labels used, still chance
+    spread = chance_check("x", [{"gold": g, "pred": "ab"[i % 2]} for i, g in enumerate(gold)])
+    assert spread["p4_labels_used_x"] == 2 and abs(spread["p4_kappa_x"]) < 0.1
