@@ -35,6 +35,13 @@ GOALS = {"p1_quick_study_s": ("<=", 600), "p2_eval_speedup": (">=", 8), "p3_dpo_
          "p3_dpo_time_ratio": ("<=", 2.0), "p4_vs_trl_speedup": (">=", 1.5), "p5_sft_mfu": (">=", 0.5)}
 
 
+def default_eval_batch() -> int:
+    """The batch the study evaluates with (eval.batch_size's default)."""
+    from medtune.config import load_config
+
+    return load_config().eval.batch_size
+
+
 def peak_mb(device: str) -> float:
     if device == "cuda":
         import torch
@@ -104,7 +111,7 @@ def p2(args) -> dict:
         task = get_task(name)
         exs = examples(task, n, "test")
         start = time.perf_counter()
-        fast = predict(model, tokenizer, task, exs, batch_size=16, desc=f"p2 {name} medtune")
+        fast = predict(model, tokenizer, task, exs, batch_size=default_eval_batch(), desc=f"p2 {name} medtune")
         fast_s += time.perf_counter() - start
         start = time.perf_counter()
         plain = [task.score(ex, plain_generate(model, tokenizer, task, ex)) for ex in exs]
@@ -255,7 +262,7 @@ def p4(args) -> dict:
             proc = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
             timing = json.loads(proc.stdout.strip().splitlines()[-1])
             model, tokenizer, _ = load_model(timing["model_dir"], args.device)
-            rows[who] = predict(model, tokenizer, task, examples(task, n_test, "test"), 16, f"p4 eval {who}")
+            rows[who] = predict(model, tokenizer, task, examples(task, n_test, "test"), default_eval_batch(), f"p4 eval {who}")
             out[f"p4_{who}_train_s"] = timing["train_s"]
             out[f"p4_metric_{who}"] = task.metric("macro_f1").compute(rows[who])
             out.update(chance_check(who, rows[who]))

@@ -87,16 +87,34 @@ def test_k_samples_per_prompt_compute_the_prompt_once_and_answer_as_one(tiny_mod
     distinct_rows, cached = [], []
     monkeypatch.setattr(gen, "prompts_cache", lambda m, c, ids, *a: distinct_rows.append(len(ids)) or
                         original_prompts_cache(m, c, ids, *a))
-    monkeypatch.setattr(gen, "batch_cache", lambda m, c, *a: cached.append(c.get_seq_length()) or original(m, c, *a))
+    monkeypatch.setattr(gen, "batch_cache", lambda *a: cached.append(original(*a).get_seq_length()) or original(*a))
     samples = gen.generate(model, tokenizer, prompts, max_new_tokens=8, batch_size=6, num_samples=3)
     assert samples == [[answer] * 3 for answer in alone]
-    assert distinct_rows == [2, 2, 1]  # 6 rows per batch: 2 prompts x 3 samples, each prompt computed once
+    # decoding batches of 6 rows (2 prompts x 3 samples), each prompt computed once (chunks of 6 // 4 prompts)
+    assert distinct_rows == [1, 1, 1, 1, 1]
     # what decoding starts from: every batch's prompts up to their last token, not only the shared prefix
     encoded = gen.encode_prompts(tokenizer, prompts)
     longest_first = sorted(len(e) for e in encoded)[::-1]
     n_prefix = gen.shared_prefix_length(encoded)
-    assert cached == [max(longest_first[i:i + 2]) - 1 for i in (0, 2, 4)] and min(cached) > n_prefix
+    assert cached == [longest_first[i] - 1 for i in (0, 2, 4)] and min(cached) > n_prefix
     assert len(set(alone)) > 1
 
 
 original_prompts_cache = gen.prompts_cache
+
+
+@pytest.mark.parametrize("static", [True, False], ids=["static-cache", "growing-cache"])
+def test_prefill_chunks_of_different_lengths_decode_together_as_each_prompt_alone(tiny_model, monkeypatch, static):
+    task = get_task("text_classification")
+    model, tokenizer = prompt_sensitive_model(tiny_model, static)
+    prompts = [task.messages(ex) for ex in read_jsonl(bundled_path(task, "test"))[:7]]
+    alone = [gen.generate(model, tokenizer, [p], max_new_tokens=8)[0] for p in prompts]
+    widened, rows = [], []
+    original_padded = gen.padded
+    monkeypatch.setattr(gen, "padded", lambda t, n, length: widened.append(length - t.shape[2]) or
+                        original_padded(t, n, length))
+    monkeypatch.setattr(gen, "batch_cache", lambda m, chunks, *a: rows.append([c[0][0].shape[0] for c in chunks])
+                        or original(m, chunks, *a))
+    assert gen.generate(model, tokenizer, prompts, max_new_tokens=8, batch_size=8) == alone
+    assert rows == [[2, 2, 2, 1]]  # one decoding batch of up to 8 rows, its prompts computed 8 // 4 at a time
+    assert max(widened) > 0  # a shorter chunk's keys and values really were widened to the batch's length

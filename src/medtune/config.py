@@ -163,7 +163,8 @@ class JudgeSettings(Strict):
 
 
 class EvalSettings(Strict):
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(32, ge=1, description="sequences decoded together; their prompts are computed a "
+                            "quarter at a time")
     grader: Literal["builtin", "llm"] = Field("builtin", description="summary grader: built-in rubric or LLM judge")
     judge: JudgeSettings = JudgeSettings()
 

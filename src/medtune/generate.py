@@ -12,9 +12,15 @@ prompt's own part ([prefix][pads][own part]); the attention mask hides it and
 position ids skip it, so every sequence sees exactly the tokens it would see
 alone.
 
-When sampling k completions per prompt (pair mining), each prompt's own part
-is also computed once: all but its last token run for the distinct prompts, and
-their keys and values are repeated k times before decoding starts.
+A batch of batch_size rows is decoded together, but its prompts' own parts
+(all but their last token) are computed a quarter of the batch at a time, each
+chunk padded only to its own longest prompt. A decoding step reads every weight
+once whatever the number of rows (on a 2-core CPU, 32 rows cost about 1.4x the
+step of 16), while prefilling 32 prompts at once would pad the shorter ones to
+the longest. The chunks' keys and values are then widened to the batch's length
+by zeros where the padding sits. When sampling k completions per prompt (pair
+mining), each prompt is computed once and its keys and values are repeated k
+times.
 
 Decoding writes into a preallocated (static) KV cache where the model allows
 it: a growing cache is re-concatenated at every new token (7% of the wall time
@@ -53,6 +59,7 @@ def left_pad(batch: list[list[int]], pad_id: int, prefix: list[int] = ()) -> tup
 
 
 MIN_SHARED_PREFIX = 16  # tokens; a shorter common prefix is not worth a cache copy per batch
+PREFILL_CHUNKS = 4  # a decoding batch's prompts are computed this many chunks at a time
 
 
 def shared_prefix_length(encoded: list[list[int]]) -> int:
@@ -73,18 +80,7 @@ def prefix_cache(model, prefix: list[int], device):
     """The KV cache of ``prefix`` (batch 1), computed once per generate() call."""
     if not prefix:
         return None
-    return model(input_ids=torch.tensor([prefix], device=device), use_cache=True).past_key_values
-
-
-def batch_cache(model, cache, repeats: int, max_length: int):
-    """A cache for one batch of ``max_length`` tokens holding ``cache``'s keys and values, each of
-    its rows repeated ``repeats`` times (the shared prefix: one row; distinct prompts: one row each)."""
-    if getattr(model, "_can_compile_fullgraph", False):  # the model supports static caches
-        static = StaticCache(config=model.config, max_cache_len=max_length)
-        for i, layer in enumerate(cache.layers if cache is not None else []):
-            static.update(layer.keys.repeat_interleave(repeats, 0), layer.values.repeat_interleave(repeats, 0), i)
-        return static
-    return repeated(cache, repeats) if cache is not None else None
+    return model(input_ids=torch.tensor([prefix], device=device), use_cache=True, logits_to_keep=1).past_key_values
 
 
 def repeated(cache, repeats: int):
@@ -95,14 +91,46 @@ def repeated(cache, repeats: int):
 
 
 def prompts_cache(model, cache, input_ids: torch.Tensor, mask: torch.Tensor, n_prefix: int):
-    """``cache`` (the shared prefix) extended by every prompt but its last token, one row per prompt."""
+    """``cache`` (the shared prefix) extended by every prompt but its last token, one row per prompt,
+    as (keys, values) per layer; None when there is nothing to hold (no prefix, one-token prompts)."""
     device = next(model.parameters()).device
-    # a growing cache here; batch_cache then repeats it per sample (into a static one where it can)
-    grown = repeated(cache, input_ids.shape[0]) if cache is not None else DynamicCache(config=model.config)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate numbers them: padding is skipped
-    model(input_ids=input_ids[:, n_prefix:-1].to(device), attention_mask=mask[:, :-1].to(device),
-          position_ids=positions[:, n_prefix:-1].to(device), past_key_values=grown, use_cache=True)
-    return grown
+    if input_ids.shape[1] - n_prefix > 1:
+        grown = repeated(cache, input_ids.shape[0]) if cache is not None else DynamicCache(config=model.config)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate numbers them: padding is skipped
+        model(input_ids=input_ids[:, n_prefix:-1].to(device), attention_mask=mask[:, :-1].to(device),
+              position_ids=positions[:, n_prefix:-1].to(device), past_key_values=grown, use_cache=True,
+              logits_to_keep=1)
+    elif cache is not None:
+        grown = repeated(cache, input_ids.shape[0])
+    else:
+        return None
+    return [(layer.keys, layer.values) for layer in grown.layers]
+
+
+def padded(tensor: torch.Tensor, n_prefix: int, length: int) -> torch.Tensor:
+    """Keys or values (rows, heads, tokens, dim) widened to ``length`` tokens by zeros inserted after
+    the shared prefix: where the wider chunk's padding sits (the attention mask hides it)."""
+    gap = length - tensor.shape[2]
+    if gap == 0:
+        return tensor
+    zeros = tensor.new_zeros(tensor.shape[0], tensor.shape[1], gap, tensor.shape[3])
+    return torch.cat([tensor[:, :, :n_prefix], zeros, tensor[:, :, n_prefix:]], dim=2)
+
+
+def batch_cache(model, chunks: list, n_prefix: int, repeats: int, max_length: int):
+    """One decoding batch's cache from the prefilled chunks (``prompts_cache`` results), each row
+    repeated ``repeats`` times (samples of one prompt); static where the model allows it. None (generate
+    then computes every prompt whole) when a chunk holds nothing: no shared prefix and one-token prompts."""
+    if any(chunk is None for chunk in chunks):
+        return None
+    length = max(chunk[0][0].shape[2] for chunk in chunks)  # the longest chunk's tokens, all layers alike
+    static = getattr(model, "_can_compile_fullgraph", False)  # the model supports static caches
+    merged = StaticCache(config=model.config, max_cache_len=max_length) if static else DynamicCache(config=model.config)
+    for i in range(len(chunks[0])):
+        keys = torch.cat([padded(chunk[i][0], n_prefix, length) for chunk in chunks]).repeat_interleave(repeats, 0)
+        values = torch.cat([padded(chunk[i][1], n_prefix, length) for chunk in chunks]).repeat_interleave(repeats, 0)
+        merged.update(keys, values, i)
+    return merged
 
 
 @torch.inference_mode()
@@ -126,21 +154,21 @@ def generate(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int, b
         stop_ids.append(im_end)
     if do_sample:
         torch.manual_seed(seed)
-    # keep the number of sequences per forward pass near batch_size when sampling
+    # batch_size rows are decoded together (a decoding step reads every weight once whatever the rows);
+    # their prompts are computed in smaller chunks, each padded only to its own longest prompt
     prompts_per_batch = max(1, batch_size // num_samples)
+    prompts_per_chunk = max(1, batch_size // PREFILL_CHUNKS)
     with progress(enabled=desc is not None) as bar:
         task = bar.add_task(desc or "", total=len(prompts), info="")
         for start in range(0, len(order), prompts_per_batch):
             idx = order[start:start + prompts_per_batch]
+            parts = [idx[c:c + prompts_per_chunk] for c in range(0, len(idx), prompts_per_chunk)]
+            chunks = [prompts_cache(model, cache, *left_pad([encoded[i] for i in part], tokenizer.pad_token_id, prefix),
+                                    n_prefix) for part in parts]
             # each prompt repeated num_samples times (generate's num_return_sequences would not repeat the cache)
             rows = [encoded[i] for i in idx for _ in range(num_samples)]
             input_ids, mask = left_pad(rows, tokenizer.pad_token_id, prefix)
-            total = input_ids.shape[1] + max_new_tokens
-            if num_samples > 1 and input_ids.shape[1] - n_prefix > 1:  # the distinct prompts once, then repeated
-                distinct = prompts_cache(model, cache, input_ids[::num_samples], mask[::num_samples], n_prefix)
-                past = batch_cache(model, distinct, num_samples, total)
-            else:
-                past = batch_cache(model, cache, len(rows), total)
+            past = batch_cache(model, chunks, n_prefix, num_samples, input_ids.shape[1] + max_new_tokens)
             kwargs = dict(max_new_tokens=max_new_tokens, eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id,
                           past_key_values=past,
                           disable_compile=True)  # batches differ in shape: compiling each would cost more
