@@ -87,7 +87,7 @@ def test_k_samples_per_prompt_compute_the_prompt_once_and_answer_as_one(tiny_mod
     distinct_rows, cached = [], []
     monkeypatch.setattr(gen, "prompts_cache", lambda m, c, ids, *a: distinct_rows.append(len(ids)) or
                         original_prompts_cache(m, c, ids, *a))
-    monkeypatch.setattr(gen, "batch_cache", lambda *a: cached.append(original(*a).get_seq_length()) or original(*a))
+    monkeypatch.setattr(gen, "batch_cache", lambda *a: cached.append(int((c := original(*a)).get_seq_length())) or c)
     samples = gen.generate(model, tokenizer, prompts, max_new_tokens=8, batch_size=6, num_samples=3)
     assert samples == [[answer] * 3 for answer in alone]
     # decoding batches of 6 rows (2 prompts x 3 samples), each prompt computed once (chunks of 6 // 4 prompts)

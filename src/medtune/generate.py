@@ -120,7 +120,8 @@ def padded(tensor: torch.Tensor, n_prefix: int, length: int) -> torch.Tensor:
 def batch_cache(model, chunks: list, n_prefix: int, repeats: int, max_length: int):
     """One decoding batch's cache from the prefilled chunks (``prompts_cache`` results), each row
     repeated ``repeats`` times (samples of one prompt); static where the model allows it. None (generate
-    then computes every prompt whole) when a chunk holds nothing: no shared prefix and one-token prompts."""
+    then computes every prompt whole) when a chunk holds nothing: no shared prefix and one-token prompts.
+    Consumes ``chunks`` layer by layer, so the keys and values are held about once, not twice."""
     if any(chunk is None for chunk in chunks):
         return None
     length = max(chunk[0][0].shape[2] for chunk in chunks)  # the longest chunk's tokens, all layers alike
@@ -130,6 +131,8 @@ def batch_cache(model, chunks: list, n_prefix: int, repeats: int, max_length: in
         keys = torch.cat([padded(chunk[i][0], n_prefix, length) for chunk in chunks]).repeat_interleave(repeats, 0)
         values = torch.cat([padded(chunk[i][1], n_prefix, length) for chunk in chunks]).repeat_interleave(repeats, 0)
         merged.update(keys, values, i)
+        for chunk in chunks:
+            chunk[i] = None
     return merged
 
 
