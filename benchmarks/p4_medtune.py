@@ -1,4 +1,5 @@
-"""p4, medtune's side: SFT then DPO on numeric_classification with the quick preset's settings.
+"""p4, medtune's side: SFT then DPO on one task (numeric_classification unless --task) with the quick
+preset's settings.
 
 Prints {"train_s", "model_dir"}; train_s runs from the first trainer to the saved DPO model,
 including the adapter merge between the stages. benchmarks/trl_plain.py is the other side.

@@ -29,11 +29,11 @@ def test_p4_chance_check_separates_skill_from_spread():
     from run_all import chance_check
 
     gold = ["a", "b", "c"] * 20
-    perfect = chance_check("x", [{"gold": g, "pred": g} for g in gold])
+    perfect = chance_check("p4", "x", [{"gold": g, "pred": g} for g in gold])
     assert perfect == {"p4_kappa_x": 1.0, "p4_labels_used_x": 3}
     # one label for everything: no agreement beyond chance, and a parse failure counts as a label of its own
-    constant = chance_check("x", [{"gold": g, "pred": None} for g in gold])
+    constant = chance_check("p4", "x", [{"gold": g, "pred": None} for g in gold])
     assert constant == {"p4_kappa_x": 0.0, "p4_labels_used_x": 1}
     # two labels answered regardless of the gold: more labels used, still chance
-    spread = chance_check("x", [{"gold": g, "pred": "ab"[i % 2]} for i, g in enumerate(gold)])
+    spread = chance_check("p4", "x", [{"gold": g, "pred": "ab"[i % 2]} for i, g in enumerate(gold)])
     assert spread["p4_labels_used_x"] == 2 and abs(spread["p4_kappa_x"]) < 0.1
