@@ -1,6 +1,6 @@
 """medtune's performance benchmarks, each a ratio measured side by side in one run.
 
-    make bench                                   # all of them, on the embedded model (~20 min on 2 cores)
+    make bench                                   # p1-p5 on the embedded model (20-30 min on 2 cores)
     .venv/bin/python benchmarks/run_all.py --only p2,p5 [--model PATH] [--smoke] [--device cuda]
 
 Writes benchmarks/results.json (with --device cuda: its "gpu" section) and the
