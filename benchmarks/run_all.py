@@ -250,8 +250,7 @@ def p3_p5(args, which: set[str]) -> dict:
 def p4(args) -> dict:
     """The quick preset's budget: 6 SFT + 2 DPO steps of 4 on numeric_classification."""
     sft_steps, dpo_steps, batch = (1, 1, 2) if args.smoke else (6, 2, 4)
-    # the whole test split: on 40 items two near-chance models differ by noise alone
-    return p4_compare(args, "numeric_classification", sft_steps, dpo_steps, batch, 4 if args.smoke else 200, "p4")
+    return p4_compare(args, "numeric_classification", sft_steps, dpo_steps, batch, "p4")
 
 
 def p4_learn(args) -> dict:
@@ -259,16 +258,18 @@ def p4_learn(args) -> dict:
     of 8 on text_classification, as in docs/dpo.md's CPU run (SFT macro-F1 0.605), then 8 DPO steps of 8.
     Not in the default run: about an hour on 2 CPU cores (TRL's side 38 min of it)."""
     sft_steps, dpo_steps, batch = (1, 1, 2) if args.smoke else (80, 8, 8)
-    return p4_compare(args, "text_classification", sft_steps, dpo_steps, batch, 4 if args.smoke else 200, "p4learn")
+    return p4_compare(args, "text_classification", sft_steps, dpo_steps, batch, "p4learn")
 
 
-def p4_compare(args, task_name: str, sft_steps: int, dpo_steps: int, batch: int, n_test: int, prefix: str) -> dict:
+def p4_compare(args, task_name: str, sft_steps: int, dpo_steps: int, batch: int, prefix: str) -> dict:
     from medtune.evaluate.predict import predict
     from medtune.evaluate.stats import compare
     from medtune.models import load_model
     from medtune.tasks import get_task
 
     task = get_task(task_name)
+    # the whole test split: on 40 items two near-chance models differ by noise alone
+    n_test = 4 if args.smoke else 200
     out, rows = {f"{prefix}_task": task_name, f"{prefix}_steps": f"SFT {sft_steps} + DPO {dpo_steps}, batch {batch}"}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for who, script in (("medtune", [str(HERE / "p4_medtune.py")]), ("trl", [str(HERE / "trl_plain.py")])):
