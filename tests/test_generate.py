@@ -118,3 +118,23 @@ def test_prefill_chunks_of_different_lengths_decode_together_as_each_prompt_alon
     assert gen.generate(model, tokenizer, prompts, max_new_tokens=8, batch_size=8) == alone
     assert rows == [[2, 2, 2, 1]]  # one decoding batch of up to 8 rows, its prompts computed 8 // 4 at a time
     assert max(widened) > 0  # a shorter chunk's keys and values really were widened to the batch's length
+
+
+def test_a_small_last_batch_joins_the_one_before():
+    assert gen.batches(list(range(40)), 32) == [list(range(40))]  # a tail of 8 = 32 // 4 joins
+    assert [len(b) for b in gen.batches(list(range(41)), 32)] == [32, 9]  # a tail of 9 stays alone
+    assert [len(b) for b in gen.batches(list(range(72)), 32)] == [32, 40]
+    assert gen.batches([3, 1, 2], 32) == [[3, 1, 2]]
+    assert gen.batches([0, 1], 1) == [[0], [1]]  # nothing is a quarter of one row
+
+
+def test_a_joined_tail_decodes_with_its_batch_as_each_prompt_alone(tiny_model, monkeypatch):
+    task = get_task("text_classification")
+    model, tokenizer = prompt_sensitive_model(tiny_model, True)
+    prompts = [task.messages(ex) for ex in read_jsonl(bundled_path(task, "test"))[:10]]
+    alone = [gen.generate(model, tokenizer, [p], max_new_tokens=8)[0] for p in prompts]
+    rows = []
+    monkeypatch.setattr(gen, "batch_cache", lambda m, chunks, *a: rows.append([c[0][0].shape[0] for c in chunks])
+                        or original(m, chunks, *a))
+    assert gen.generate(model, tokenizer, prompts, max_new_tokens=8, batch_size=8) == alone
+    assert rows == [[2, 2, 2, 2, 2]]  # 8 + a tail of 2 decoded as one batch of 10

@@ -164,7 +164,7 @@ class JudgeSettings(Strict):
 
 class EvalSettings(Strict):
     batch_size: int = Field(32, ge=1, description="sequences decoded together; their prompts are computed a "
-                            "quarter at a time")
+                            "quarter at a time, and a last batch of a quarter or less joins the one before")
     grader: Literal["builtin", "llm"] = Field("builtin", description="summary grader: built-in rubric or LLM judge")
     judge: JudgeSettings = JudgeSettings()
 

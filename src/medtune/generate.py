@@ -62,6 +62,16 @@ MIN_SHARED_PREFIX = 16  # tokens; a shorter common prefix is not worth a cache c
 PREFILL_CHUNKS = 4  # a decoding batch's prompts are computed this many chunks at a time
 
 
+def batches(order: list[int], size: int) -> list[list[int]]:
+    """``order`` in batches of ``size``; a last batch of at most a quarter of ``size`` joins the one before.
+    Such a tail would cost nearly a full batch's decoding steps (a step reads every weight whatever the
+    rows): 40 summaries decode as one batch of 40, not 32 then 8 (43-46 s vs 52-56 s on a 2-core CPU)."""
+    out = [order[start:start + size] for start in range(0, len(order), size)]
+    if len(out) > 1 and len(out[-1]) <= size // PREFILL_CHUNKS:
+        out[-2].extend(out.pop())
+    return out
+
+
 def shared_prefix_length(encoded: list[list[int]]) -> int:
     """Tokens every prompt starts with, leaving each prompt at least one token of its own."""
     if len(encoded) < 2:
@@ -163,8 +173,7 @@ def generate(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int, b
     prompts_per_chunk = max(1, batch_size // PREFILL_CHUNKS)
     with progress(enabled=desc is not None) as bar:
         task = bar.add_task(desc or "", total=len(prompts), info="")
-        for start in range(0, len(order), prompts_per_batch):
-            idx = order[start:start + prompts_per_batch]
+        for idx in batches(order, prompts_per_batch):
             parts = [idx[c:c + prompts_per_chunk] for c in range(0, len(idx), prompts_per_chunk)]
             chunks = [prompts_cache(model, cache, *left_pad([encoded[i] for i in part], tokenizer.pad_token_id, prefix),
                                     n_prefix) for part in parts]
