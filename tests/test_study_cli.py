@@ -151,6 +151,35 @@ def test_stages_one_by_one(tiny_config):
     assert (run / "text_classification" / "dpo" / "metrics.json").is_file()
 
 
+def test_stages_hand_their_model_on_with_the_same_outputs(tiny_config, monkeypatch):
+    """Evaluating a model, mining pairs with it and training from it load it once; every output is what
+    loading it in each stage gives."""
+    import medtune.study as study
+
+    loads, original = [], study.load_model
+    monkeypatch.setattr(study, "load_model", lambda ref, device: loads.append(str(ref)) or original(ref, device))
+    run = run_dir_of(tiny_config) / "text_classification"
+
+    def outputs():
+        return {p.relative_to(run): p.read_text() for p in sorted(run.rglob("*.jsonl"))}
+
+    result = runner.invoke(app, ["study", "--config", str(tiny_config), "--tasks", "text_classification"])
+    assert result.exit_code == 0, result.output
+    # the base model (evaluated, then trained by SFT), the SFT model (evaluated, mined, trained by DPO), DPO's
+    assert len(loads) == 3 and loads[1].endswith("sft/model") and loads[2].endswith("dpo/model"), loads
+    held = outputs()
+    assert {str(p) for p in held} >= {"base/predictions.jsonl", "sft/predictions.jsonl", "pairs/pairs.jsonl",
+                                      "dpo/predictions.jsonl"}
+
+    monkeypatch.setattr(study, "hold", lambda ref, loaded: None)  # every stage loads its model itself
+    loads.clear()
+    result = runner.invoke(app, ["study", "--config", str(tiny_config), "--tasks", "text_classification",
+                                 "--restart"])
+    assert result.exit_code == 0, result.output
+    assert len(loads) == 6
+    assert outputs() == held
+
+
 def test_full_fine_tuning_saves_weights_and_dpo_uses_a_frozen_reference(tiny_config):
     text = tiny_config.read_text().replace("sft: {", "sft: {method: full, ")
     tiny_config.write_text(text)

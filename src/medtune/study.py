@@ -58,6 +58,41 @@ def free(*objects) -> None:
     gc.collect()
 
 
+# The model a read-only stage leaves for the next stage of this process. Evaluating the SFT model, mining
+# pairs with it and starting DPO from it loaded it three times, each load merging its adapters again
+# (2-3 s a load of the embedded model on 2 CPU cores, about 1 s of it the merge; docs/performance.md).
+# One model at most is held, and it is dropped before any other model loads: peak memory is unchanged.
+_held: dict = {}
+
+
+def held_key(ref: str | Path) -> str:
+    path = Path(ref)
+    return str(path.resolve()) if path.exists() else str(ref)
+
+
+def load_stage_model(ref: str | Path, device: str):
+    """``load_model(ref, device)``, or the model the previous stage held for ``ref``; the caller owns it
+    (a training stage changes it in place, so it is never held twice)."""
+    key = held_key(ref)
+    if _held.get("key") == key:
+        loaded = _held.pop("loaded")
+        _held.clear()
+        return loaded
+    release_held()
+    return load_model(ref, device)
+
+
+def hold(ref: str | Path, loaded: tuple) -> None:
+    """Keep an unchanged model (evaluation and pair mining only read its weights) for the next stage."""
+    release_held()
+    _held.update(key=held_key(ref), loaded=loaded)
+
+
+def release_held() -> None:
+    _held.clear()
+    gc.collect()
+
+
 _checked: dict[tuple[str, str], dict] = {}
 
 
@@ -87,9 +122,9 @@ def evaluate_stage(cfg: Config, task: Task, stage: str, device: str, force: bool
         raise MedtuneError(f"{task.name}: the {stage} model has not been trained yet (run `medtune {stage}` first)")
     examples = stage_data(cfg, task)["test"]
     start = time.perf_counter()
-    model, tokenizer, _ = load_model(ref, device)
-    rows = predict(model, tokenizer, task, examples, cfg.eval.batch_size, desc=f"{task.name}: eval {stage}")
-    free(model)
+    loaded = load_stage_model(ref, device)
+    rows = predict(loaded[0], loaded[1], task, examples, cfg.eval.batch_size, desc=f"{task.name}: eval {stage}")
+    hold(ref, loaded)
     rows, grading = regrade_summaries(cfg, task, examples, rows)
     metrics = stage_metrics(task, rows, cfg.stats.bootstrap_samples, cfg.seed)
     write_jsonl(out / "predictions.jsonl", rows)
@@ -122,9 +157,10 @@ def sft_stage(cfg: Config, task: Task, device: str, force: bool = False) -> dict
         return read_json(out / "train_log.json")
     examples = stage_data(cfg, task)["train"]
     if cfg.sft.method == "qlora":
+        release_held()
         model, tokenizer, _ = load_quantized(cfg.model, device, out / "scratch_model")
     else:
-        model, tokenizer, _ = load_model(cfg.model, device)
+        model, tokenizer, _ = load_stage_model(cfg.model, device)
     summary = train_sft(model, tokenizer, cfg.model, task, examples, cfg.sft, out, device, cfg.seed)
     free(model)
     return summary
@@ -153,11 +189,11 @@ def pairs_stage(cfg: Config, task: Task, device: str, force: bool = False, round
                            f"first (`medtune {'sft' if round_k == 1 else 'dpo'}`)")
     examples = stage_data(cfg, task)["train"]
     start = time.perf_counter()
-    model, tokenizer = None, None
-    if needs_model(cfg.pairs.strategy):
-        model, tokenizer, _ = load_model(parent, device)
-    pairs, stats = mine_pairs(model, tokenizer, task, examples, cfg.pairs, cfg.eval.batch_size, cfg.seed + round_k - 1)
-    free(model)
+    loaded = load_stage_model(parent, device) if needs_model(cfg.pairs.strategy) else (None, None, None)
+    pairs, stats = mine_pairs(loaded[0], loaded[1], task, examples, cfg.pairs, cfg.eval.batch_size,
+                              cfg.seed + round_k - 1)
+    if loaded[0] is not None:
+        hold(parent, loaded)
     stats.update(round=round_k, mined_with=str(parent), elapsed_s=time.perf_counter() - start)
     write_jsonl(out / "pairs.jsonl", pairs)
     write_json(out / "stats.json", stats)
@@ -192,9 +228,10 @@ def dpo_round(cfg: Config, task: Task, device: str, force: bool, k: int) -> dict
                            "Sample more outputs (pairs.samples), raise pairs.temperature, or add pairs.max_prompts.")
     parent = round_parent(cfg, task, k)
     if read_json(parent / MODEL_INFO)["kind"] == "qlora":  # DPO trains as SFT did: adapters on 4-bit weights
+        release_held()
         model, tokenizer, info = load_quantized(parent, device, out / "scratch_model")
     else:
-        model, tokenizer, info = load_model(parent, device)
+        model, tokenizer, info = load_stage_model(parent, device)
     summary = train_dpo(model, tokenizer, cfg.model, parent, info["kind"], task, pairs,
                         cfg.dpo, out, device, cfg.seed, examples=stage_data(cfg, task)["train"])
     free(model)
@@ -330,6 +367,7 @@ def run_study(cfg: Config, restart: bool = False) -> dict:
         pairs_stage(cfg, task, device)
         dpo_stage(cfg, task, device)
         evaluate_stage(cfg, task, "dpo", device)
+    release_held()
     results = write_results(cfg)
     results["elapsed_s"] = time.perf_counter() - started
     return results
