@@ -16,6 +16,9 @@ def test_benchmark_harness_smoke(tiny_model):
     assert results["p2_agreement"] == 1.0  # batched and per-example greedy decoding agree
     assert results["p2_eval_speedup"] > 0 and results["p3_dpo_time_ratio"] > 0
     assert 0 < results["p5_sft_mfu"] < 1.5 and results["p3_sft"]["flops_per_step"] > 0
+    # the peak is the higher of the two measurements bracketing the SFT it divides
+    assert results["p5_matmul_peak_gflops"] == max(results["p5_matmul_gflops_before"],
+                                                   results["p5_matmul_gflops_after"])
     assert results["p4_vs_trl_speedup"] > 0 and 0 <= results["p4_metric_medtune"] <= 1
     assert results["p4_metric_difference"] == results["p4_metric_medtune"] - results["p4_metric_trl"]
     assert results["p4_metric_ci_low"] <= results["p4_metric_difference"] <= results["p4_metric_ci_high"]
@@ -37,3 +40,12 @@ def test_p4_chance_check_separates_skill_from_spread():
     # two labels answered regardless of the gold: more labels used, still chance
     spread = chance_check("p4", "x", [{"gold": g, "pred": "ab"[i % 2]} for i, g in enumerate(gold)])
     assert spread["p4_labels_used_x"] == 2 and abs(spread["p4_kappa_x"]) < 0.1
+
+
+def test_peak_memory_is_the_child_process_own():
+    """p3 runs each side in a child process; its peak must not include what the parent held when it started it."""
+    ballast = bytearray(b"\1") * (1024 * 2**20)  # 1 GiB, every page touched
+    child = subprocess.run([sys.executable, "-c", "import run_all; print(run_all.peak_mb('cpu'))"],
+                           capture_output=True, text=True, cwd=ROOT / "benchmarks", timeout=120)
+    assert child.returncode == 0, child.stderr
+    assert 0 < float(child.stdout) < 512, (child.stdout, len(ballast))
