@@ -122,8 +122,8 @@ def evaluate_stage(cfg: Config, task: Task, stage: str, device: str, force: bool
         raise MedtuneError(f"{task.name}: the {stage} model has not been trained yet (run `medtune {stage}` first)")
     examples = stage_data(cfg, task)["test"]
     start = time.perf_counter()
-    loaded = load_stage_model(ref, device)
-    rows = predict(loaded[0], loaded[1], task, examples, cfg.eval.batch_size, desc=f"{task.name}: eval {stage}")
+    model, tokenizer, _ = loaded = load_stage_model(ref, device)
+    rows = predict(model, tokenizer, task, examples, cfg.eval.batch_size, desc=f"{task.name}: eval {stage}")
     hold(ref, loaded)
     rows, grading = regrade_summaries(cfg, task, examples, rows)
     metrics = stage_metrics(task, rows, cfg.stats.bootstrap_samples, cfg.seed)
@@ -189,10 +189,10 @@ def pairs_stage(cfg: Config, task: Task, device: str, force: bool = False, round
                            f"first (`medtune {'sft' if round_k == 1 else 'dpo'}`)")
     examples = stage_data(cfg, task)["train"]
     start = time.perf_counter()
-    loaded = load_stage_model(parent, device) if needs_model(cfg.pairs.strategy) else (None, None, None)
-    pairs, stats = mine_pairs(loaded[0], loaded[1], task, examples, cfg.pairs, cfg.eval.batch_size,
-                              cfg.seed + round_k - 1)
-    if loaded[0] is not None:
+    model, tokenizer, _ = loaded = (load_stage_model(parent, device) if needs_model(cfg.pairs.strategy)
+                                    else (None, None, None))
+    pairs, stats = mine_pairs(model, tokenizer, task, examples, cfg.pairs, cfg.eval.batch_size, cfg.seed + round_k - 1)
+    if model is not None:
         hold(parent, loaded)
     stats.update(round=round_k, mined_with=str(parent), elapsed_s=time.perf_counter() - start)
     write_jsonl(out / "pairs.jsonl", pairs)
