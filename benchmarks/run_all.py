@@ -20,6 +20,7 @@ p5  SFT achieved FLOP rate / measured matmul peak, fp32 on CPU, bf16 on GPU (goa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -173,7 +174,8 @@ def child_train(kind: str, model_ref: str, steps: int, batch: int, out: Path, de
 
 def sft_flops(model_ref, tokenizer, task, train_examples, batch: int) -> float:
     """FLOPs of the SFT steps' forward + backward (torch's FLOP counter), computed as training does:
-    LoRA, loss on the completion only, TRL's fused LM head on the completion positions. Counted on
+    LoRA, loss on the completion only, TRL's fused LM head on the completion positions, a batch's
+    common prefix once where training packs it (sft.share_prefix). Counted on
     the CPU in fp32 whatever the device trained on: the count is the same, and the counter does not
     know the fp32-accumulating matmul TRL uses on a GPU."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -181,6 +183,7 @@ def sft_flops(model_ref, tokenizer, task, train_examples, batch: int) -> float:
     from medtune.config import load_config
     from medtune.models import load_model, lora_config
     from medtune.train.common import compact_lm_head_everywhere
+    from medtune.train.shared_prompt import SharedPromptForward, example_trees
     from peft import get_peft_model
     from trl.trainer.utils import add_fused_lm_head
 
@@ -188,6 +191,7 @@ def sft_flops(model_ref, tokenizer, task, train_examples, batch: int) -> float:
     model, _, _ = load_model(model_ref, "cpu")
     compact_lm_head_everywhere()
     add_fused_lm_head(model)
+    shared = SharedPromptForward(model, tokenizer.pad_token_id, example_trees) if cfg.share_prefix else None
     model = get_peft_model(model, lora_config(cfg.lora_r, cfg.lora_alpha, 0.0, cfg.lora_target_modules))
     total = 0.0
     for start in range(0, len(train_examples), batch):
@@ -201,9 +205,12 @@ def sft_flops(model_ref, tokenizer, task, train_examples, batch: int) -> float:
         labels[enc["attention_mask"] == 0] = -100
         for i, prompt in enumerate(prompts):  # right padding: each prompt starts its row
             labels[i, :len(tokenizer(prompt, add_special_tokens=False)["input_ids"])] = -100
-        with FlopCounterMode(display=False) as counter:
-            model(**enc, labels=labels, fused_lm_head=True).loss.backward()
+        inputs = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        with FlopCounterMode(display=False) as counter, shared.batch(inputs) if shared else contextlib.nullcontext():
+            model(**inputs, labels=labels, fused_lm_head=True).loss.backward()
         total += counter.get_total_flops()
+    if shared and not shared.batches["packed"]:
+        print("p5: no SFT batch packed its common prefix", file=sys.stderr)
     return total
 
 

@@ -1,4 +1,4 @@
-"""DPO pairs with the prompt computed once: the same per-token outputs and gradients as TRL's layout."""
+"""Shared prompts computed once (DPO pairs, SFT batches): the same per-token outputs and gradients as TRL's layout."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from medtune.models import load_model
-from medtune.train.shared_prompt import SharedPromptForward, pack
+from medtune.train.shared_prompt import (SharedPromptForward, cheapest, cost, example_trees, key_cost, layout, pack,
+                                         pair_trees)
 
 FIELDS = ("log_probs", "entropy", "mean_logits", "is_top1")
 
@@ -47,8 +48,13 @@ def forward(model, batch: dict):
                  labels=labels, fused_lm_head=True)
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "eager"])
-def test_one_row_per_pair_gives_trl_layouts_outputs_and_gradients(tiny_model, attention):
+def fixed(size: int, trees=pair_trees):
+    """A planner that always packs ``size`` pairs (or examples) per row."""
+    return lambda inputs, labels: {size: trees(inputs, labels)[size]}
+
+
+@pytest.mark.parametrize("attention,size", [("sdpa", 1), ("eager", 1), ("sdpa", 2), ("sdpa", 3), ("eager", 3)])
+def test_packed_pairs_give_trl_layouts_outputs_and_gradients(tiny_model, attention, size):
     model = fused_model(tiny_model, attention)
     batch = trl_batch(PAIRS)
     model.zero_grad()
@@ -56,7 +62,7 @@ def test_one_row_per_pair_gives_trl_layouts_outputs_and_gradients(tiny_model, at
     expected.log_probs.sum().backward()
     expected_grads = [p.grad.clone() for p in model.parameters()]
 
-    shared = SharedPromptForward(model, pad_id=2)
+    shared = SharedPromptForward(model, pad_id=2, plan=fixed(size))
     model.zero_grad()
     with shared.batch(batch):
         got = forward(model, batch)
@@ -71,11 +77,16 @@ def test_one_row_per_pair_gives_trl_layouts_outputs_and_gradients(tiny_model, at
         assert torch.allclose(p.grad, g, atol=1e-5)
 
 
-def test_the_packed_rows_hold_each_prompt_once(tiny_model):
+def labels_of(batch: dict):
+    return batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+
+
+def test_one_row_per_pair_holds_its_prompt_once(tiny_model):
     batch = trl_batch(PAIRS)
-    labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
-    packed = pack(batch["input_ids"], batch["attention_mask"], batch["completion_mask"], labels, pad_id=2)
-    prompt, chosen, rejected = PAIRS[0]
+    labels = labels_of(batch)
+    packed = layout(pair_trees(batch, labels)[1], labels, 2, (6, batch["input_ids"].shape[1] - 1), "cpu")
+    order = sorted(range(3), key=lambda i: sum(map(len, PAIRS[i])))  # rows are sorted by length
+    prompt, chosen, rejected = PAIRS[order[0]]
     row = prompt[:-1] + [prompt[-1]] + chosen + [prompt[-1]] + rejected
     assert packed.input_ids[0, :len(row)].tolist() == row
     start = len(prompt) - 1
@@ -87,6 +98,20 @@ def test_the_packed_rows_hold_each_prompt_once(tiny_model):
     assert allowed[first_rejected, :start].all()  # sees the shared prompt
     tokens = sum(len(p) + len(c) + len(r) + 1 for p, c, r in PAIRS)
     assert tokens < 0.75 * int(batch["attention_mask"].sum())
+
+
+def test_pairs_in_one_row_share_their_common_prefix_and_see_nothing_of_each_other(tiny_model):
+    batch = trl_batch(PAIRS)
+    labels = labels_of(batch)
+    packed = layout(pair_trees(batch, labels)[3], labels, 2, (6, batch["input_ids"].shape[1] - 1), "cpu")
+    ids = packed.input_ids[0].tolist()
+    assert ids.count(5) == 1  # the prompts' common first token, once for the three pairs
+    assert packed.input_ids.shape[0] == 1
+    allowed = packed.allowed[0, 0]
+    second_pair = ids.index(17) if ids.index(17) > ids.index(19) else ids.index(19)  # whichever pair comes later
+    assert allowed[second_pair, 0]  # sees the common prefix
+    assert not allowed[second_pair, 1:second_pair].any()  # and nothing of the pair before it
+    assert packed.position_ids[0, second_pair] == 1  # its prompt continues at the prefix's end
 
 
 def test_pairs_whose_prompts_differ_keep_trl_layout(tiny_model):
@@ -122,3 +147,125 @@ def test_a_dpo_batch_with_arguments_packing_does_not_know_keeps_trl_layout_and_i
                     fused_lm_head=True, output_hidden_states=True)
     assert shared.batches == {"packed": 0, "trl_layout": 1}
     assert got.log_probs.shape == (len(batch["input_ids"]), batch["input_ids"].shape[1] - 1)
+
+
+# ---------------------------------------------------------------- SFT: a batch's common prefix once
+
+EXAMPLES = [  # (prompt, completion): a common prefix [5, 6, 7], own parts of different lengths
+    ([5, 6, 7, 17, 40, 41, 9], [30, 31, 2]),
+    ([5, 6, 7, 18, 60, 61, 62, 63, 64, 9], [34, 2]),
+    ([5, 6, 7, 19, 9], [38, 39, 50, 2]),
+    ([5, 6, 7, 20, 70, 9], [44, 2]),
+]
+
+
+def sft_batch(examples: list[tuple[list[int], list[int]]], pad_id: int = 2) -> dict:
+    """TRL's SFT collator layout: prompt + completion, right-padded, labels on the completion only."""
+    width = max(len(p) + len(c) for p, c in examples)
+    ids = torch.full((len(examples), width), pad_id)
+    attention = torch.zeros((len(examples), width), dtype=torch.long)
+    labels = torch.full((len(examples), width), -100)
+    for i, (p, c) in enumerate(examples):
+        ids[i, :len(p) + len(c)] = torch.tensor(p + c)
+        attention[i, :len(p) + len(c)] = 1
+        labels[i, len(p):len(p) + len(c)] = torch.tensor(c)
+    return {"input_ids": ids, "attention_mask": attention, "labels": labels}
+
+
+def sft_forward(model, batch: dict):
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False,
+                 labels=batch["labels"], fused_lm_head=True)
+
+
+@pytest.mark.parametrize("attention,size", [("sdpa", 2), ("sdpa", 4), ("eager", 3), ("eager", 4)])
+def test_packed_examples_give_trl_layouts_outputs_and_gradients(tiny_model, attention, size):
+    model = fused_model(tiny_model, attention)
+    batch = sft_batch(EXAMPLES)
+    model.zero_grad()
+    expected = sft_forward(model, batch)
+    expected.log_probs.sum().backward()
+    expected_grads = [p.grad.clone() for p in model.parameters()]
+
+    shared = SharedPromptForward(model, pad_id=2, plan=fixed(size, example_trees))
+    model.zero_grad()
+    with shared.batch(batch):
+        got = sft_forward(model, batch)
+    got.log_probs.sum().backward()
+    assert shared.batches == {"packed": 1, "trl_layout": 0}
+    assert torch.equal(got.label_mask, expected.label_mask)
+    assert expected.log_probs[expected.label_mask].abs().min() > 0
+    for name in FIELDS:
+        if getattr(expected, name, None) is not None:
+            assert torch.allclose(getattr(got, name).float(), getattr(expected, name).float(), atol=1e-5), name
+    for p, g in zip(model.parameters(), expected_grads):
+        assert torch.allclose(p.grad, g, atol=1e-5)
+
+
+def test_a_packed_sft_row_holds_the_common_prefix_once():
+    batch = sft_batch(EXAMPLES)
+    trees = example_trees(batch, batch["labels"])
+    packed = layout(trees[4], batch["labels"], 2, (4, batch["input_ids"].shape[1] - 1), "cpu")
+    ids = packed.input_ids[0].tolist()
+    assert ids[:3] == [5, 6, 7] and ids.count(5) == 1
+    assert len(ids) == 3 + sum(len(p) + len(c) - 3 for p, c in EXAMPLES)
+    second = 3 + min(len(p) + len(c) - 3 for p, c in EXAMPLES)  # the examples are sorted by length
+    assert packed.position_ids[0, second] == 3  # each own part continues at the prefix's end
+    allowed = packed.allowed[0, 0]
+    assert allowed[second, :3].all() and not allowed[second, 3:second].any()
+
+
+def test_a_scored_token_never_opens_a_node():
+    # the whole prompt is common: the prefix stops one token short so that the first answer token's
+    # predictor (the prompt's last token) sits in the example's own part
+    batch = sft_batch([([5, 6, 7], [30, 2]), ([5, 6, 7], [31, 32, 2])])
+    rows = example_trees(batch, batch["labels"])[2]
+    assert rows[0][0].tokens == [5, 6]
+
+
+class EmbeddedLike:  # the embedded model's shape (SmolLM2-135M-like): what the cost estimate reads
+    hidden_size, num_attention_heads, num_key_value_heads, head_dim, intermediate_size = 576, 9, 3, 64, 1536
+
+
+def test_packing_is_chosen_only_where_it_costs_less():
+    per_key = key_cost(EmbeddedLike())
+    # triage-like: a long common prefix (177 tokens), short own parts: one packed row
+    long_prefix = [(list(range(100, 277)) + list(range(300 + 100 * i, 390 + 100 * i)), [30, 2]) for i in range(4)]
+    batch = sft_batch(long_prefix)
+    packed = pack(example_trees(batch, batch["labels"]), batch["labels"], 2, per_key)
+    assert packed is not None and packed.input_ids.shape == (1, 177 + 4 * 92)
+    # summarization-like: a short prefix (28 tokens), long notes: one row of 4 notes would cost more attention
+    # than the prefix saves, so TRL's rows stay
+    long_own = [(list(range(100, 128)) + list(range(1000 + 500 * i, 1400 + 500 * i)), list(range(40, 80)))
+                for i in range(4)]
+    batch = sft_batch(long_own)
+    assert pack(example_trees(batch, batch["labels"]), batch["labels"], 2, per_key) is None
+    trees = example_trees(batch, batch["labels"])
+    assert cheapest(trees, 4, batch["input_ids"].shape[1], 0.0) is not None  # attention for free: it would pack
+    assert cost(4, 468, per_key) < cost(1, 28 + 4 * 440, per_key)
+
+
+def test_sft_with_a_shared_prefix_trains_as_trl_layout_does(tiny_model, tmp_path, monkeypatch):
+    from medtune.config import load_config
+    from medtune.data import bundled_path
+    from medtune.io import read_jsonl
+    from medtune.tasks import get_task
+    from medtune.train import shared_prompt
+    from medtune.train.sft import train_sft
+
+    # the tiny tokenizer spells a prompt in ~10x the embedded model's tokens: let attention cost nothing, so
+    # the planner packs these batches as it packs the embedded model's label tasks
+    monkeypatch.setattr(shared_prompt, "key_cost", lambda config: 0.0)
+    task = get_task("triage")
+    runs = {}
+    for share in (True, False):
+        model, tokenizer, _ = load_model(tiny_model, "cpu")
+        settings = load_config(overrides={"sft": {"max_steps": 3, "batch_size": 4, "max_length": 4096,
+                                                  "share_prefix": share}}).sft
+        runs[share] = train_sft(model, tokenizer, str(tiny_model), task, read_jsonl(bundled_path(task, "train"))[:12],
+                                settings, tmp_path / str(share), "cpu", 0)
+    assert runs[True]["shared_prefix_batches"] == {"packed": 3, "trl_layout": 0}
+    assert runs[False]["shared_prefix_batches"] == {"packed": 0, "trl_layout": None}
+    logged = {share: [v for h in run["log_history"] for k, v in sorted(h.items()) if k in ("loss", "grad_norm")]
+              for share, run in runs.items()}
+    assert len(logged[True]) >= 2 and logged[True][0] > 0
+    assert logged[True] == pytest.approx(logged[False], rel=1e-4)

@@ -63,6 +63,9 @@ class SFTSettings(Strict):
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     save_steps: int = Field(25, ge=1, description="checkpoint interval, for resuming an interrupted run")
     gradient_checkpointing: bool = Field(False, description="save memory on big models at ~30% speed")
+    share_prefix: bool = Field(True, description="compute the common prefix of a batch's examples (the task's "
+                               "system prompt and rules) once, in one packed row with a tree mask, where that is "
+                               "cheaper than TRL's rows; the same loss and gradients. false: TRL's layout")
 
 
 class PairSettings(Strict):
@@ -96,9 +99,10 @@ class DPOSettings(Strict):
         None, ge=1, description="pairs in one forward pass; a batch runs as gradient-accumulated micro-batches "
         "of this many pairs (same update). null: half the batch, so DPO's activations stay at or below SFT's")
     grad_accum: int = Field(1, ge=1)
-    share_prompt: bool = Field(True, description="compute each pair's prompt once for chosen and rejected (one "
-                               "row per pair with a branch mask; the same log-probs as TRL's two rows, about half "
-                               "the tokens on label tasks). false: TRL's layout")
+    share_prompt: bool = Field(True, description="compute each pair's prompt once for chosen and rejected, and "
+                               "the pairs' common prefix once per micro-batch (packed rows with a tree mask; the "
+                               "same log-probs as TRL's two rows per pair, about a third of the tokens on label "
+                               "tasks). false: TRL's layout")
     max_length: int = Field(1024, ge=16, description="prompt + completion, in tokens")
     truncation: Literal["drop", "error"] = Field(
         "drop", description="a pair longer than max_length is dropped with a warning (drop) or stops the run "

@@ -41,7 +41,9 @@ def check_lengths(tokenizer, task: Task, examples: list[dict], max_length: int) 
 def train_sft(model, tokenizer, base: str, task: Task, examples: list[dict], settings, out_dir: Path,
               device: str, seed: int) -> dict:
     """Train on ``examples`` and save ``out_dir/model``; returns the training summary."""
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
+
+    from .shared_prompt import SharedPrefixSFTTrainer
 
     compact_lm_head_everywhere()
     check_lengths(tokenizer, task, examples, settings.max_length)
@@ -51,9 +53,9 @@ def train_sft(model, tokenizer, base: str, task: Task, examples: list[dict], set
     if settings.method in ("lora", "qlora"):
         peft = lora_config(settings.lora_r, settings.lora_alpha, settings.lora_dropout, settings.lora_target_modules,
                            model, settings.lora_layers)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=sft_dataset(task, examples),
-                         processing_class=tokenizer, peft_config=peft,
-                         callbacks=[RichProgress(f"{task.name}: SFT")])
+    trainer = SharedPrefixSFTTrainer(model=model, args=args, train_dataset=sft_dataset(task, examples),
+                                     processing_class=tokenizer, peft_config=peft, share_prefix=settings.share_prefix,
+                                     callbacks=[RichProgress(f"{task.name}: SFT")])
     trainer.remove_callback(PrinterCallback)  # our rich bar shows the loss instead
     result = trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
     with atomic_dir(out_dir / "model") as tmp:
@@ -62,6 +64,7 @@ def train_sft(model, tokenizer, base: str, task: Task, examples: list[dict], set
         save_model_info(tmp, settings.method, base, base, parent_is_stage=False)
     summary = {"train_runtime_s": result.metrics.get("train_runtime"), "steps": trainer.state.global_step,
                "examples": len(examples), "final_loss": result.metrics.get("train_loss"),
+               "shared_prefix_batches": trainer.batch_counts(),
                "log_history": trainer.state.log_history}
     write_json(out_dir / "train_log.json", summary)
     clean_checkpoints(out_dir)

@@ -1,20 +1,31 @@
-"""DPO with each pair's prompt computed once: chosen and rejected share one row.
+"""Each shared prompt computed once: a batch's rows packed as a prefix tree.
 
-TRL's DPOTrainer runs a batch of N pairs as 2N rows, [chosen_1..N, rejected_1..N], each
-the whole prompt followed by its completion, through the policy and again through the
-reference. On the clinical tasks the prompt is most of the tokens (a label answer is 3-5
-tokens), so about half of every DPO forward and backward computes a prompt a second time.
+TRL's batches repeat prompt tokens. DPOTrainer runs a batch of N pairs as 2N rows,
+[chosen_1..N, rejected_1..N], each the whole prompt followed by its completion; an
+SFT batch's examples of one task all begin with the same system prompt and rules
+(29-177 tokens of the bundled tasks' prompts, 15-65% of an example). On the clinical
+tasks the prompt is most of the tokens (a label answer is 3-5 tokens).
 
-Here each pair becomes one row of the same network's forward:
+Here a batch's rows become runs of tokens ("nodes") in a tree, each node continuing
+its parent:
 
-    [prompt without its last token | last prompt token, chosen | last prompt token, rejected]
+- SFT: the examples' common prefix, then each example's own part;
+- DPO: the pairs' common prefix; each pair's prompt without its last token; the chosen
+  and the rejected branch, each starting with the prompt's last token (its output
+  predicts the first token of each completion).
 
-The mask lets each branch see the shared part and itself only, and the rejected branch's
-position ids restart where the chosen one began, so every token sees exactly the tokens
-and positions it sees in TRL's layout. The last prompt token is in both branches because
-its output predicts the first token of each completion. The per-token outputs of TRL's
-fused LM head are put back into TRL's layout, and TRL computes its losses and metrics
-from them unchanged (``tests/test_shared_prompt.py`` checks equal log-probs and gradients).
+A packed row lists nodes, parents first. The mask lets a token see the earlier tokens
+of its own node and its ancestors' tokens, and position ids continue from the parent's
+end, so every token sees exactly the tokens and positions it sees in TRL's layout. The
+per-token outputs of TRL's fused LM head are put back into TRL's layout, and TRL
+computes its losses and metrics from them unchanged (``tests/test_shared_prompt.py``
+checks equal log-probs and gradients).
+
+A packed row's attention runs over all its tokens, so packing many long examples into
+one row can cost more than it saves (padding-free SFT measured +45% on summarization,
+docs/performance.md). Each batch takes the cheapest of TRL's rows and packed rows of
+1, 2, ... examples (or pairs), by an estimate of the work: tokens through the weights
+plus attention scores.
 """
 
 from __future__ import annotations
@@ -25,85 +36,212 @@ from dataclasses import dataclass
 
 import torch
 from accelerate.utils import is_peft_model
-from trl import DPOTrainer
+from trl import DPOTrainer, SFTTrainer
 
 PER_TOKEN_FIELDS = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
-SHARED, CHOSEN, REJECTED = 0, 1, 2
 UNDECIDED = object()  # no call of the current batch has chosen its layout yet
+# an attention score with a mask runs about half as fast per FLOP as the weights' matmuls on a CPU
+# (padding-free SFT: +28% predicted from FLOPs, +45% measured)
+ATTENTION_PENALTY = 2.0
+
+
+@dataclass
+class Node:
+    """A run of tokens that continues its parent's (a root starts at position 0)."""
+
+    tokens: list[int]
+    parent: int | None = None  # index of the parent among the packed row's nodes
+    row: int = -1  # TRL row the tokens are scored in (-1: none, e.g. a shared prompt)
+    column: int = 0  # column of the first token in that row
 
 
 @dataclass
 class Packed:
-    """One row per pair, and where each scored token of a row sits in TRL's layout."""
+    """Packed rows, and where each scored token of a row sits in TRL's layout."""
 
     input_ids: torch.Tensor
     labels: torch.Tensor
     position_ids: torch.Tensor
-    allowed: torch.Tensor  # (pairs, 1, length, length) bool: query may attend to key
+    allowed: torch.Tensor  # (rows, 1, length, length) bool: query may attend to key
     source: tuple[torch.Tensor, torch.Tensor]  # (row, column) in the packed, shifted outputs
     target: tuple[torch.Tensor, torch.Tensor]  # (row, column) in TRL's shifted outputs
     shape: tuple[int, int]  # TRL's shifted output shape
 
 
+def key_cost(config) -> float:
+    """One attention score (query x key, all heads, scores and values) in units of one token's pass
+    through a layer's weights; the estimate that picks a layout."""
+    hidden = config.hidden_size
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    ffn = getattr(config, "intermediate_size", None) or 4 * hidden
+    weights = 2 * hidden * heads * head_dim + 2 * hidden * kv_heads * head_dim + 3 * hidden * ffn
+    return ATTENTION_PENALTY * 2 * heads * head_dim / weights
+
+
+def cost(rows: int, width: int, per_key: float) -> float:
+    """Work of ``rows`` rows of ``width`` tokens: every token through the weights, every score (a mask
+    does not skip the masked ones)."""
+    return rows * (width + per_key * width * width)
+
+
+def row_tokens(ids: torch.Tensor, attention: torch.Tensor) -> list[int] | None:
+    """The tokens of a right-padded TRL row, or None if it is not that shape."""
+    length = int(attention.sum())
+    if not bool(attention[:length].all()):
+        return None
+    return ids[:length].tolist()
+
+
+def common_prefix(seqs: list[list[int]], limit: int) -> int:
+    n = 0
+    while n < limit and all(seq[n] == seqs[0][n] for seq in seqs):
+        n += 1
+    return n
+
+
+def cheapest(trees: dict[int, list[list[Node]]] | None, trl_rows: int, trl_width: int, per_key: float):
+    """The packed rows (one list of nodes each) of the cheapest grouping, or None where TRL's rows cost least."""
+    best, best_cost = None, cost(trl_rows, trl_width, per_key)
+    for rows in (trees or {}).values():
+        width = max(sum(len(node.tokens) for node in nodes) for nodes in rows)
+        if cost(len(rows), width, per_key) < best_cost:
+            best, best_cost = rows, cost(len(rows), width, per_key)
+    return best
+
+
+def groups(items: list, size: int) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+# ---------------------------------------------------------------- planning: which rows share what
+
+def example_trees(inputs: dict, labels: torch.Tensor) -> dict[int, list[list[Node]]] | None:
+    """SFT: for each group size 2, 3, ..., packed rows of that many examples, each group's common prefix
+    once; None where a row is not a right-padded example."""
+    ids, attention, labels = inputs["input_ids"].cpu(), inputs["attention_mask"].cpu(), labels.cpu()
+    seqs, limits = [], []
+    for r in range(ids.size(0)):
+        tokens = row_tokens(ids[r], attention[r])
+        if not tokens:
+            return None
+        scored = (labels[r, :len(tokens)] != -100).nonzero()
+        # a scored token is predicted by the token before it, which must sit in the same node
+        limits.append(min(int(scored[0]) if len(scored) else len(tokens), len(tokens)) - 1)
+        seqs.append(tokens)
+    order = sorted(range(len(seqs)), key=lambda r: len(seqs[r]))  # similar lengths pad each other least
+    trees = {}
+    for size in range(2, len(seqs) + 1):
+        rows = []
+        for group in groups(order, size):
+            shared = common_prefix([seqs[r] for r in group], max(0, min(limits[r] for r in group)))
+            if shared:
+                rows.append([Node(seqs[group[0]][:shared])] + [Node(seqs[r][shared:], 0, r, shared) for r in group])
+            else:
+                rows += [[Node(seqs[r], None, r, 0)] for r in group]
+        trees[size] = rows
+    return trees
+
+
 def split_row(ids: torch.Tensor, attention: torch.Tensor, completion: torch.Tensor):
     """(prompt, completion) token lists of one right-padded TRL row, or None if it is not that shape."""
-    length = int(attention.sum())
-    prompt_len = int(((completion == 0) & (attention == 1)).sum())
-    if not bool(attention[:length].all()) or bool(completion[:prompt_len].any()) \
-            or not bool(completion[prompt_len:length].all()):
+    tokens = row_tokens(ids, attention)
+    if tokens is None:
         return None
-    return ids[:prompt_len].tolist(), ids[prompt_len:length].tolist()
+    prompt_len = int(((completion == 0) & (attention == 1)).sum())
+    if bool(completion[:prompt_len].any()) or not bool(completion[prompt_len:len(tokens)].all()):
+        return None
+    return tokens[:prompt_len], tokens[prompt_len:]
 
 
-def pack(input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor,
-         labels: torch.Tensor, pad_id: int) -> Packed | None:
-    """The shared-prompt layout of a TRL batch, or None where chosen and rejected prompts differ."""
-    rows = input_ids.size(0)
+def pair_trees(inputs: dict, labels: torch.Tensor) -> dict[int, list[list[Node]]] | None:
+    """DPO: for each group size 1, 2, ..., packed rows of that many pairs, each pair's prompt once and a
+    group's common prefix once; None where chosen and rejected prompts differ (e.g. truncated)."""
+    if "completion_mask" not in inputs:
+        return None
+    ids, attention, completion = (inputs[k].cpu() for k in ("input_ids", "attention_mask", "completion_mask"))
+    rows = ids.size(0)
     if rows % 2 or rows == 0:
         return None
     pairs = rows // 2
-    ids_cpu, attn_cpu, comp_cpu, labels_cpu = (t.cpu() for t in (input_ids, attention_mask, completion_mask, labels))
-    built = []
+    split = []
     for i in range(pairs):
-        chosen = split_row(ids_cpu[i], attn_cpu[i], comp_cpu[i])
-        rejected = split_row(ids_cpu[pairs + i], attn_cpu[pairs + i], comp_cpu[pairs + i])
+        chosen, rejected = split_row(ids[i], attention[i], completion[i]), \
+            split_row(ids[pairs + i], attention[pairs + i], completion[pairs + i])
         if chosen is None or rejected is None or not chosen[0] or chosen[0] != rejected[0]:
-            return None  # e.g. a truncated prompt: TRL's own layout is used
-        prompt = chosen[0]
-        shared = len(prompt) - 1
-        # (token, position, segment, TRL row, column in TRL's row)
-        cells = [(t, p, SHARED, -1, -1) for p, t in enumerate(prompt[:-1])]
-        for segment, row, completion in ((CHOSEN, i, chosen[1]), (REJECTED, pairs + i, rejected[1])):
-            branch = [prompt[-1], *completion]
-            cells += [(t, shared + k, segment, row, shared + k) for k, t in enumerate(branch)]
-        built.append(cells)
-    return layout(built, labels_cpu, pad_id, (rows, input_ids.size(1) - 1), input_ids.device)
+            return None
+        split.append((chosen[0], chosen[1], rejected[1]))
+    order = sorted(range(pairs), key=lambda i: len(split[i][0]) + len(split[i][1]) + len(split[i][2]))
+    trees = {}
+    for size in range(1, pairs + 1):
+        packed_rows = []
+        for group in groups(order, size):
+            prompts = [split[i][0] for i in group]
+            shared = common_prefix(prompts, min(len(p) for p in prompts) - 1) if len(group) > 1 else 0
+            nodes = [Node(prompts[0][:shared])] if shared else []
+            for i in group:
+                prompt, chosen, rejected = split[i]
+                parent = len(nodes)
+                nodes.append(Node(prompt[shared:-1], 0 if shared else None))
+                # the last prompt token opens both branches: its output predicts each completion's first token
+                nodes.append(Node([prompt[-1], *chosen], parent, i, len(prompt) - 1))
+                nodes.append(Node([prompt[-1], *rejected], parent, pairs + i, len(prompt) - 1))
+            packed_rows.append(nodes)
+        trees[size] = packed_rows
+    return trees
 
 
-def layout(built: list[list[tuple]], labels: torch.Tensor, pad_id: int, shape: tuple[int, int], device) -> Packed:
-    width = max(len(cells) for cells in built)
+# ---------------------------------------------------------------- the packed tensors
+
+def cells(nodes: list[Node]) -> tuple[list[tuple], torch.Tensor]:
+    """(token, position, node, TRL row, TRL column) per token, and which node sees which (the last
+    index stands for padding, which sees nothing)."""
+    starts, seen, out = [], [], []
+    for n, node in enumerate(nodes):
+        start = 0 if node.parent is None else starts[node.parent] + len(nodes[node.parent].tokens)
+        starts.append(start)
+        seen.append({n} | (seen[node.parent] if node.parent is not None else set()))
+        out += [(t, start + k, n, node.row, node.column + k) for k, t in enumerate(node.tokens)]
+    visible = torch.zeros(len(nodes) + 1, len(nodes) + 1, dtype=torch.bool)
+    for n, ancestors in enumerate(seen):
+        visible[n, sorted(ancestors)] = True
+    return out, visible
+
+
+def layout(rows: list[list[Node]], labels: torch.Tensor, pad_id: int, shape: tuple[int, int], device) -> Packed:
+    built = [cells(nodes) for nodes in rows]
+    width = max(len(row) for row, _ in built)
     labels = labels.tolist()
-    ids, packed_labels, positions, segments = [], [], [], []
+    causal = torch.ones(width, width, dtype=torch.bool).tril()
+    ids, packed_labels, positions, allowed = [], [], [], []
     source, target = ([], []), ([], [])
-    for r, cells in enumerate(built):
-        padding = width - len(cells)
-        ids.append([cell[0] for cell in cells] + [pad_id] * padding)
-        positions.append([cell[1] for cell in cells] + [0] * padding)
-        segments.append([cell[2] for cell in cells] + [-1] * padding)
-        row_labels = [labels[row][column] if row >= 0 else -100 for _, _, _, row, column in cells]
+    for r, (row, visible) in enumerate(built):
+        padding = width - len(row)
+        ids.append([cell[0] for cell in row] + [pad_id] * padding)
+        positions.append([cell[1] for cell in row] + [0] * padding)
+        node = torch.tensor([cell[2] for cell in row] + [len(visible) - 1] * padding)
+        allowed.append(causal & visible[node[:, None], node[None, :]])
+        row_labels = [labels[trl_row][column] if trl_row >= 0 else -100 for _, _, _, trl_row, column in row]
         packed_labels.append(row_labels + [-100] * padding)
-        for c, (label, cell) in enumerate(zip(row_labels, cells)):
+        for c, (label, cell) in enumerate(zip(row_labels, row)):
             if label != -100:  # the fused head's output at column j scores the label of token j + 1
+                if c == 0 or row[c - 1][2] != cell[2]:
+                    raise ValueError("a scored token opens its node: its predecessor would be elsewhere")
                 source[0].append(r), source[1].append(c - 1)
                 target[0].append(cell[3]), target[1].append(cell[4] - 1)
-    segment = torch.tensor(segments)
-    query, key = segment[:, :, None], segment[:, None, :]
-    causal = torch.ones(width, width, dtype=torch.bool).tril()
-    allowed = causal & (query >= 0) & ((key == SHARED) | (key == query))
-    allowed |= torch.eye(width, dtype=torch.bool)  # padding sees itself: no query row is fully masked
+    allowed = torch.stack(allowed) | torch.eye(width, dtype=torch.bool)  # padding sees itself: no empty query row
     as_tensor = lambda values: torch.tensor(values, dtype=torch.long, device=device)  # noqa: E731
     return Packed(as_tensor(ids), as_tensor(packed_labels), as_tensor(positions), allowed[:, None].to(device),
                   (as_tensor(source[0]), as_tensor(source[1])), (as_tensor(target[0]), as_tensor(target[1])), shape)
+
+
+def pack(trees: dict[int, list[list[Node]]] | None, labels: torch.Tensor, pad_id: int, per_key: float) -> Packed | None:
+    """The cheapest packed layout of a TRL batch (``labels``: its labels), or None for TRL's own rows."""
+    rows = cheapest(trees, labels.size(0), labels.size(1), per_key)
+    if rows is None:
+        return None
+    return layout(rows, labels.cpu(), pad_id, (labels.size(0), labels.size(1) - 1), labels.device)
 
 
 def mask_kind(model) -> str | None:
@@ -130,14 +268,17 @@ def unpack(outputs, packed: Packed, labels: torch.Tensor):
     return outputs
 
 
+# ---------------------------------------------------------------- the forward and the trainers
+
 class SharedPromptForward:
-    """Wraps a model whose forward TRL has fused. Only the DPO batch handed in through
+    """Wraps a model whose forward TRL has fused. Only the training batch handed in through
     ``batch()`` runs packed; every other call (generation, the task check) is untouched."""
 
     PASSED = {"input_ids", "attention_mask", "use_cache", "output_router_logits"}
 
-    def __init__(self, model, pad_id: int):
-        self.model, self.pad_id = model, pad_id
+    def __init__(self, model, pad_id: int, plan=pair_trees):
+        self.model, self.pad_id, self.plan = model, pad_id, plan
+        self.per_key = key_cost(model.config)
         self.fused = model.forward
         self.inputs: dict | None = None
         self.packed = UNDECIDED  # the batch's layout, shared by its policy and reference passes
@@ -155,9 +296,8 @@ class SharedPromptForward:
     def layout_for(self, labels: torch.Tensor, packable: bool) -> Packed | None:
         if self.packed is UNDECIDED:
             self.packed = None
-            if packable and "completion_mask" in self.inputs and mask_kind(self.model) is not None:
-                self.packed = pack(self.inputs["input_ids"], self.inputs["attention_mask"],
-                                   self.inputs["completion_mask"], labels, self.pad_id)
+            if packable and mask_kind(self.model) is not None:
+                self.packed = pack(self.plan(self.inputs, labels), labels, self.pad_id, self.per_key)
             self.batches["trl_layout" if self.packed is None else "packed"] += 1
         return self.packed
 
@@ -174,16 +314,17 @@ class SharedPromptForward:
         return unpack(outputs, packed, labels)
 
 
-class SharedPromptDPOTrainer(DPOTrainer):
-    """TRL's DPOTrainer, with each pair's prompt computed once in the policy and reference passes."""
+class Sharing:
+    """What both trainers add: wrap the fused models, hand each training batch to the wrappers."""
 
-    def __init__(self, *args, share_prompt: bool = True, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.shared: list[SharedPromptForward] = []
-        if share_prompt:
-            pad_id = self.processing_class.pad_token_id or 0
-            policy = self.model.get_base_model() if is_peft_model(self.model) else self.model
-            self.shared = [SharedPromptForward(m, pad_id) for m in (policy, self.ref_model) if m is not None]
+    shared: list[SharedPromptForward]
+
+    def wrap(self, models: list, plan) -> None:
+        pad_id = self.processing_class.pad_token_id or 0
+        self.shared = [SharedPromptForward(m, pad_id, plan) for m in models if m is not None]
+
+    def fused_model(self):
+        return self.model.get_base_model() if is_peft_model(self.model) else self.model
 
     @contextlib.contextmanager
     def sharing(self, inputs: dict):
@@ -191,6 +332,21 @@ class SharedPromptDPOTrainer(DPOTrainer):
             for wrapper in self.shared:
                 stack.enter_context(wrapper.batch(inputs))
             yield
+
+    def batch_counts(self) -> dict:
+        """How many batches ran packed, and how many in TRL's layout (where packing would not pay, or
+        prompts differ, e.g. truncated)."""
+        return self.shared[0].batches if self.shared else {"packed": 0, "trl_layout": None}
+
+
+class SharedPromptDPOTrainer(Sharing, DPOTrainer):
+    """TRL's DPOTrainer, with each pair's prompt computed once in the policy and reference passes."""
+
+    def __init__(self, *args, share_prompt: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.shared = []
+        if share_prompt:
+            self.wrap([self.fused_model(), self.ref_model], pair_trees)
 
     def _compute_loss(self, model, inputs, return_outputs):
         with self.sharing(inputs):
@@ -200,6 +356,18 @@ class SharedPromptDPOTrainer(DPOTrainer):
         with self.sharing(inputs):
             return super().compute_ref_log_probs(model, inputs)
 
-    def batch_counts(self) -> dict:
-        """How many batches ran packed, and how many in TRL's layout (prompts that differ, e.g. truncated)."""
-        return self.shared[0].batches if self.shared else {"packed": 0, "trl_layout": None}
+
+class SharedPrefixSFTTrainer(Sharing, SFTTrainer):
+    """TRL's SFTTrainer, with the common prefix of a batch's examples (the task's system prompt and
+    rules) computed once where that is cheaper."""
+
+    def __init__(self, *args, share_prefix: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.shared = []
+        if share_prefix:
+            self.wrap([self.fused_model()], example_trees)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        with self.sharing(inputs):
+            return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
