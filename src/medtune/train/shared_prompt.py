@@ -128,7 +128,7 @@ def example_trees(inputs: dict, labels: torch.Tensor) -> dict[int, list[list[Nod
             return None
         scored = (labels[r, :len(tokens)] != -100).nonzero()
         # a scored token is predicted by the token before it, which must sit in the same node
-        limits.append(min(int(scored[0]) if len(scored) else len(tokens), len(tokens)) - 1)
+        limits.append((int(scored[0]) if len(scored) else len(tokens)) - 1)
         seqs.append(tokens)
     order = sorted(range(len(seqs)), key=lambda r: len(seqs[r]))  # similar lengths pad each other least
     trees = {}
