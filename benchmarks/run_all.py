@@ -206,7 +206,8 @@ def sft_flops(model_ref, tokenizer, task, train_examples, batch: int) -> float:
         for i, prompt in enumerate(prompts):  # right padding: each prompt starts its row
             labels[i, :len(tokenizer(prompt, add_special_tokens=False)["input_ids"])] = -100
         inputs = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
-        with FlopCounterMode(display=False) as counter, shared.batch(inputs) if shared else contextlib.nullcontext():
+        sharing = shared.batch(inputs) if shared else contextlib.nullcontext()
+        with FlopCounterMode(display=False) as counter, sharing:
             model(**inputs, labels=labels, fused_lm_head=True).loss.backward()
         total += counter.get_total_flops()
     if shared and not shared.batches["packed"]:

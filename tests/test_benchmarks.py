@@ -49,3 +49,24 @@ def test_peak_memory_is_the_child_process_own():
                            capture_output=True, text=True, cwd=ROOT / "benchmarks", timeout=120)
     assert child.returncode == 0, child.stderr
     assert 0 < float(child.stdout) < 512, (child.stdout, len(ballast))
+
+
+def test_p5_counts_the_flops_training_runs(tiny_model, monkeypatch):
+    """SFT computes a batch's common prefix once, so p5 counts the packed layout's FLOPs, not TRL's rows'."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from run_all import examples, sft_flops
+
+    from medtune import config
+    from medtune.models import load_model
+    from medtune.tasks import get_task
+    from medtune.train import shared_prompt
+
+    monkeypatch.setattr(shared_prompt, "key_cost", lambda cfg: 0.0)  # pack the tiny tokenizer's long rows too
+    task = get_task("triage")
+    exs = examples(task, 4, "train")
+    _, tokenizer, _ = load_model(tiny_model, "cpu")
+    packed = sft_flops(str(tiny_model), tokenizer, task, exs, 4)
+    load = config.load_config
+    monkeypatch.setattr(config, "load_config", lambda *a, **k: load(overrides={"sft": {"share_prefix": False}}))
+    rows = sft_flops(str(tiny_model), tokenizer, task, exs, 4)
+    assert 0 < packed < 0.8 * rows, (packed, rows)

@@ -178,9 +178,15 @@ def test_micro_batches_make_the_same_update_as_the_whole_batch(tiny_model, tmp_p
         assert logged[n] == pytest.approx(logged[4], rel=1e-4)
 
 
-def test_shared_prompt_rows_train_as_trl_layout_does(tiny_model, tmp_path):
+def test_shared_prompt_rows_train_as_trl_layout_does(tiny_model, tmp_path, monkeypatch):
     # each pair's prompt once (policy and reference) or twice (TRL's rows): the same losses, gradients
     # and held-out metrics at every step, with LoRA and with a full fine-tuning reference copy
+    from medtune.train import shared_prompt
+
+    packed_rows = []
+    layout = shared_prompt.layout
+    monkeypatch.setattr(shared_prompt, "layout",
+                        lambda rows, *args: packed_rows.append(len(rows)) or layout(rows, *args))
     for method in ("lora", "full"):
         runs = {share: run_dpo(tiny_model, tmp_path / f"{method}-{share}", method=method, max_steps=4, eval_steps=2,
                                share_prompt=share) for share in (True, False)}
@@ -192,6 +198,8 @@ def test_shared_prompt_rows_train_as_trl_layout_does(tiny_model, tmp_path):
                   for share, run in runs.items()}
         # 4 steps x (loss, grad norm) + 2 evaluations x (4 rewards + 2 log-probs)
         assert len(logged[True]) == 4 * 2 + 2 * 6 and logged[True] == pytest.approx(logged[False], rel=1e-3, abs=1e-5)
+    # every micro-batch's pairs (2 in training, 4 in the held-out evaluation) shared one row and its common prefix
+    assert packed_rows and set(packed_rows) == {1}
 
 
 def test_dpo_splits_a_batch_of_pairs_into_halves_by_default():
