@@ -12,7 +12,7 @@ p1  quick five-task study wall seconds (goal <= 600)
 p2  medtune evaluation vs a plain per-example model.generate loop (goal >= 8x), with agreement
 p3  DPO vs SFT: peak memory and time per pair / per example (goals <= 1.2 and <= 2.0)
 p4  medtune SFT+DPO vs plain TRL with its defaults, same steps and data (goal >= 1.5x, metric not worse)
-p4learn  p4 where the recipes learn (text_classification, 80 + 8 steps of 8; about an hour on 2 cores;
+p4learn  p4 where the recipes learn (text_classification, 80 + 8 steps of 8; 30-60 min on 2 cores;
          only with --only p4learn)
 p5  SFT achieved FLOP rate / measured matmul peak, fp32 on CPU, bf16 on GPU (goal >= 0.5 on CPU)
 """
@@ -277,7 +277,7 @@ def p4(args) -> dict:
 def p4_learn(args) -> dict:
     """p4 at a budget where the recipes learn the task (6 + 2 steps leave both at chance): 80 SFT steps
     of 8 on text_classification, as in docs/dpo.md's CPU run (SFT macro-F1 0.605), then 8 DPO steps of 8.
-    Not in the default run: about an hour on 2 CPU cores (TRL's side 38 min of it)."""
+    Not in the default run: 30-60 min on 2 CPU cores (TRL's side 25-38 min of it)."""
     sft_steps, dpo_steps, batch = (1, 1, 2) if args.smoke else (80, 8, 8)
     return p4_compare(args, "text_classification", sft_steps, dpo_steps, batch, "p4learn")
 
