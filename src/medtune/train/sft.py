@@ -1,5 +1,8 @@
 """Supervised fine-tuning with TRL's SFTTrainer: loss on the completion only.
 
+A batch's common prompt prefix (the task's system prompt and rules) is computed
+once where that is cheaper than TRL's rows (shared_prompt.py; the same loss).
+
 LoRA by default (the saved model is an adapter on the base model); full
 fine-tuning saves the whole model. An interrupted run resumes from its last
 checkpoint.
