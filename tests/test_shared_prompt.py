@@ -53,19 +53,17 @@ def fixed(size: int, trees=pair_trees):
     return lambda inputs, labels: {size: trees(inputs, labels)[size]}
 
 
-@pytest.mark.parametrize("attention,size", [("sdpa", 1), ("eager", 1), ("sdpa", 2), ("sdpa", 3), ("eager", 3)])
-def test_packed_pairs_give_trl_layouts_outputs_and_gradients(tiny_model, attention, size):
-    model = fused_model(tiny_model, attention)
-    batch = trl_batch(PAIRS)
+def assert_packing_matches_trl_layout(model, batch: dict, run, plan) -> None:
+    """The packed forward (rows by ``plan``) gives TRL's layout's per-token outputs and gradients."""
     model.zero_grad()
-    expected = forward(model, batch)
+    expected = run(model, batch)
     expected.log_probs.sum().backward()
     expected_grads = [p.grad.clone() for p in model.parameters()]
 
-    shared = SharedPromptForward(model, pad_id=2, plan=fixed(size))
+    shared = SharedPromptForward(model, pad_id=2, plan=plan)
     model.zero_grad()
     with shared.batch(batch):
-        got = forward(model, batch)
+        got = run(model, batch)
     got.log_probs.sum().backward()
     assert shared.batches == {"packed": 1, "trl_layout": 0}
     assert got.log_probs.shape == expected.log_probs.shape
@@ -75,6 +73,11 @@ def test_packed_pairs_give_trl_layouts_outputs_and_gradients(tiny_model, attenti
         assert torch.allclose(getattr(got, name).float(), getattr(expected, name).float(), atol=1e-5), name
     for p, g in zip(model.parameters(), expected_grads):
         assert torch.allclose(p.grad, g, atol=1e-5)
+
+
+@pytest.mark.parametrize("attention,size", [("sdpa", 1), ("eager", 1), ("sdpa", 2), ("sdpa", 3), ("eager", 3)])
+def test_packed_pairs_give_trl_layouts_outputs_and_gradients(tiny_model, attention, size):
+    assert_packing_matches_trl_layout(fused_model(tiny_model, attention), trl_batch(PAIRS), forward, fixed(size))
 
 
 def labels_of(batch: dict):
@@ -179,26 +182,8 @@ def sft_forward(model, batch: dict):
 
 @pytest.mark.parametrize("attention,size", [("sdpa", 2), ("sdpa", 4), ("eager", 3), ("eager", 4)])
 def test_packed_examples_give_trl_layouts_outputs_and_gradients(tiny_model, attention, size):
-    model = fused_model(tiny_model, attention)
-    batch = sft_batch(EXAMPLES)
-    model.zero_grad()
-    expected = sft_forward(model, batch)
-    expected.log_probs.sum().backward()
-    expected_grads = [p.grad.clone() for p in model.parameters()]
-
-    shared = SharedPromptForward(model, pad_id=2, plan=fixed(size, example_trees))
-    model.zero_grad()
-    with shared.batch(batch):
-        got = sft_forward(model, batch)
-    got.log_probs.sum().backward()
-    assert shared.batches == {"packed": 1, "trl_layout": 0}
-    assert torch.equal(got.label_mask, expected.label_mask)
-    assert expected.log_probs[expected.label_mask].abs().min() > 0
-    for name in FIELDS:
-        if getattr(expected, name, None) is not None:
-            assert torch.allclose(getattr(got, name).float(), getattr(expected, name).float(), atol=1e-5), name
-    for p, g in zip(model.parameters(), expected_grads):
-        assert torch.allclose(p.grad, g, atol=1e-5)
+    assert_packing_matches_trl_layout(fused_model(tiny_model, attention), sft_batch(EXAMPLES), sft_forward,
+                                      fixed(size, example_trees))
 
 
 def test_a_packed_sft_row_holds_the_common_prefix_once():
