@@ -106,8 +106,9 @@ def cheapest(trees: dict[int, list[list[Node]]] | None, trl_rows: int, trl_width
     best, best_cost = None, cost(trl_rows, trl_width, per_key)
     for rows in (trees or {}).values():
         width = max(sum(len(node.tokens) for node in nodes) for nodes in rows)
-        if cost(len(rows), width, per_key) < best_cost:
-            best, best_cost = rows, cost(len(rows), width, per_key)
+        work = cost(len(rows), width, per_key)
+        if work < best_cost:
+            best, best_cost = rows, work
     return best
 
 
