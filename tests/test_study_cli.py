@@ -292,3 +292,41 @@ def test_a_checkpoint_cut_short_by_a_kill_is_skipped(tmp_path):
     assert last_checkpoint(tmp_path) == str(folder / "checkpoint-2")
     assert not (folder / "checkpoint-4").exists()
     assert last_checkpoint(tmp_path / "nothing") is None
+
+
+def test_study_freezes_the_imports_for_the_collector_but_frees_its_models(tiny_config, monkeypatch):
+    """During a study the collector skips the objects that existed before it (imports); the models loaded in
+    it are still freed (each before the next one loads), and nothing stays frozen afterwards, also when a
+    stage fails."""
+    import gc
+    import weakref
+
+    import medtune.study as study
+    from medtune.errors import MedtuneError
+
+    seen, alive_at_load, original = [], [], study.load_model
+
+    def spy(ref, device):
+        alive_at_load.append(sum(model() is not None for _, model in seen))
+        loaded = original(ref, device)
+        seen.append((gc.get_freeze_count(), weakref.ref(loaded[0])))
+        return loaded
+
+    monkeypatch.setattr(study, "load_model", spy)
+    result = runner.invoke(app, ["study", "--config", str(tiny_config), "--tasks", "text_classification",
+                                 "--restart"])
+    assert result.exit_code == 0, result.output
+    assert len(seen) == 3 and all(count > 0 for count, _ in seen)
+    assert alive_at_load == [0, 0, 0]
+    gc.collect()
+    assert [ref() for _, ref in seen] == [None, None, None]
+    assert gc.get_freeze_count() == 0
+
+    def fail(*args):
+        raise MedtuneError("stop here")
+
+    monkeypatch.setattr(study, "sft_stage", fail)
+    result = runner.invoke(app, ["study", "--config", str(tiny_config), "--tasks", "text_classification",
+                                 "--restart"])
+    assert result.exit_code != 0 and "stop here" in result.output
+    assert gc.get_freeze_count() == 0
