@@ -2,7 +2,7 @@
 preset's settings.
 
 Prints {"train_s", "model_dir"}; train_s runs from the first trainer to the saved DPO model,
-including the adapter merge between the stages. benchmarks/trl_plain.py is the other side.
+including the adapter merge between the stages (in memory, as the study hands the SFT model on). benchmarks/trl_plain.py is the other side.
 """
 
 import json
@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 from medtune.config import load_config
-from medtune.models import load_model
+from medtune.io import read_json
+from medtune.models import MODEL_INFO, as_loaded, load_model
 from medtune.train.dpo import train_dpo
 from medtune.train.sft import train_sft
 
@@ -23,8 +24,8 @@ out = Path(args.out)
 model, tokenizer, _ = load_model(args.model, args.device)
 seed = cfg.seed if args.seed is None else args.seed
 start = time.perf_counter()
-train_sft(model, tokenizer, args.model, task, train, cfg.sft, out / "sft", args.device, seed)
-sft_model, tokenizer, info = load_model(out / "sft" / "model", args.device)
+_, trained = train_sft(model, tokenizer, args.model, task, train, cfg.sft, out / "sft", args.device, seed)
+sft_model, info = as_loaded(trained), read_json(out / "sft" / "model" / MODEL_INFO)
 train_dpo(sft_model, tokenizer, args.model, out / "sft" / "model", info["kind"], task, pairs, cfg.dpo, out / "dpo",
           args.device, seed)
 print(json.dumps({"train_s": time.perf_counter() - start, "model_dir": str(out / "dpo" / "model")}))

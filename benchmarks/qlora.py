@@ -33,8 +33,8 @@ def child(method: str, model_ref: str, steps: int, batch: int, device: str, out:
     else:
         model, tokenizer, _ = load_model(model_ref, device)
     loaded = peak_mb(device)
-    summary = train_sft(model, tokenizer, model_ref, task, examples(task, steps * batch, "train"),
-                        settings("sft", method=method, max_steps=steps, batch_size=batch), out, device, 0)
+    summary, _ = train_sft(model, tokenizer, model_ref, task, examples(task, steps * batch, "train"),
+                           settings("sft", method=method, max_steps=steps, batch_size=batch), out, device, 0)
     return {"method": method, "loaded_mb": loaded, "peak_mb": peak_mb(device),
             "s_per_step": summary["train_runtime_s"] / steps, "final_loss": summary["final_loss"]}
 

@@ -152,19 +152,19 @@ def child_train(kind: str, model_ref: str, steps: int, batch: int, out: Path, de
     if kind == "sft":
         from medtune.train.sft import train_sft
 
-        summary = train_sft(model, tokenizer, model_ref, task, exs, settings("sft", max_steps=steps, batch_size=batch),
-                            out, device, 0)
+        summary, _ = train_sft(model, tokenizer, model_ref, task, exs, settings("sft", max_steps=steps, batch_size=batch),
+                               out, device, 0)
         items = steps * batch
     else:
         from medtune.train.dpo import train_dpo
 
         rng = random.Random(0)
         pairs = [p for ex in exs for p in pairs_from_label_swap(task, ex, task.reference(ex), rng)]
-        summary = train_dpo(model, tokenizer, model_ref, Path(model_ref), "lora", task, pairs,
-                            # lora_layers None: the same adapter layout as SFT, whatever the preset says
-                            settings("dpo", max_steps=steps, batch_size=batch, heldout_fraction=0.0, lora_layers=None,
-                                     share_prompt=kind == "dpo"),
-                            out, device, 0)
+        summary, _ = train_dpo(model, tokenizer, model_ref, Path(model_ref), "lora", task, pairs,
+                               # lora_layers None: the same adapter layout as SFT, whatever the preset says
+                               settings("dpo", max_steps=steps, batch_size=batch, heldout_fraction=0.0,
+                                        lora_layers=None, share_prompt=kind == "dpo"),
+                               out, device, 0)
         items = steps * batch
     result = {"train_s": summary["train_runtime_s"], "items": items, "peak_mb": peak_mb(device), "loaded_mb": loaded_mb}
     if kind == "sft":

@@ -125,7 +125,7 @@ def run_dpo(tiny_model, tmp_path, method="lora", **settings):
                 eval_steps=4, save_steps=100, beta=0.1)
     base.update(settings)
     return train_dpo(model, tokenizer, str(tiny_model), tiny_model, method, TEXT, constant_preference_pairs(40),
-                     DPOSettings(**base), tmp_path / "dpo", "cpu", 0)
+                     DPOSettings(**base), tmp_path / "dpo", "cpu", 0)[0]
 
 
 def test_dpo_raises_heldout_reward_accuracy_and_margin_and_guard_stays_silent(tiny_model, tmp_path):
@@ -406,8 +406,8 @@ def test_task_check_end_to_end_restores_the_starting_answers(tiny_model, tmp_pat
     task, before = answers_as_before(model, tokenizer, exs)
     settings = DPOSettings(max_steps=12, batch_size=4, learning_rate=0.1, max_length=2048, heldout_fraction=0.2,
                            eval_steps=2, save_steps=100, collapse_threshold=1000.0)
-    summary = train_dpo(model, tokenizer, str(tiny_model), tiny_model, "full", task, pairs, settings,
-                        tmp_path / "dpo", "cpu", 0, examples=exs)
+    summary, _ = train_dpo(model, tokenizer, str(tiny_model), tiny_model, "full", task, pairs, settings,
+                           tmp_path / "dpo", "cpu", 0, examples=exs)
     assert summary["task_check"] == {"active": True, "prompts": 20, "from_heldout_pairs": 20, "accuracy_start": 1.0}
     collapse = summary["collapse"]
     assert collapse["fired"] and collapse["reason"] == "task_accuracy" and summary["steps"] < 12
@@ -483,7 +483,7 @@ def test_an_interrupted_dpo_run_resumes_with_its_guard_history(tiny_model, tmp_p
     def run(name):
         fresh, _, _ = load_model(tiny_model, "cpu")
         return train_dpo(fresh, tokenizer, str(tiny_model), tiny_model, "lora", task, pairs, settings,
-                         tmp_path / name, "cpu", 0, examples=exs)
+                         tmp_path / name, "cpu", 0, examples=exs)[0]
 
     whole = run("whole")
     with monkeypatch.context() as patch:

@@ -247,7 +247,7 @@ def test_sft_with_a_shared_prefix_trains_as_trl_layout_does(tiny_model, tmp_path
         settings = load_config(overrides={"sft": {"max_steps": 3, "batch_size": 4, "max_length": 4096,
                                                   "share_prefix": share}}).sft
         runs[share] = train_sft(model, tokenizer, str(tiny_model), task, read_jsonl(bundled_path(task, "train"))[:12],
-                                settings, tmp_path / str(share), "cpu", 0)
+                                settings, tmp_path / str(share), "cpu", 0)[0]
     assert runs[True]["shared_prefix_batches"] == {"packed": 3, "trl_layout": 0}
     assert runs[False]["shared_prefix_batches"] == {"packed": 0, "trl_layout": None}
     logged = {share: [v for h in run["log_history"] for k, v in sorted(h.items()) if k in ("loss", "grad_norm")]

@@ -152,8 +152,9 @@ def test_stages_one_by_one(tiny_config):
 
 
 def test_stages_hand_their_model_on_with_the_same_outputs(tiny_config, monkeypatch):
-    """Evaluating a model, mining pairs with it and training from it load it once; every output is what
-    loading it in each stage gives."""
+    """Each task loads one model, the base: a trained model is handed on to the stages after its training
+    (evaluation, pair mining, DPO) as loading it would give it; every output is what loading the model in
+    each stage gives."""
     import medtune.study as study
 
     loads, original = [], study.load_model
@@ -165,8 +166,7 @@ def test_stages_hand_their_model_on_with_the_same_outputs(tiny_config, monkeypat
 
     result = runner.invoke(app, ["study", "--config", str(tiny_config), "--tasks", "text_classification"])
     assert result.exit_code == 0, result.output
-    # the base model (evaluated, then trained by SFT), the SFT model (evaluated, mined, trained by DPO), DPO's
-    assert len(loads) == 3 and loads[1].endswith("sft/model") and loads[2].endswith("dpo/model"), loads
+    assert len(loads) == 1 and not loads[0].endswith("model"), loads  # the base model
     held = outputs()
     assert {str(p) for p in held} >= {"base/predictions.jsonl", "sft/predictions.jsonl", "pairs/pairs.jsonl",
                                       "dpo/predictions.jsonl"}
@@ -313,13 +313,13 @@ def test_study_freezes_the_imports_for_the_collector_but_frees_its_models(tiny_c
         return loaded
 
     monkeypatch.setattr(study, "load_model", spy)
-    result = runner.invoke(app, ["study", "--config", str(tiny_config), "--tasks", "text_classification",
-                                 "--restart"])
+    result = runner.invoke(app, ["study", "--config", str(tiny_config), "--tasks",
+                                 "text_classification,numeric_classification", "--restart"])
     assert result.exit_code == 0, result.output
-    assert len(seen) == 3 and all(count > 0 for count, _ in seen)
-    assert alive_at_load == [0, 0, 0]
+    assert len(seen) == 2 and all(count > 0 for count, _ in seen)  # each task's base model, in the block
+    assert alive_at_load == [0, 0]  # the first task's model was freed before the second task's loaded
     gc.collect()
-    assert [ref() for _, ref in seen] == [None, None, None]
+    assert [ref() for _, ref in seen] == [None, None]
     assert gc.get_freeze_count() == 0
 
     def fail(*args):
@@ -330,3 +330,32 @@ def test_study_freezes_the_imports_for_the_collector_but_frees_its_models(tiny_c
                                  "--restart"])
     assert result.exit_code != 0 and "stop here" in result.output
     assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_a_trained_model_as_loaded_is_what_loading_its_folder_gives(tiny_model, tmp_path, method):
+    """What the study hands on after training: the same logits as the saved stage loaded from disk, and none
+    of the trainers' additions (instance forwards, gradient checkpointing, training mode)."""
+    import torch
+
+    from medtune.config import load_config
+    from medtune.data import bundled_path
+    from medtune.io import read_jsonl
+    from medtune.models import as_loaded, load_model
+    from medtune.tasks import get_task
+    from medtune.train.sft import train_sft
+
+    task = get_task("text_classification")
+    model, tokenizer, _ = load_model(tiny_model, "cpu")
+    settings = load_config(overrides={"sft": {"max_steps": 2, "batch_size": 2, "max_length": 4096, "method": method,
+                                              "learning_rate": 1e-2, "gradient_checkpointing": True}}).sft
+    _, trained = train_sft(model, tokenizer, str(tiny_model), task, read_jsonl(bundled_path(task, "train"))[:4],
+                           settings, tmp_path / "sft", "cpu", 0)
+    handed = as_loaded(trained)
+    loaded, _, _ = load_model(tmp_path / "sft" / "model", "cpu")
+    assert "forward" not in vars(handed) and not handed.is_gradient_checkpointing and not handed.training
+    ids = torch.tensor([tokenizer("Patient reports smoking two packs a day.")["input_ids"]])
+    with torch.inference_mode():
+        assert torch.equal(handed(input_ids=ids).logits, loaded(input_ids=ids).logits)
+        base = load_model(tiny_model, "cpu")[0](input_ids=ids).logits
+    assert not torch.equal(base, loaded(input_ids=ids).logits)  # training changed the model

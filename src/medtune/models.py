@@ -112,6 +112,22 @@ def load_model(model_ref: str | Path, device: str):
     return load_base(path, device), load_tokenizer(path), {"kind": "base", "base": str(model_ref)}
 
 
+def as_loaded(trained):
+    """A model as its training left it, made what ``load_model`` gives from the folder the training saved:
+    the adapters merged into the weights (the same sums in the same order) and what the trainers added
+    taken off: the forwards set on the instance over the class's (TRL's fused LM head, medtune's shared
+    prefix, accelerate's autocast) and gradient checkpointing with its input-embedding hook."""
+    from peft import PeftModel
+
+    model = trained.merge_and_unload() if isinstance(trained, PeftModel) else trained
+    for name in ("forward", "_original_forward"):
+        model.__dict__.pop(name, None)
+    model.disable_input_require_grads()
+    if model.is_gradient_checkpointing:
+        model.gradient_checkpointing_disable()
+    return model.eval()
+
+
 def load_quantized(model_ref: str | Path, device: str, scratch: Path):
     """``model_ref`` with 4-bit base weights, for QLoRA. A trained stage is merged in full precision
     and written to ``scratch`` first (removed after loading): bitsandbytes quantises only while loading."""

@@ -32,8 +32,8 @@ from .evaluate.metrics import label_breakdown, stage_metrics
 from .evaluate.predict import predict
 from .evaluate.stats import compare_stages, verdict
 from .io import read_json, read_jsonl, write_json, write_jsonl, write_text
-from .models import (MODEL_INFO, load_model, load_quantized, load_tokenizer, quantization_config, resolve_base,
-                     resolve_device)
+from .models import (MODEL_INFO, as_loaded, load_model, load_quantized, load_tokenizer, quantization_config,
+                     resolve_base, resolve_device)
 from .progress import console
 from .tasks import get_task
 from .tasks.common import Task
@@ -59,9 +59,10 @@ def free(*objects) -> None:
     gc.collect()
 
 
-# The model a read-only stage leaves for the next stage of this process. Evaluating the SFT model, mining
-# pairs with it and starting DPO from it loaded it three times, each load merging its adapters again
-# (2-3 s a load of the embedded model on 2 CPU cores, about 1 s of it the merge; docs/performance.md).
+# The model a stage leaves for the next stage of this process: the model it trained (as loading it from
+# its folder would give it), or the one it only read (evaluation, pair mining). Each task loaded a model
+# six times, each load of a stage merging its adapters again (2-3 s a load of the embedded model on 2 CPU
+# cores, about 1 s of it the merge; docs/performance.md); now only the base model is loaded.
 # One model at most is held, and it is dropped before any other model loads: peak memory is unchanged.
 _held: dict = {}
 
@@ -84,9 +85,16 @@ def load_stage_model(ref: str | Path, device: str):
 
 
 def hold(ref: str | Path, loaded: tuple) -> None:
-    """Keep an unchanged model (evaluation and pair mining only read its weights) for the next stage."""
+    """Keep a model for the next stage: one a stage only read (evaluation, pair mining) or one it trained."""
     release_held()
     _held.update(key=held_key(ref), loaded=loaded)
+
+
+def hand_on(folder: Path, trained, tokenizer, method: str) -> None:
+    """Hold the model a training stage saved in ``folder`` for the next stage. Not for QLoRA: its saved
+    stage loads with full-precision weights, not the 4-bit ones it trained on."""
+    if method != "qlora":
+        hold(folder, (as_loaded(trained), tokenizer, read_json(folder / MODEL_INFO)))
 
 
 def release_held() -> None:
@@ -162,8 +170,9 @@ def sft_stage(cfg: Config, task: Task, device: str, force: bool = False) -> dict
         model, tokenizer, _ = load_quantized(cfg.model, device, out / "scratch_model")
     else:
         model, tokenizer, _ = load_stage_model(cfg.model, device)
-    summary = train_sft(model, tokenizer, cfg.model, task, examples, cfg.sft, out, device, cfg.seed)
-    free(model)
+    summary, trained = train_sft(model, tokenizer, cfg.model, task, examples, cfg.sft, out, device, cfg.seed)
+    hand_on(out / "model", trained, tokenizer, cfg.sft.method)
+    free(model, trained)
     return summary
 
 
@@ -233,9 +242,10 @@ def dpo_round(cfg: Config, task: Task, device: str, force: bool, k: int) -> dict
         model, tokenizer, info = load_quantized(parent, device, out / "scratch_model")
     else:
         model, tokenizer, info = load_stage_model(parent, device)
-    summary = train_dpo(model, tokenizer, cfg.model, parent, info["kind"], task, pairs,
-                        cfg.dpo, out, device, cfg.seed, examples=stage_data(cfg, task)["train"])
-    free(model)
+    summary, trained = train_dpo(model, tokenizer, cfg.model, parent, info["kind"], task, pairs,
+                                 cfg.dpo, out, device, cfg.seed, examples=stage_data(cfg, task)["train"])
+    hand_on(out / "model", trained, tokenizer, info["kind"])
+    free(model, trained)
     return summary
 
 

@@ -348,8 +348,9 @@ def checkpoint_dir(args, state) -> Path:
 
 
 def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, task: Task, pairs: list[dict],
-              settings, out_dir: Path, device: str, seed: int, examples: list[dict] | None = None) -> dict:
-    """``model`` is the parent (SFT, or the previous DPO round) with adapters merged. Saves ``out_dir/model``.
+              settings, out_dir: Path, device: str, seed: int, examples: list[dict] | None = None) -> tuple[dict, object]:
+    """``model`` is the parent (SFT, or the previous DPO round) with adapters merged. Saves ``out_dir/model``;
+    returns the training summary and the trained model (a PEFT model for adapters, with the weights saved).
     ``examples``: the training examples the pairs came from, for the guard's held-out task check."""
     from trl import DPOConfig
 
@@ -408,7 +409,7 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
     write_json(out_dir / "heldout_log.json", guard.history)
     write_json(out_dir / "train_log.json", summary)
     clean_checkpoints(out_dir)
-    return summary
+    return summary, trainer.model
 
 
 def last_logged(history: list[dict], key: str):

@@ -42,8 +42,9 @@ def check_lengths(tokenizer, task: Task, examples: list[dict], max_length: int) 
 
 
 def train_sft(model, tokenizer, base: str, task: Task, examples: list[dict], settings, out_dir: Path,
-              device: str, seed: int) -> dict:
-    """Train on ``examples`` and save ``out_dir/model``; returns the training summary."""
+              device: str, seed: int) -> tuple[dict, object]:
+    """Train on ``examples`` and save ``out_dir/model``; returns the training summary and the trained model
+    (a PEFT model for adapters, as the trainer leaves it)."""
     from trl import SFTConfig
 
     from .shared_prompt import SharedPrefixSFTTrainer
@@ -71,4 +72,4 @@ def train_sft(model, tokenizer, base: str, task: Task, examples: list[dict], set
                "log_history": trainer.state.log_history}
     write_json(out_dir / "train_log.json", summary)
     clean_checkpoints(out_dir)
-    return summary
+    return summary, trainer.model
