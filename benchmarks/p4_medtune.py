@@ -2,7 +2,8 @@
 preset's settings.
 
 Prints {"train_s", "model_dir"}; train_s runs from the first trainer to the saved DPO model,
-including the adapter merge between the stages (in memory, as the study hands the SFT model on). benchmarks/trl_plain.py is the other side.
+including the adapter merge between the stages (in memory, as the study hands the SFT model on).
+benchmarks/trl_plain.py is the other side.
 """
 
 import json

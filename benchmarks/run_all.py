@@ -152,8 +152,8 @@ def child_train(kind: str, model_ref: str, steps: int, batch: int, out: Path, de
     if kind == "sft":
         from medtune.train.sft import train_sft
 
-        summary, _ = train_sft(model, tokenizer, model_ref, task, exs, settings("sft", max_steps=steps, batch_size=batch),
-                               out, device, 0)
+        summary, _ = train_sft(model, tokenizer, model_ref, task, exs,
+                               settings("sft", max_steps=steps, batch_size=batch), out, device, 0)
         items = steps * batch
     else:
         from medtune.train.dpo import train_dpo

@@ -171,7 +171,7 @@ def test_stages_hand_their_model_on_with_the_same_outputs(tiny_config, monkeypat
     assert {str(p) for p in held} >= {"base/predictions.jsonl", "sft/predictions.jsonl", "pairs/pairs.jsonl",
                                       "dpo/predictions.jsonl"}
 
-    monkeypatch.setattr(study, "hold", lambda ref, loaded: None)  # every stage loads its model itself
+    monkeypatch.setattr(study, "hold", lambda *args, **kwargs: None)  # every stage loads its model itself
     loads.clear()
     result = runner.invoke(app, ["study", "--config", str(tiny_config), "--tasks", "text_classification",
                                  "--restart"])

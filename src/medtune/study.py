@@ -77,24 +77,27 @@ def load_stage_model(ref: str | Path, device: str):
     (a training stage changes it in place, so it is never held twice)."""
     key = held_key(ref)
     if _held.get("key") == key:
-        loaded = _held.pop("loaded")
+        model, tokenizer, info = _held.pop("loaded")
+        trained = _held.pop("trained")
         _held.clear()
-        return loaded
+        return (as_loaded(model) if trained else model), tokenizer, info
     release_held()
     return load_model(ref, device)
 
 
-def hold(ref: str | Path, loaded: tuple) -> None:
-    """Keep a model for the next stage: one a stage only read (evaluation, pair mining) or one it trained."""
+def hold(ref: str | Path, loaded: tuple, trained: bool = False) -> None:
+    """Keep a model for the next stage: one a stage only read (evaluation, pair mining), or one it trained
+    (``trained``: made what loading ``ref`` gives when a stage asks for it, so a lone `medtune sft` does
+    not merge adapters for nothing)."""
     release_held()
-    _held.update(key=held_key(ref), loaded=loaded)
+    _held.update(key=held_key(ref), loaded=loaded, trained=trained)
 
 
 def hand_on(folder: Path, trained, tokenizer, method: str) -> None:
     """Hold the model a training stage saved in ``folder`` for the next stage. Not for QLoRA: its saved
     stage loads with full-precision weights, not the 4-bit ones it trained on."""
     if method != "qlora":
-        hold(folder, (as_loaded(trained), tokenizer, read_json(folder / MODEL_INFO)))
+        hold(folder, (trained, tokenizer, read_json(folder / MODEL_INFO)), trained=True)
 
 
 def release_held() -> None:

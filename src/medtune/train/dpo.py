@@ -348,7 +348,8 @@ def checkpoint_dir(args, state) -> Path:
 
 
 def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, task: Task, pairs: list[dict],
-              settings, out_dir: Path, device: str, seed: int, examples: list[dict] | None = None) -> tuple[dict, object]:
+              settings, out_dir: Path, device: str, seed: int,
+              examples: list[dict] | None = None) -> tuple[dict, object]:
     """``model`` is the parent (SFT, or the previous DPO round) with adapters merged. Saves ``out_dir/model``;
     returns the training summary and the trained model (a PEFT model for adapters, with the weights saved).
     ``examples``: the training examples the pairs came from, for the guard's held-out task check."""
