@@ -55,7 +55,8 @@ def test_compact_lm_head_gives_trls_loss_and_gradients(tiny_model):
 
 
 def test_sft_training_runs_with_the_compact_head(tiny_model, tmp_path, monkeypatch):
-    """train_sft switches TRL to the compact path itself: a user never has to."""
+    """train_sft switches TRL to the compact path, and PEFT to the fused LoRA forward, itself: a user never has to."""
+    from peft.tuners.lora.layer import Linear
     from trl.kernels.chunked_logprob import _use_triton as original
     from trl.trainer import utils as trl_utils
 
@@ -66,6 +67,7 @@ def test_sft_training_runs_with_the_compact_head(tiny_model, tmp_path, monkeypat
     from medtune.train.sft import train_sft
 
     monkeypatch.setattr(trl_utils, "_use_triton", original)  # as a fresh process has it
+    monkeypatch.setattr(Linear, "forward", getattr(Linear.forward, "peft_forward", Linear.forward))
     task = get_task("text_classification")
     model, tokenizer, _ = load_model(tiny_model, "cpu")
     settings = load_config(overrides={"sft": {"max_steps": 1, "batch_size": 2, "max_length": 2048}}).sft
@@ -73,3 +75,4 @@ def test_sft_training_runs_with_the_compact_head(tiny_model, tmp_path, monkeypat
               tmp_path / "sft", "cpu", 0)
     assert getattr(trl_utils._use_triton, "_medtune", False)
     assert trl_utils._use_triton(torch.device("cpu"))
+    assert getattr(Linear.forward, "_medtune", False)

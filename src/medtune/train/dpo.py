@@ -35,7 +35,8 @@ from ..io import atomic_dir, read_json, write_json
 from ..models import lora_config, save_model_info
 from ..progress import console
 from ..tasks.common import Task
-from .common import RichProgress, clean_checkpoints, common_args, compact_lm_head_everywhere, last_checkpoint
+from .common import (RichProgress, clean_checkpoints, common_args, compact_lm_head_everywhere, fused_lora_everywhere,
+                     last_checkpoint)
 
 
 def loss_args(settings) -> dict:
@@ -358,6 +359,7 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
     from .shared_prompt import SharedPromptDPOTrainer
 
     compact_lm_head_everywhere()
+    fused_lora_everywhere()
     pairs, fit, chosen_tokens = fit_pairs(tokenizer, task, pairs, settings.max_length, settings.truncation)
     train_pairs, heldout = split_heldout(pairs, settings.heldout_fraction, seed)
     if not train_pairs:

@@ -19,7 +19,8 @@ from ..errors import MedtuneError
 from ..io import atomic_dir, write_json
 from ..models import lora_config, save_model_info
 from ..tasks.common import Task
-from .common import RichProgress, clean_checkpoints, common_args, compact_lm_head_everywhere, last_checkpoint
+from .common import (RichProgress, clean_checkpoints, common_args, compact_lm_head_everywhere, fused_lora_everywhere,
+                     last_checkpoint)
 
 
 def sft_dataset(task: Task, examples: list[dict]) -> Dataset:
@@ -50,6 +51,7 @@ def train_sft(model, tokenizer, base: str, task: Task, examples: list[dict], set
     from .shared_prompt import SharedPrefixSFTTrainer
 
     compact_lm_head_everywhere()
+    fused_lora_everywhere()
     check_lengths(tokenizer, task, examples, settings.max_length)
     args = SFTConfig(**common_args(out_dir, settings, device, seed), max_length=settings.max_length,
                      completion_only_loss=True, packing=False)

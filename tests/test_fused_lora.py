@@ -1,0 +1,87 @@
+"""medtune's LoRA forward adds the low-rank update inside one matmul (train/common.py).
+
+It must be PEFT's math: the same outputs and gradients, and PEFT's own path
+wherever it cannot fuse (adapters disabled, as DPO's reference; several adapters).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medtune.models import load_model, lora_config
+from medtune.train.common import fused_lora_everywhere
+
+
+def lora_model(tiny_model, dropout: float):
+    from peft import get_peft_model
+
+    model, tokenizer, _ = load_model(tiny_model, "cpu")
+    model = get_peft_model(model, lora_config(8, 16, dropout, "all-linear"))
+    torch.manual_seed(1)
+    for name, param in model.named_parameters():
+        if "lora_B" in name:  # PEFT starts B at zero: give the update something to add
+            param.data.normal_(0, 0.05)
+    return model.train(), tokenizer
+
+
+def loss_and_grads(model, batch: dict, forward, seed: int = 0):
+    from peft.tuners.lora.layer import Linear
+
+    patched = Linear.forward
+    Linear.forward = forward
+    try:
+        torch.manual_seed(seed)  # the same dropout masks on both paths
+        model.zero_grad()
+        out = model(**batch)
+        out.loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return out.logits.detach(), grads
+    finally:
+        Linear.forward = patched
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_fused_lora_gives_pefts_outputs_and_gradients(tiny_model, dropout):
+    from peft.tuners.lora.layer import Linear
+
+    assert fused_lora_everywhere(), "PEFT's LoRA layer moved: the CPU speed-up is lost"
+    assert fused_lora_everywhere()  # idempotent
+    fused, peft_forward = Linear.forward, Linear.forward.peft_forward
+    model, tokenizer = lora_model(tiny_model, dropout)
+    input_ids = torch.randint(3, len(tokenizer), (2, 20))
+    batch = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": input_ids}
+
+    seen = []  # the fused path is the one taken: its output comes from the in-place addmm
+    layer = next(m for m in model.modules() if isinstance(m, Linear))
+    hook = layer.register_forward_hook(
+        lambda mod, args, out: seen.append([out.grad_fn.name()] + [f.name() for f, _ in out.grad_fn.next_functions if f]))
+    logits_peft, grads_peft = loss_and_grads(model, batch, peft_forward)
+    logits_fused, grads_fused = loss_and_grads(model, batch, fused)
+    hook.remove()
+    assert seen[0][0] == "AddBackward0" and seen[1] == ["ViewBackward0", "AddmmBackward0"]
+    assert torch.allclose(logits_peft, logits_fused, atol=1e-5)
+    assert grads_peft.keys() == grads_fused.keys() and any("lora_A" in n for n in grads_fused)
+    for name in grads_peft:
+        assert torch.allclose(grads_peft[name], grads_fused[name], atol=1e-5, rtol=1e-4), name
+
+
+def test_fused_lora_leaves_what_it_cannot_fuse_to_peft(tiny_model):
+    from peft.tuners.lora.layer import Linear
+
+    fused_lora_everywhere()
+    model, tokenizer = lora_model(tiny_model, 0.0)
+    layer = next(m for m in model.modules() if isinstance(m, Linear))
+    x = torch.randn(2, 5, layer.in_features)
+    with torch.no_grad():
+        with model.disable_adapter():  # DPO's reference model
+            assert torch.equal(layer(x), layer.base_layer(x))
+        model.add_adapter("second", lora_config(4, 8, 0.0, "all-linear"))
+        model.base_model.set_adapter(["default", "second"])
+        for param in layer.lora_B["second"].parameters():
+            param.data.normal_(0, 0.05)
+        both = layer(x)
+        expected = Linear.forward.peft_forward(layer, x)
+        assert torch.equal(both, expected)  # two adapters: PEFT's own sum
+        model.base_model.set_adapter("default")
+        assert not torch.allclose(layer(x), both)
