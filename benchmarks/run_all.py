@@ -168,21 +168,22 @@ def child_train(kind: str, model_ref: str, steps: int, batch: int, out: Path, de
         items = steps * batch
     result = {"train_s": summary["train_runtime_s"], "items": items, "peak_mb": peak_mb(device), "loaded_mb": loaded_mb}
     if kind == "sft":
-        result["flops_per_step"] = sft_flops(model_ref, tokenizer, task, exs, batch) / steps
+        flops, attention_share = sft_flops(model_ref, tokenizer, task, exs, batch)
+        result.update(flops_per_step=flops / steps, attention_flops_share=attention_share)
     return result
 
 
-def sft_flops(model_ref, tokenizer, task, train_examples, batch: int) -> float:
-    """FLOPs of the SFT steps' forward + backward (torch's FLOP counter), computed as training does:
-    LoRA, loss on the completion only, TRL's fused LM head on the completion positions, a batch's
-    common prefix once where training packs it (sft.share_prefix). Counted on
+def sft_flops(model_ref, tokenizer, task, train_examples, batch: int) -> tuple[float, float]:
+    """FLOPs of the SFT steps' forward + backward (torch's FLOP counter) and the attention's share of them,
+    computed as training does: LoRA, loss on the completion only, TRL's fused LM head on the completion
+    positions, a batch's common prefix once where training packs it (sft.share_prefix). Counted on
     the CPU in fp32 whatever the device trained on: the count is the same, and the counter does not
     know the fp32-accumulating matmul TRL uses on a GPU."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from medtune.config import load_config
     from medtune.models import load_model, lora_config
-    from medtune.train.common import compact_lm_head_everywhere
+    from medtune.train.common import compact_lm_head_everywhere, fused_lora_everywhere
     from medtune.train.shared_prompt import SharedPromptForward, example_trees
     from peft import get_peft_model
     from trl.trainer.utils import add_fused_lm_head
@@ -190,10 +191,11 @@ def sft_flops(model_ref, tokenizer, task, train_examples, batch: int) -> float:
     cfg = load_config().sft
     model, _, _ = load_model(model_ref, "cpu")
     compact_lm_head_everywhere()
+    fused_lora_everywhere()
     add_fused_lm_head(model)
     shared = SharedPromptForward(model, tokenizer.pad_token_id, example_trees) if cfg.share_prefix else None
     model = get_peft_model(model, lora_config(cfg.lora_r, cfg.lora_alpha, 0.0, cfg.lora_target_modules))
-    total = 0.0
+    total, attention = 0.0, 0.0
     for start in range(0, len(train_examples), batch):
         chunk = train_examples[start:start + batch]
         prompts = [tokenizer.apply_chat_template(task.messages(ex), tokenize=False, add_generation_prompt=True)
@@ -207,12 +209,33 @@ def sft_flops(model_ref, tokenizer, task, train_examples, batch: int) -> float:
             labels[i, :len(tokenizer(prompt, add_special_tokens=False)["input_ids"])] = -100
         inputs = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
         sharing = shared.batch(inputs) if shared else contextlib.nullcontext()
-        with FlopCounterMode(display=False) as counter, sharing:
+        with FlopCounterMode(display=False, custom_mapping=cpu_attention_flops()) as counter, sharing:
             model(**inputs, labels=labels, fused_lm_head=True).loss.backward()
         total += counter.get_total_flops()
+        attention += sum(n for op, n in counter.get_flop_counts()["Global"].items() if "attention" in str(op))
     if shared and not shared.batches["packed"]:
         print("p5: no SFT batch packed its common prefix", file=sys.stderr)
-    return total
+    return total, attention / total
+
+
+def cpu_attention_flops() -> dict:
+    """torch's own SDPA formulas for the CPU's fused attention kernel, which its FLOP counter misses (torch
+    2.13 counts it as 0: pytorch/pytorch#195460, fixed upstream by registering these same formulas). Dense
+    over the row, as for every other SDPA kernel: the CPU kernel computes every score whatever the mask
+    (is_causal takes as long as no mask), so a packed row's masked-out scores are computed too."""
+    from torch.ops import aten
+    from torch.utils.flop_counter import flop_registry
+
+    def as_registered(formula):  # the registry's formulas already take tensors: not to be wrapped again
+        def count(*args, **kwargs):
+            return formula(*args, **kwargs)
+        count._get_raw = True
+        return count
+
+    kernels = {aten._scaled_dot_product_flash_attention_for_cpu: aten._scaled_dot_product_flash_attention,
+               aten._scaled_dot_product_flash_attention_for_cpu_backward:
+                   aten._scaled_dot_product_flash_attention_backward}
+    return {op: as_registered(flop_registry[like]) for op, like in kernels.items() if op not in flop_registry}
 
 
 def run_child(kind: str, args, steps: int, batch: int) -> dict:
@@ -262,7 +285,8 @@ def p3_p5(args, which: set[str]) -> dict:
     if "p5" in which:
         achieved = sft["flops_per_step"] / (sft["train_s"] / steps) / 1e9
         out.update(p5_sft_mfu=achieved / max(peaks), p5_sft_gflops=achieved, p5_matmul_peak_gflops=max(peaks),
-                   p5_matmul_gflops_before=peaks[0], p5_matmul_gflops_after=peaks[1])
+                   p5_matmul_gflops_before=peaks[0], p5_matmul_gflops_after=peaks[1],
+                   p5_attention_flops_share=sft["attention_flops_share"])
     return out
 
 

@@ -65,8 +65,26 @@ def test_p5_counts_the_flops_training_runs(tiny_model, monkeypatch):
     task = get_task("triage")
     exs = examples(task, 4, "train")
     _, tokenizer, _ = load_model(tiny_model, "cpu")
-    packed = sft_flops(str(tiny_model), tokenizer, task, exs, 4)
+    packed, attention_share = sft_flops(str(tiny_model), tokenizer, task, exs, 4)
     load = config.load_config
     monkeypatch.setattr(config, "load_config", lambda *a, **k: load(overrides={"sft": {"share_prefix": False}}))
-    rows = sft_flops(str(tiny_model), tokenizer, task, exs, 4)
+    rows, _ = sft_flops(str(tiny_model), tokenizer, task, exs, 4)
     assert 0 < packed < 0.8 * rows, (packed, rows)
+    assert 0 < attention_share < 1
+
+
+def test_p5_counts_the_cpu_attention_kernel():
+    """torch 2.13's FLOP counter counts CPU attention as 0; p5 counts it with torch's own SDPA formulas."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from run_all import cpu_attention_flops
+
+    q, k, v = (torch.randn(2, 4, 16, 8, requires_grad=True) for _ in range(3))
+    mask = torch.ones(16, 16, dtype=torch.bool).tril()
+    with FlopCounterMode(display=False, custom_mapping=cpu_attention_flops()) as counter:
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        out.sum().backward()
+    expected = sdpa_flop_count(q.shape, k.shape, v.shape) + sdpa_backward_flop_count(out.shape, q.shape, k.shape, v.shape)
+    assert counter.get_total_flops() == expected > 0
