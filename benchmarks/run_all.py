@@ -209,7 +209,7 @@ def sft_flops(model_ref, tokenizer, task, train_examples, batch: int) -> tuple[f
             labels[i, :len(tokenizer(prompt, add_special_tokens=False)["input_ids"])] = -100
         inputs = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
         sharing = shared.batch(inputs) if shared else contextlib.nullcontext()
-        with FlopCounterMode(display=False, custom_mapping=cpu_attention_flops()) as counter, sharing:
+        with FlopCounterMode(display=False, custom_mapping=missing_flop_formulas()) as counter, sharing:
             model(**inputs, labels=labels, fused_lm_head=True).loss.backward()
         total += counter.get_total_flops()
         attention += sum(n for op, n in counter.get_flop_counts()["Global"].items() if "attention" in str(op))
@@ -218,11 +218,13 @@ def sft_flops(model_ref, tokenizer, task, train_examples, batch: int) -> tuple[f
     return total, attention / total
 
 
-def cpu_attention_flops() -> dict:
-    """torch's own SDPA formulas for the CPU's fused attention kernel, which its FLOP counter misses (torch
-    2.13 counts it as 0: pytorch/pytorch#195460, fixed upstream by registering these same formulas). Dense
-    over the row, as for every other SDPA kernel: the CPU kernel computes every score whatever the mask
-    (is_causal takes as long as no mask), so a packed row's masked-out scores are computed too."""
+def missing_flop_formulas() -> dict:
+    """Formulas torch 2.13's FLOP counter lacks for kernels SFT runs, each one torch already has for the
+    same computation: the CPU's fused attention (counted as 0: pytorch/pytorch#195460, fixed upstream by
+    registering the same SDPA formulas), and the in-place ``addmm_`` that adds a LoRA update
+    (train.common.fused_lora_everywhere). Attention is dense over the row, as for every other SDPA
+    kernel: the CPU kernel computes every score whatever the mask (is_causal takes as long as no mask),
+    so a packed row's masked-out scores are computed too."""
     from torch.ops import aten
     from torch.utils.flop_counter import flop_registry
 
@@ -232,10 +234,10 @@ def cpu_attention_flops() -> dict:
         count._get_raw = True
         return count
 
-    kernels = {aten._scaled_dot_product_flash_attention_for_cpu: aten._scaled_dot_product_flash_attention,
-               aten._scaled_dot_product_flash_attention_for_cpu_backward:
-                   aten._scaled_dot_product_flash_attention_backward}
-    return {op: as_registered(flop_registry[like]) for op, like in kernels.items() if op not in flop_registry}
+    like = {aten._scaled_dot_product_flash_attention_for_cpu: aten._scaled_dot_product_flash_attention,
+            aten._scaled_dot_product_flash_attention_for_cpu_backward: aten._scaled_dot_product_flash_attention_backward,
+            aten.addmm_: aten.addmm}
+    return {op: as_registered(flop_registry[same]) for op, same in like.items() if op not in flop_registry}
 
 
 def run_child(kind: str, args, steps: int, batch: int) -> dict:

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import unittest.mock
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,18 +74,34 @@ def test_p5_counts_the_flops_training_runs(tiny_model, monkeypatch):
     assert 0 < attention_share < 1
 
 
-def test_p5_counts_the_cpu_attention_kernel():
-    """torch 2.13's FLOP counter counts CPU attention as 0; p5 counts it with torch's own SDPA formulas."""
+def test_p5_counts_the_cpu_attention_kernel_and_the_fused_lora_update():
+    """torch 2.13's FLOP counter counts CPU attention and in-place addmm_ as 0; p5 counts them with torch's
+    own formulas for the same computations."""
     import torch
+    from peft import LoraConfig, get_peft_model
+    from peft.tuners.lora.layer import Linear
     from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
+    from medtune.train.common import fused_lora_everywhere
+
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from run_all import cpu_attention_flops
+    from run_all import missing_flop_formulas
 
     q, k, v = (torch.randn(2, 4, 16, 8, requires_grad=True) for _ in range(3))
     mask = torch.ones(16, 16, dtype=torch.bool).tril()
-    with FlopCounterMode(display=False, custom_mapping=cpu_attention_flops()) as counter:
+    with FlopCounterMode(display=False, custom_mapping=missing_flop_formulas()) as counter:
         out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         out.sum().backward()
     expected = sdpa_flop_count(q.shape, k.shape, v.shape) + sdpa_backward_flop_count(out.shape, q.shape, k.shape, v.shape)
     assert counter.get_total_flops() == expected > 0
+
+    fused_lora_everywhere()
+    model = get_peft_model(torch.nn.Sequential(torch.nn.Linear(64, 128)), LoraConfig(r=8, target_modules=["0"]))
+    x = torch.randn(3, 10, 64, requires_grad=True)
+    counts = []
+    for forward in (Linear.forward.peft_forward, Linear.forward):  # PEFT's scale-and-add, then medtune's addmm_
+        with FlopCounterMode(display=False, custom_mapping=missing_flop_formulas()) as counter:
+            with unittest.mock.patch.object(Linear, "forward", forward):
+                model(x).sum().backward()
+        counts.append(counter.get_total_flops())
+    assert counts[0] == counts[1] > 0
