@@ -6,6 +6,8 @@ wherever it cannot fuse (adapters disabled, as DPO's reference; several adapters
 
 from __future__ import annotations
 
+import unittest.mock
+
 import pytest
 import torch
 
@@ -85,3 +87,34 @@ def test_fused_lora_leaves_what_it_cannot_fuse_to_peft(tiny_model):
         assert torch.equal(both, expected)  # two adapters: PEFT's own sum
         model.base_model.set_adapter("default")
         assert not torch.allclose(layer(x), both)
+
+
+def test_fused_lora_with_a_bias_and_any_input_shape():
+    """Models with biased projections (Qwen2's q/k/v) and inputs of any rank take the fused path correctly."""
+    from peft import LoraConfig, get_peft_model
+    from peft.tuners.lora.layer import Linear
+
+    fused_lora_everywhere()
+    torch.manual_seed(0)
+    model = get_peft_model(torch.nn.Sequential(torch.nn.Linear(12, 20), torch.nn.Linear(20, 6, bias=False)),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["0", "1"]))
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            param.data.normal_(0, 0.1)
+    for shape in [(5, 12), (2, 3, 12), (2, 2, 3, 12)]:
+        x = torch.randn(*shape, requires_grad=True)
+        results = []
+        for forward in (Linear.forward.peft_forward, Linear.forward):
+            model.zero_grad()
+            x.grad = None
+            with unittest.mock.patch.object(Linear, "forward", forward):
+                out = model(x)
+            out.pow(2).sum().backward()
+            results.append((out.detach(), x.grad.clone(),
+                            {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+        (out_p, gx_p, g_p), (out_f, gx_f, g_f) = results
+        assert out_f.shape == out_p.shape == (*shape[:-1], 6)
+        assert torch.allclose(out_p, out_f, atol=1e-6) and torch.allclose(gx_p, gx_f, atol=1e-6)
+        assert g_p.keys() == g_f.keys() and len(g_p) == 4
+        for name in g_p:
+            assert torch.allclose(g_p[name], g_f[name], atol=1e-6), name
