@@ -50,8 +50,8 @@ def fused_lora_everywhere() -> bool:
 
     PEFT's form runs two extra passes over the layer's whole output in the forward (the scaling and the
     add) and one in the backward (the scaling of the gradient), for each of the seven adapted projections
-    of a layer; on a CPU those passes are memory-bound and took ~6% of a packed SFT step on the embedded
-    model (docs/performance.md). The math is the same (a test checks equal outputs and gradients). Only
+    of a layer; on a CPU those passes are memory-bound (without them p5's SFT on the embedded model ran
+    ≈ 3% faster, docs/performance.md). The math is the same (a test checks equal outputs and gradients). Only
     the plain case is fused: one active vanilla LoRA adapter on an ``nn.Linear``, no positional or keyword
     extras, every tensor of one dtype and no autocast (a bf16 base with fp32 adapters, as on a GPU, keeps
     PEFT's path); anything else runs PEFT's own forward. Returns False, leaving PEFT as it is, when its
