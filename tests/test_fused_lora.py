@@ -30,17 +30,12 @@ def lora_model(tiny_model, dropout: float):
 def loss_and_grads(model, batch: dict, forward, seed: int = 0):
     from peft.tuners.lora.layer import Linear
 
-    patched = Linear.forward
-    Linear.forward = forward
-    try:
-        torch.manual_seed(seed)  # the same dropout masks on both paths
-        model.zero_grad()
+    torch.manual_seed(seed)  # the same dropout masks on both paths
+    model.zero_grad()
+    with unittest.mock.patch.object(Linear, "forward", forward):
         out = model(**batch)
-        out.loss.backward()
-        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-        return out.logits.detach(), grads
-    finally:
-        Linear.forward = patched
+    out.loss.backward()
+    return out.logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.1])
