@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import random
+import weakref
 
 import pytest
 
@@ -119,12 +121,19 @@ def examples_of(pairs: list[dict]) -> list[dict]:
     return [{"id": p["example_id"], "input": p["prompt"], "target": p["chosen"]} for p in pairs]
 
 
-def run_dpo(tiny_model, tmp_path, method="lora", **settings):
+def varied_preference_pairs(n: int) -> list[dict]:
+    """Pairs whose chosen and rejected labels vary: a pair's log-probs are its own."""
+    labels = ["current smoker", "never smoker", "former smoker"]
+    return [{**pair, "chosen": labels[i % 3], "rejected": labels[(i + 1 + i // 3 % 2) % 3]}
+            for i, pair in enumerate(constant_preference_pairs(n))]
+
+
+def run_dpo(tiny_model, tmp_path, method="lora", pairs=None, **settings):
     model, tokenizer, _ = load_model(tiny_model, "cpu")
     base = dict(max_steps=12, batch_size=4, learning_rate=2e-3, max_length=2048, heldout_fraction=0.2,
                 eval_steps=4, save_steps=100, beta=0.1)
     base.update(settings)
-    return train_dpo(model, tokenizer, str(tiny_model), tiny_model, method, TEXT, constant_preference_pairs(40),
+    return train_dpo(model, tokenizer, str(tiny_model), tiny_model, method, TEXT, pairs or constant_preference_pairs(40),
                      DPOSettings(**base), tmp_path / "dpo", "cpu", 0)[0]
 
 
@@ -200,6 +209,81 @@ def test_shared_prompt_rows_train_as_trl_layout_does(tiny_model, tmp_path, monke
         assert len(logged[True]) == 4 * 2 + 2 * 6 and logged[True] == pytest.approx(logged[False], rel=1e-3, abs=1e-5)
     # every micro-batch's pairs (2 in training, 4 in the held-out evaluation) shared one row and its common prefix
     assert packed_rows and set(packed_rows) == {1}
+
+
+def test_precomputed_reference_trains_as_the_reference_forward_does(tiny_model, tmp_path, monkeypatch):
+    # 2 epochs over 32 pairs with 4 held-out evaluations: the reference log-probs once per pair before
+    # training give the same losses, gradients and held-out metrics as TRL's reference forward at every
+    # step and evaluation; with full fine-tuning the reference copy is let go before training
+    import trl.trainer.dpo_trainer as trl_dpo
+
+    from medtune.train.shared_prompt import SharedPromptDPOTrainer
+
+    precomputed, disabled, released, at_train = [], [], [], []
+    compute, drop, train = (SharedPromptDPOTrainer.compute_ref_log_probs, SharedPromptDPOTrainer.drop_reference_model,
+                            SharedPromptDPOTrainer.train)
+    use_adapter = trl_dpo.use_adapter
+
+    def counting(self, model, inputs):
+        precomputed.append(inputs["input_ids"].shape[0] // 2)  # pairs in the batch
+        return compute(self, model, inputs)
+
+    def dropping(self):
+        released.append(weakref.ref(self.ref_model))
+        drop(self)
+
+    def training(self, **kwargs):
+        gc.collect()
+        at_train.append({"reference": self.ref_model, "copies": [ref() for ref in released]})
+        disabled.clear()  # from here on: reference forwards during training
+        return train(self, **kwargs)
+
+    monkeypatch.setattr(SharedPromptDPOTrainer, "compute_ref_log_probs", counting)
+    monkeypatch.setattr(SharedPromptDPOTrainer, "drop_reference_model", dropping)
+    monkeypatch.setattr(SharedPromptDPOTrainer, "train", training)
+    monkeypatch.setattr(trl_dpo, "use_adapter", lambda *args, **kwargs: disabled.append(1) or use_adapter(*args, **kwargs))
+    for method in ("lora", "full"):
+        runs = {}
+        for mode in ("always", "never"):
+            for seen in (precomputed, disabled, released, at_train):
+                seen.clear()
+            run = run_dpo(tiny_model, tmp_path / f"{method}-{mode}", method=method, pairs=varied_preference_pairs(40),
+                          max_steps=16, eval_steps=4, precompute_reference=mode)
+            runs[mode] = {**run, "precomputed_pairs": sum(precomputed), "disabled_in_training": len(disabled),
+                          **at_train[0]}
+        always, never = runs["always"], runs["never"]
+        assert always["reference_precomputed"] == ["train", "eval"] and never["reference_precomputed"] == []
+        # 32 training pairs and 8 held-out pairs, each scored once, and no reference forward in training
+        assert always["precomputed_pairs"] == 40 and never["precomputed_pairs"] == 0
+        assert always["reference"] is None and always["disabled_in_training"] == 0
+        if method == "lora":  # the reference is the model with its adapter disabled: once per micro-batch
+            assert never["disabled_in_training"] == 16 * 2 + 4 * 2
+        else:  # the copy TRL's reference forward runs on, which precomputing let go
+            assert never["reference"] is not None and always["copies"] == [None]
+        logged = {mode: [v for h in run["log_history"] for k, v in sorted(h.items())
+                         if k.startswith(("loss", "grad_norm", "eval_rewards", "eval_logps", "eval_loss"))]
+                  for mode, run in runs.items()}
+        assert len(logged["always"]) == 16 * 2 + 4 * 7
+        assert logged["always"] == pytest.approx(logged["never"], rel=1e-3, abs=1e-5)
+
+
+def test_reference_is_precomputed_where_a_pair_would_be_scored_twice():
+    from medtune.train.dpo import reference_plan
+
+    def plan(method="lora", pairs=32, heldout=8, **settings):
+        return reference_plan(DPOSettings(**{"batch_size": 4, "eval_steps": 4, **settings}), method, pairs, heldout)
+
+    assert plan(max_steps=8) == ["eval"]  # one pass over 32 pairs in steps of 4, evaluated at step 4 and 8
+    assert plan(max_steps=4) == [] and plan(max_steps=3) == []  # the held-out pairs evaluated once
+    assert plan(max_steps=9) == ["train", "eval"]  # past one pass; evaluated at 4, 8 and the end
+    assert plan(epochs=2) == ["train", "eval"]
+    assert plan(max_steps=2, eval_steps=1) == ["eval"]
+    assert plan(max_steps=2, heldout=0, eval_steps=1) == []
+    assert plan(max_steps=2, method="full") == ["train", "eval"]  # the reference copy can go
+    assert plan(max_steps=2, method="full", heldout=0) == ["train"]
+    assert plan(max_steps=2, precompute_reference="always") == ["train", "eval"]
+    assert plan(epochs=3, method="full", precompute_reference="never") == []
+    assert plan(max_steps=8, batch_size=8, pairs_per_forward=8, pairs=30) == ["train", "eval"]  # 4 steps a pass
 
 
 def test_dpo_splits_a_batch_of_pairs_into_halves_by_default():

@@ -103,6 +103,12 @@ class DPOSettings(Strict):
                                "the pairs' common prefix once per micro-batch (packed rows with a tree mask; the "
                                "same log-probs as TRL's two rows per pair, about a third of the tokens on label "
                                "tasks). false: TRL's layout")
+    precompute_reference: Literal["auto", "always", "never"] = Field(
+        "auto", description="the reference log-probs of the pairs computed once before training, instead of a "
+        "reference forward each time a pair is seen (each epoch, each held-out evaluation). auto: for the "
+        "training pairs when the run sees them more than once, for the held-out pairs when they are evaluated "
+        "more than once, and for both with full fine-tuning, whose reference copy of the model then goes "
+        "before training")
     max_length: int = Field(1024, ge=16, description="prompt + completion, in tokens")
     truncation: Literal["drop", "error"] = Field(
         "drop", description="a pair longer than max_length is dropped with a warning (drop) or stops the run "

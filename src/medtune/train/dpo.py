@@ -17,6 +17,7 @@ down together, which degrades the model while the loss still improves).
 from __future__ import annotations
 
 import copy
+import math
 import random
 from collections import Counter
 from pathlib import Path
@@ -24,6 +25,7 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
 from transformers import PrinterCallback, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -33,7 +35,7 @@ from ..evaluate.predict import predict
 from ..evaluate.stats import mcnemar_exact
 from ..io import atomic_dir, read_json, write_json
 from ..models import lora_config, save_model_info
-from ..progress import console
+from ..progress import console, progress
 from ..tasks.common import Task
 from .common import (RichProgress, clean_checkpoints, common_args, compact_lm_head_everywhere, fused_lora_everywhere,
                      last_checkpoint)
@@ -344,6 +346,60 @@ def describe(failing: dict, prompts: int) -> str:
             f"correctly, {failing['task_accuracy_start']:.0%} before DPO (McNemar p={failing['p_value']:.3f})")
 
 
+def reference_plan(settings, method: str, train_pairs: int, heldout_pairs: int) -> list[str]:
+    """The pair sets ("train", "eval") whose reference log-probs are computed once, before training.
+
+    TRL runs a reference forward (about a third of a LoRA DPO step) each time a pair is seen: every
+    epoch, every held-out evaluation. Computed once, it is never repeated. A set seen only once gains
+    nothing (and a run stopped by ``max_steps`` may not see every pair), so ``auto`` precomputes where
+    a pair would be seen twice or more, and both sets with full fine-tuning, whose reference copy of
+    the model can then go before training.
+    """
+    if settings.precompute_reference == "never":
+        return []
+    per_forward, accumulation = settings.micro_batch()
+    per_epoch = max(math.ceil(math.ceil(train_pairs / per_forward) / accumulation), 1)
+    steps = settings.max_steps if settings.max_steps > 0 else math.ceil(settings.epochs * per_epoch)
+    evaluations = steps // settings.eval_steps + (steps % settings.eval_steps > 0)  # and one at the end
+    every = settings.precompute_reference == "always" or method == "full"
+    plan = ["train"] if every or steps > per_epoch else []
+    if heldout_pairs and (every or evaluations > 1):
+        plan.append("eval")
+    return plan
+
+
+def precompute_reference(trainer, sets: list[str], desc: str) -> None:
+    """Adds TRL's ``ref_chosen_logps`` / ``ref_rejected_logps`` columns to the given pair sets, from one
+    reference forward per pair, packed as in training. With every set done, a separate reference model
+    (full fine-tuning) is let go before training."""
+    for name in sets:
+        dataset = trainer.train_dataset if name == "train" else trainer.eval_dataset
+        chosen, rejected = reference_logps(trainer, dataset, f"{desc}: reference log-probs ({name} pairs)")
+        dataset = dataset.add_column("ref_chosen_logps", chosen).add_column("ref_rejected_logps", rejected)
+        if name == "train":
+            trainer.train_dataset = dataset
+        else:
+            trainer.eval_dataset = dataset
+    if trainer.ref_model is not None and "train" in sets and (trainer.eval_dataset is None or "eval" in sets):
+        trainer.drop_reference_model()
+
+
+def reference_logps(trainer, dataset: Dataset, desc: str) -> tuple[list[float], list[float]]:
+    """Each pair's summed reference log-probs of chosen and rejected, in the dataset's order."""
+    loader = DataLoader(dataset, batch_size=trainer.args.per_device_train_batch_size,
+                        collate_fn=trainer.data_collator, shuffle=False)
+    model = trainer.ref_model or trainer.model  # a PEFT model: TRL disables the adapter
+    chosen, rejected = [], []
+    with progress() as bar:
+        task = bar.add_task(desc, total=len(dataset), info="")
+        for batch in loader:
+            batch_chosen, batch_rejected = trainer.compute_ref_log_probs(model, trainer._prepare_inputs(batch))
+            chosen += batch_chosen.float().cpu().tolist()
+            rejected += batch_rejected.float().cpu().tolist()
+            bar.advance(task, len(batch_chosen))
+    return chosen, rejected
+
+
 def checkpoint_dir(args, state) -> Path:
     return Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
 
@@ -386,6 +442,9 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
                                      processing_class=tokenizer, peft_config=peft,
                                      callbacks=[RichProgress(f"{task.name}: DPO"), guard])
     trainer.remove_callback(PrinterCallback)  # our rich bar shows the loss instead
+    precomputed = reference_plan(settings, method, len(train_pairs), len(heldout))
+    precompute_reference(trainer, precomputed, task.name)
+    ref_model = None  # the trainer holds it, unless it was let go
     result = trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
     if heldout and (not guard.history or guard.history[-1]["step"] != trainer.state.global_step):
         trainer.evaluate()  # the held-out metrics of the weights as trained
@@ -400,6 +459,7 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
     summary = {"train_runtime_s": result.metrics.get("train_runtime"), "steps": trainer.state.global_step,
                "pairs": len(train_pairs), "heldout_pairs": len(heldout), "length_filter": fit,
                "loss_type": settings.loss_type, "beta": settings.beta, "shared_prompt_batches": trainer.batch_counts(),
+               "reference_precomputed": precomputed,
                "final_loss": result.metrics.get("train_loss"),
                "final_reward_accuracy": last_logged(history, "rewards/accuracies"),
                "final_reward_margin": last_logged(history, "rewards/margins"),

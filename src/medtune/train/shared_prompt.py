@@ -350,12 +350,21 @@ class SharedPromptDPOTrainer(Sharing, DPOTrainer):
             self.wrap([self.fused_model(), self.ref_model], pair_trees)
 
     def _compute_loss(self, model, inputs, return_outputs):
+        # TRL reads the reference log-probs from the batch where they were computed before training
+        # (dpo.precompute_reference, per pair set), and runs the reference forward where they were not
+        self.precompute_ref_logps = "ref_chosen_logps" in inputs
         with self.sharing(inputs):
             return super()._compute_loss(model, inputs, return_outputs)
 
     def compute_ref_log_probs(self, model, inputs):
         with self.sharing(inputs):
             return super().compute_ref_log_probs(model, inputs)
+
+    def drop_reference_model(self) -> None:
+        """Let a separate reference model go once every pair's reference log-probs are precomputed."""
+        reference, self.ref_model = self.ref_model, None
+        self.shared = [wrapper for wrapper in self.shared if wrapper.model is not reference]
+        self.accelerator._models = [m for m in self.accelerator._models if m is not reference]
 
 
 class SharedPrefixSFTTrainer(Sharing, SFTTrainer):
