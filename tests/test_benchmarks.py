@@ -105,3 +105,13 @@ def test_p5_counts_the_cpu_attention_kernel_and_the_fused_lora_update():
                 model(x).sum().backward()
         counts.append(counter.get_total_flops())
     assert counts[0] == counts[1] > 0
+
+
+def test_dpo_reference_benchmark_smoke(tiny_model):
+    # precomputed reference log-probs against TRL's reference forward: 16 pairs, 2 epochs, both logging the same
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "dpo_reference.py"), "--model", str(tiny_model),
+                           "--pairs", "16", "--repeats", "1"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["precomputed"] == ["train", "eval"] and result["evaluations"] >= 2
+    assert result["same_logged_metrics"] is True and result["dpo_reference_speedup"] > 0
