@@ -3,7 +3,11 @@
 LoRA (default): the SFT model is merged, a fresh adapter is trained on top, and
 TRL uses the same network with the adapter disabled as the reference, so the
 reference is exactly the SFT model and no second copy sits in memory. Full
-fine-tuning: a frozen copy of the SFT model is the reference.
+fine-tuning: a frozen copy of the SFT model is the reference, used to compute
+every pair's reference log-probs before training and then let go.
+
+Where a pair would be scored twice or more (epochs, held-out evaluations), its
+reference log-probs are computed once before training (``reference_plan``).
 
 Each pair's prompt is computed once for chosen and rejected (shared_prompt.py);
 TRL computes the losses from the same per-token log-probs.
