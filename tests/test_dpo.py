@@ -547,7 +547,8 @@ def test_guard_state_survives_a_resume(tmp_path):
     assert third.task_start is None and third.history == []
 
 
-def test_an_interrupted_dpo_run_resumes_with_its_guard_history(tiny_model, tmp_path, monkeypatch):
+@pytest.mark.parametrize("precompute", ["auto", "always"])  # auto: the held-out pairs' only; always: the training pairs' too
+def test_an_interrupted_dpo_run_resumes_with_its_guard_history(tiny_model, tmp_path, monkeypatch, precompute):
     import medtune.train.dpo as dpo
     from medtune.train.common import RichProgress
 
@@ -562,7 +563,7 @@ def test_an_interrupted_dpo_run_resumes_with_its_guard_history(tiny_model, tmp_p
     model, tokenizer, _ = load_model(tiny_model, "cpu")
     task, _ = answers_as_before(model, tokenizer, exs)
     settings = DPOSettings(max_steps=8, batch_size=4, learning_rate=2e-3, max_length=2048, heldout_fraction=0.2,
-                           eval_steps=2, save_steps=4)
+                           eval_steps=2, save_steps=4, precompute_reference=precompute)
 
     def run(name):
         fresh, _, _ = load_model(tiny_model, "cpu")
@@ -579,3 +580,9 @@ def test_an_interrupted_dpo_run_resumes_with_its_guard_history(tiny_model, tmp_p
     assert resumed["task_check"]["accuracy_start"] == whole["task_check"]["accuracy_start"] == 1.0
     assert [h["step"] for h in resumed["heldout"]] == [2, 4, 6, 8]
     assert resumed["heldout"][:2] == whole["heldout"][:2]  # kept from before the interruption
+    # and the run goes on as if never stopped, its reference log-probs computed again from the SFT model
+    assert resumed["reference_precomputed"] == whole["reference_precomputed"] == \
+        (["eval"] if precompute == "auto" else ["train", "eval"])
+    for after, before in zip(resumed["heldout"][2:], whole["heldout"][2:]):
+        assert after["rewards/margins"] == pytest.approx(before["rewards/margins"], rel=1e-3, abs=1e-5)
+        assert after["task_accuracy"] == before["task_accuracy"]
