@@ -211,6 +211,47 @@ def test_shared_prompt_rows_train_as_trl_layout_does(tiny_model, tmp_path, monke
     assert packed_rows and set(packed_rows) == {1}
 
 
+def test_reference_pass_reuses_the_policy_pass_below_the_adapters(tiny_model, tmp_path, monkeypatch):
+    # adapters on the top layer only: the reference pass starts from the policy pass's hidden state
+    # below it, with the same losses, gradients and held-out metrics as running every layer again
+    from medtune.train.shared_trunk import SharedTrunk
+
+    trunks = []
+    init = SharedTrunk.__init__
+    monkeypatch.setattr(SharedTrunk, "__init__", lambda self, model: trunks.append(self) or init(self, model))
+    runs = {}
+    for shared in (True, False):
+        with monkeypatch.context() as patch:
+            if not shared:
+                patch.setattr(SharedTrunk, "active", property(lambda self: False))
+            trunks.clear()
+            runs[shared] = run_dpo(tiny_model, tmp_path / str(shared), pairs=varied_preference_pairs(40), max_steps=4,
+                                   eval_steps=2, lora_layers=1, precompute_reference="never")
+            runs[shared]["replays"] = trunks[0].replayed
+            assert trunks[0].below and not any("forward" in vars(layer) for layer in trunks[0].below)  # restored
+    # 4 steps x 2 micro-batches + 2 evaluations x 2 batches, each one reference pass
+    assert runs[True]["replays"] == 4 * 2 + 2 * 2 and runs[False]["replays"] == 0
+    logged = {shared: [v for h in run["log_history"] for k, v in sorted(h.items())
+                       if k.startswith(("loss", "grad_norm", "eval_rewards", "eval_logps", "eval_loss"))]
+              for shared, run in runs.items()}
+    assert len(logged[True]) == 4 * 2 + 2 * 7 and logged[True][1] > 0
+    assert logged[True] == pytest.approx(logged[False], rel=1e-5, abs=1e-7)
+
+
+def test_shared_trunk_only_where_layers_below_the_adapters_are_frozen(tiny_model):
+    from peft import get_peft_model
+
+    from medtune.models import lora_config
+    from medtune.train.shared_trunk import SharedTrunk
+
+    def trunk(layers):
+        model, _, _ = load_model(tiny_model, "cpu")
+        return SharedTrunk(get_peft_model(model, lora_config(4, 8, 0.0, "all-linear", model, layers)).get_base_model())
+
+    assert trunk(1).active and len(trunk(1).below) == 1
+    assert not trunk(None).active  # adapters on every layer: nothing below them
+
+
 def test_precomputed_reference_trains_as_the_reference_forward_does(tiny_model, tmp_path, monkeypatch):
     # 2 epochs over 32 pairs with 4 held-out evaluations: the reference log-probs once per pair before
     # training give the same losses, gradients and held-out metrics as TRL's reference forward at every

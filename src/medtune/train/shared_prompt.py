@@ -38,6 +38,8 @@ import torch
 from accelerate.utils import is_peft_model
 from trl import DPOTrainer, SFTTrainer
 
+from .shared_trunk import SharedTrunk
+
 PER_TOKEN_FIELDS = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
 UNDECIDED = object()  # no call of the current batch has chosen its layout yet
 # an attention score with a mask runs about half as fast per FLOP as the weights' matmuls on a CPU
@@ -345,15 +347,19 @@ class SharedPromptDPOTrainer(Sharing, DPOTrainer):
 
     def __init__(self, *args, share_prompt: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
-        self.shared = []
+        self.shared, self.trunk = [], None
         if share_prompt:
             self.wrap([self.fused_model(), self.ref_model], pair_trees)
+            # the reference is the policy with its adapters disabled: the frozen layers below them are shared
+            if self.ref_model is None and is_peft_model(self.model) and not self.args.gradient_checkpointing:
+                self.trunk = SharedTrunk(self.fused_model())
 
     def _compute_loss(self, model, inputs, return_outputs):
         # TRL reads the reference log-probs from the batch where they were computed before training
         # (dpo.precompute_reference, per pair set), and runs the reference forward where they were not
         self.precompute_ref_logps = "ref_chosen_logps" in inputs
-        with self.sharing(inputs):
+        trunk = self.trunk.batch() if self.trunk else contextlib.nullcontext()
+        with self.sharing(inputs), trunk:
             return super()._compute_loss(model, inputs, return_outputs)
 
     def compute_ref_log_probs(self, model, inputs):
