@@ -102,7 +102,8 @@ class DPOSettings(Strict):
     share_prompt: bool = Field(True, description="compute each pair's prompt once for chosen and rejected, and "
                                "the pairs' common prefix once per micro-batch (packed rows with a tree mask; the "
                                "same log-probs as TRL's two rows per pair, about a third of the tokens on label "
-                               "tasks). false: TRL's layout")
+                               "tasks), and the reference pass starting from the policy pass below the adapters "
+                               "(lora_layers). false: TRL's layout and passes")
     precompute_reference: Literal["auto", "always", "never"] = Field(
         "auto", description="the reference log-probs of the pairs computed once before training, instead of a "
         "reference forward each time a pair is seen (each epoch, each held-out evaluation). auto: for the "
@@ -219,7 +220,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "sft": {"max_steps": 10, "batch_size": 4, "learning_rate": 1e-3, "max_length": 512, "lora_dropout": 0.0},
         "pairs": {"samples": 2, "temperature": 1.0, "max_prompts": 8},
         # adapters on the top 8 layers shorten DPO's backward pass (a DPO pair costs ~1.2x an SFT
-        # example with each prompt computed once, ~2.2-2.9x in TRL's two-row layout)
+        # example with each prompt computed once, ~2.2-2.9x in TRL's two-row layout), and its
+        # reference pass, which starts from the policy pass's hidden state below them (shared_trunk.py)
         # no held-out task check: 2 steps move the metrics by at most 0.025 (docs/dpo.md), and answering
         # 64 prompts before and after them would add about 2 minutes to the 9-minute demo
         "dpo": {"max_steps": 2, "batch_size": 4, "learning_rate": 2e-4, "max_length": 512, "eval_steps": 2,
