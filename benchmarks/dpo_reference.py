@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import subprocess
 import sys
@@ -29,17 +28,13 @@ LOGGED = ("loss", "grad_norm", "eval_loss", "eval_rewards", "eval_logps")
 
 def child(model_ref: str, n_pairs: int, mode: str, device: str, out: Path) -> dict:
     from medtune.config import load_config
-    from medtune.data import bundled_path
-    from medtune.io import read_jsonl
     from medtune.models import load_model
     from medtune.tasks import get_task
     from medtune.train.dpo import train_dpo
-    from medtune.train.pairs import pairs_from_label_swap
+    from run_all import examples, label_swap_pairs
 
     task = get_task("text_classification")
-    rng = random.Random(0)
-    pairs = [p for ex in read_jsonl(bundled_path(task, "train"))[:n_pairs]
-             for p in pairs_from_label_swap(task, ex, task.reference(ex), rng)]
+    pairs = label_swap_pairs(task, examples(task, n_pairs, "train"))
     # the task check answers prompts by generation, which precomputing does not touch: left out
     settings = load_config(overrides={"preset": "full", "dpo": {"eval_steps": 4, "task_check_prompts": 0,
                                                                 "precompute_reference": mode}}).dpo

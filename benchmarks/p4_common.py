@@ -1,13 +1,10 @@
 """What both sides of p4 share: the arguments and the exact same training data and pairs."""
 
 import argparse
-import random
 
-from medtune.data import bundled_path
-from medtune.io import read_jsonl
 from medtune.progress import quiet_libraries
 from medtune.tasks import get_task
-from medtune.train.pairs import pairs_from_label_swap
+from run_all import examples, label_swap_pairs
 
 
 def setup():
@@ -24,7 +21,5 @@ def setup():
     args = parser.parse_args()
     quiet_libraries()
     task = get_task(args.task)
-    train = read_jsonl(bundled_path(task, "train"))[:args.sft_steps * args.batch]
-    rng = random.Random(0)
-    pairs = [p for ex in train for p in pairs_from_label_swap(task, ex, task.reference(ex), rng)]
-    return args, task, train, pairs[:args.dpo_steps * args.batch]
+    train = examples(task, args.sft_steps * args.batch, "train")
+    return args, task, train, label_swap_pairs(task, train)[:args.dpo_steps * args.batch]

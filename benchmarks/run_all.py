@@ -70,6 +70,16 @@ def examples(task, n: int, split: str):
     return read_jsonl(bundled_path(task, split))[:n]
 
 
+def label_swap_pairs(task, exs: list[dict]) -> list[dict]:
+    """One pair per example, its reference against a wrong label; the same pairs in every benchmark."""
+    import random
+
+    from medtune.train.pairs import pairs_from_label_swap
+
+    rng = random.Random(0)
+    return [p for ex in exs for p in pairs_from_label_swap(task, ex, task.reference(ex), rng)]
+
+
 def settings(section: str, **values):
     from medtune.config import load_config
 
@@ -142,8 +152,6 @@ def child_train(kind: str, model_ref: str, steps: int, batch: int, out: Path, de
     ``dpo_trl_layout``: DPO with each pair as TRL's two rows (the prompt computed twice), for comparison."""
     from medtune.models import load_model
     from medtune.tasks import get_task
-    from medtune.train.pairs import pairs_from_label_swap
-    import random
 
     task = get_task("text_classification")
     exs = examples(task, steps * batch, "train")
@@ -158,9 +166,7 @@ def child_train(kind: str, model_ref: str, steps: int, batch: int, out: Path, de
     else:
         from medtune.train.dpo import train_dpo
 
-        rng = random.Random(0)
-        pairs = [p for ex in exs for p in pairs_from_label_swap(task, ex, task.reference(ex), rng)]
-        summary, _ = train_dpo(model, tokenizer, model_ref, Path(model_ref), "lora", task, pairs,
+        summary, _ = train_dpo(model, tokenizer, model_ref, Path(model_ref), "lora", task, label_swap_pairs(task, exs),
                                # lora_layers None: the same adapter layout as SFT, whatever the preset says
                                settings("dpo", max_steps=steps, batch_size=batch, heldout_fraction=0.0,
                                         lora_layers=None, share_prompt=kind == "dpo"),

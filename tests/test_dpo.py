@@ -211,6 +211,12 @@ def test_shared_prompt_rows_train_as_trl_layout_does(tiny_model, tmp_path, monke
     assert packed_rows and set(packed_rows) == {1}
 
 
+def logged_metrics(run: dict) -> list[float]:
+    """Every step's loss and gradient norm and every evaluation's loss, rewards and log-probs, in order."""
+    return [v for h in run["log_history"] for k, v in sorted(h.items())
+            if k.startswith(("loss", "grad_norm", "eval_rewards", "eval_logps", "eval_loss"))]
+
+
 def test_reference_pass_reuses_the_policy_pass_below_the_adapters(tiny_model, tmp_path, monkeypatch):
     # adapters on the top layer only: the reference pass starts from the policy pass's hidden state
     # below it, with the same losses, gradients and held-out metrics as running every layer again
@@ -231,9 +237,7 @@ def test_reference_pass_reuses_the_policy_pass_below_the_adapters(tiny_model, tm
             assert trunks[0].below and not any("forward" in vars(layer) for layer in trunks[0].below)  # restored
     # 4 steps x 2 micro-batches + 2 evaluations x 2 batches, each one reference pass
     assert runs[True]["replays"] == 4 * 2 + 2 * 2 and runs[False]["replays"] == 0
-    logged = {shared: [v for h in run["log_history"] for k, v in sorted(h.items())
-                       if k.startswith(("loss", "grad_norm", "eval_rewards", "eval_logps", "eval_loss"))]
-              for shared, run in runs.items()}
+    logged = {shared: logged_metrics(run) for shared, run in runs.items()}
     assert len(logged[True]) == 4 * 2 + 2 * 7 and logged[True][1] > 0
     assert logged[True] == pytest.approx(logged[False], rel=1e-5, abs=1e-7)
 
@@ -301,9 +305,7 @@ def test_precomputed_reference_trains_as_the_reference_forward_does(tiny_model, 
             assert never["disabled_in_training"] == 16 * 2 + 4 * 2
         else:  # the copy TRL's reference forward runs on, which precomputing let go
             assert never["reference"] is not None and always["copies"] == [None]
-        logged = {mode: [v for h in run["log_history"] for k, v in sorted(h.items())
-                         if k.startswith(("loss", "grad_norm", "eval_rewards", "eval_logps", "eval_loss"))]
-                  for mode, run in runs.items()}
+        logged = {mode: logged_metrics(run) for mode, run in runs.items()}
         assert len(logged["always"]) == 16 * 2 + 4 * 7
         assert logged["always"] == pytest.approx(logged["never"], rel=1e-3, abs=1e-5)
 
