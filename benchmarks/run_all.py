@@ -9,7 +9,8 @@ their peak memory is their own (peak RSS on a CPU, peak allocated GPU memory on
 a GPU).
 
 p1  quick five-task study wall seconds (goal <= 600)
-p2  medtune evaluation vs a plain per-example model.generate loop (goal >= 8x), with agreement
+p2  medtune evaluation vs a plain per-example model.generate loop (goal >= 8x), with agreement, and the
+    ceiling on this machine: the plain loop's time over the prompts' decoder FLOPs at the matmul peak
 p3  DPO vs SFT: peak memory and time per pair / per example (goals <= 1.2 and <= 2.0)
 p4  medtune SFT+DPO vs plain TRL with its defaults, same steps and data (goal >= 1.5x, metric not worse)
 p4learn  p4 where the recipes learn (text_classification, 80 + 8 steps of 8; 30-60 min on 2 cores;
@@ -127,12 +128,14 @@ def p2(args) -> dict:
     from medtune.tasks import get_task
 
     n = 4 if args.smoke else 24
+    peaks = [matmul_peak_gflops(args.device, peak_size(args))]
     model, tokenizer, _ = load_model(args.model, args.device)
     fast_s = plain_s = 0.0
-    same = total = 0
+    same = total = tokens = 0
     for name in ("text_classification", "numeric_classification", "triage"):
         task = get_task(name)
         exs = examples(task, n, "test")
+        tokens += prompt_tokens(tokenizer, [task.messages(ex) for ex in exs])
         start = time.perf_counter()
         fast = predict(model, tokenizer, task, exs, batch_size=default_eval_batch(), desc=f"p2 {name} medtune")
         fast_s += time.perf_counter() - start
@@ -141,8 +144,30 @@ def p2(args) -> dict:
         plain_s += time.perf_counter() - start
         same += sum(parsed(a) == parsed(b) for a, b in zip(fast, plain))
         total += len(exs)
+    peaks.append(matmul_peak_gflops(args.device, peak_size(args)))
+    # no evaluation can beat every prompt token through every decoder weight at the matmul peak
+    floor_s = 2 * decoder_weights(model) * tokens / (max(peaks) * 1e9)
     return {"p2_eval_speedup": plain_s / fast_s, "p2_agreement": same / total, "p2_examples": total,
-            "p2_medtune_s": fast_s, "p2_plain_s": plain_s}
+            "p2_medtune_s": fast_s, "p2_plain_s": plain_s, "p2_prompt_tokens": tokens, "p2_prefill_floor_s": floor_s,
+            "p2_speedup_ceiling": plain_s / floor_s, "p2_matmul_peak_gflops": max(peaks)}
+
+
+def prompt_tokens(tokenizer, prompts: list[list[dict]]) -> int:
+    """Tokens an evaluation must compute for these prompts: the prefix they all share once (medtune's
+    generate computes it once per call), then each prompt's own part."""
+    from medtune.generate import encode_prompts, shared_prefix_length
+
+    encoded = encode_prompts(tokenizer, prompts)
+    shared = shared_prefix_length(encoded)
+    return shared + sum(len(seq) - shared for seq in encoded)
+
+
+def decoder_weights(model) -> int:
+    """Weights a token passes through in the decoder layers (2 FLOPs each): all but the embeddings and
+    the LM head, which medtune applies to one position per prompt. Attention scores are left out too."""
+    from medtune.train.shared_trunk import decoder_layers
+
+    return sum(p.numel() for p in decoder_layers(model).parameters())
 
 
 # ---------------------------------------------------------------- p3 / p5 (child processes)
@@ -272,9 +297,13 @@ def matmul_peak_gflops(device: str, size: int = 2048, reps: int = 8) -> float:
     return 2 * size ** 3 * reps / (time.perf_counter() - start) / 1e9
 
 
+def peak_size(args) -> int:
+    return 1024 if args.smoke else (8192 if args.device == "cuda" else 2048)
+
+
 def p3_p5(args, which: set[str]) -> dict:
     steps, batch = (2, 2) if args.smoke else (6, 4)
-    size = 1024 if args.smoke else (8192 if args.device == "cuda" else 2048)
+    size = peak_size(args)
     # the peak is measured just before and just after the SFT it divides, and the higher one kept: on a
     # shared host one measurement taken in a slow moment read 106 GFLOP/s between 166 and 175 (p5 0.94)
     peaks = [matmul_peak_gflops(args.device, size)]

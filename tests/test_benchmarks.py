@@ -16,6 +16,7 @@ def test_benchmark_harness_smoke(tiny_model):
     results = json.loads(proc.stdout[proc.stdout.index("{"):])
     assert results["p2_agreement"] == 1.0  # batched and per-example greedy decoding agree
     assert results["p2_eval_speedup"] > 0 and results["p3_dpo_time_ratio"] > 0
+    assert results["p2_speedup_ceiling"] == results["p2_plain_s"] / results["p2_prefill_floor_s"] > 0
     assert 0 < results["p5_sft_mfu"] < 1.5 and results["p3_sft"]["flops_per_step"] > 0
     # the peak is the higher of the two measurements bracketing the SFT it divides
     assert results["p5_matmul_peak_gflops"] == max(results["p5_matmul_gflops_before"],
@@ -41,6 +42,33 @@ def test_p4_chance_check_separates_skill_from_spread():
     # two labels answered regardless of the gold: more labels used, still chance
     spread = chance_check("p4", "x", [{"gold": g, "pred": "ab"[i % 2]} for i, g in enumerate(gold)])
     assert spread["p4_labels_used_x"] == 2 and abs(spread["p4_kappa_x"]) < 0.1
+
+
+def test_p2_floor_counts_the_tokens_evaluation_computes(tiny_model):
+    """p2's ceiling divides by the prompt tokens an evaluation cannot skip: the shared prefix once and
+    each prompt's own part. On prompts without padding, that is what enters the first decoder layer
+    when medtune generates one token for each."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from run_all import decoder_weights, prompt_tokens
+
+    from medtune.generate import encode_prompts, generate
+    from medtune.models import load_model
+
+    model, tokenizer, _ = load_model(str(tiny_model), "cpu")
+    system = {"role": "system", "content": "Read the laboratory report and answer with one label only. " * 4}
+    prompts = [[system, {"role": "user", "content": f"sodium {n} mmol/L"}] for n in range(130, 142)]
+    lengths = [len(ids) for ids in encode_prompts(tokenizer, prompts)]
+    assert len(set(lengths)) == 1  # no padding, so every token entering the layer is a prompt's or a new one
+    entered = []
+    hook = model.model.layers[0].register_forward_pre_hook(lambda m, args, kw: entered.append(
+        (args[0] if args else kw["hidden_states"]).shape[:2].numel()), with_kwargs=True)
+    generate(model, tokenizer, prompts, max_new_tokens=1, batch_size=4, desc=None)
+    hook.remove()
+    assert prompt_tokens(tokenizer, prompts) == sum(entered) < sum(lengths)  # the prefix once, not per prompt
+    # every weight but the embeddings, the LM head (tied or not) and the final norm
+    outside = {id(m.weight): m.weight.numel() for m in (model.get_input_embeddings(), model.get_output_embeddings(),
+                                                        model.model.norm)}
+    assert decoder_weights(model) == sum(p.numel() for p in model.parameters()) - sum(outside.values()) > 0
 
 
 def test_peak_memory_is_the_child_process_own():
