@@ -167,7 +167,12 @@ def decoder_weights(model) -> int:
     the LM head, which medtune applies to one position per prompt. Attention scores are left out too."""
     from medtune.train.shared_trunk import decoder_layers
 
-    return sum(p.numel() for p in decoder_layers(model).parameters())
+    layers = decoder_layers(model)
+    if layers is not None:
+        return sum(p.numel() for p in layers.parameters())
+    # a model whose layers are not at model.model.layers: every weight but the embeddings and the LM head
+    outside = {id(m.weight): m.weight.numel() for m in (model.get_input_embeddings(), model.get_output_embeddings())}
+    return sum(p.numel() for p in model.parameters()) - sum(outside.values())
 
 
 # ---------------------------------------------------------------- p3 / p5 (child processes)

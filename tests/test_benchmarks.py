@@ -44,7 +44,7 @@ def test_p4_chance_check_separates_skill_from_spread():
     assert spread["p4_labels_used_x"] == 2 and abs(spread["p4_kappa_x"]) < 0.1
 
 
-def test_p2_floor_counts_the_tokens_evaluation_computes(tiny_model):
+def test_p2_floor_counts_the_tokens_evaluation_computes(tiny_model, monkeypatch):
     """p2's ceiling divides by the prompt tokens an evaluation cannot skip: the shared prefix once and
     each prompt's own part. On prompts without padding, that is what enters the first decoder layer
     when medtune generates one token for each."""
@@ -53,6 +53,7 @@ def test_p2_floor_counts_the_tokens_evaluation_computes(tiny_model):
 
     from medtune.generate import encode_prompts, generate
     from medtune.models import load_model
+    from medtune.train import shared_trunk
 
     model, tokenizer, _ = load_model(str(tiny_model), "cpu")
     system = {"role": "system", "content": "Read the laboratory report and answer with one label only. " * 4}
@@ -69,6 +70,10 @@ def test_p2_floor_counts_the_tokens_evaluation_computes(tiny_model):
     outside = {id(m.weight): m.weight.numel() for m in (model.get_input_embeddings(), model.get_output_embeddings(),
                                                         model.model.norm)}
     assert decoder_weights(model) == sum(p.numel() for p in model.parameters()) - sum(outside.values()) > 0
+    # other layouts count everything but the embeddings and the LM head (here: plus the final norm)
+    monkeypatch.setattr(shared_trunk, "decoder_layers", lambda m: None)
+    layers = sum(p.numel() for p in model.model.layers.parameters())
+    assert decoder_weights(model) == layers + model.model.norm.weight.numel()
 
 
 def test_peak_memory_is_the_child_process_own():
