@@ -359,3 +359,31 @@ def test_a_trained_model_as_loaded_is_what_loading_its_folder_gives(tiny_model, 
         assert torch.equal(handed(input_ids=ids).logits, loaded(input_ids=ids).logits)
         base = load_model(tiny_model, "cpu")[0](input_ids=ids).logits
     assert not torch.equal(base, loaded(input_ids=ids).logits)  # training changed the model
+
+
+def test_training_sends_no_telemetry(tiny_model, tmp_path, monkeypatch):
+    """TRL's trainers ping huggingface.co when created unless telemetry is off (or CI is set, so unset it here)."""
+    from huggingface_hub.utils import _telemetry
+
+    from medtune.config import load_config
+    from medtune.data import bundled_path
+    from medtune.io import read_jsonl
+    from medtune.models import load_model
+    from medtune.tasks import get_task
+    from medtune.train.sft import train_sft
+
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setattr(_telemetry, "_start_telemetry_thread", lambda: None)  # never reach the network
+    queued = _telemetry._TELEMETRY_QUEUE.qsize()
+    task = get_task("text_classification")
+    model, tokenizer, _ = load_model(tiny_model, "cpu")
+    settings = load_config(overrides={"sft": {"max_steps": 1, "batch_size": 2, "max_length": 4096}}).sft
+    train_sft(model, tokenizer, str(tiny_model), task, read_jsonl(bundled_path(task, "train"))[:2],
+              settings, tmp_path / "sft", "cpu", 0)
+    assert _telemetry._TELEMETRY_QUEUE.qsize() == queued
+
+    # a caller that imported huggingface_hub before medtune gets telemetry off too
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_TELEMETRY"}
+    code = "import huggingface_hub.constants as c; import medtune; print(c.HF_HUB_DISABLE_TELEMETRY)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"
