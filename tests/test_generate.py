@@ -138,3 +138,52 @@ def test_a_joined_tail_decodes_with_its_batch_as_each_prompt_alone(tiny_model, m
                         or original(m, chunks, *a))
     assert gen.generate(model, tokenizer, prompts, max_new_tokens=8, batch_size=8) == alone
     assert rows == [[2, 2, 2, 2, 2]]  # 8 + a tail of 2 decoded as one batch of 10
+
+
+def twin_models(tiny_model, static: bool):
+    """The prompt-sensitive tiny model and a copy whose top layer differs: as an SFT model and the DPO model
+    trained from it with adapters on the top layer only."""
+    import copy
+
+    first, tokenizer = prompt_sensitive_model(tiny_model, static)
+    second = copy.deepcopy(first)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for param in second.model.layers[-1].parameters():
+            if param.dim() > 1:
+                param.add_(torch.randn_like(param) * 0.3)
+    return first, second, tokenizer
+
+
+@pytest.mark.parametrize("static", [True, False], ids=["static-cache", "growing-cache"])
+def test_models_sharing_lower_layers_compute_them_once_and_answer_as_each_alone(tiny_model, monkeypatch, static):
+    import copy
+
+    task = get_task("text_classification")
+    first, second, tokenizer = twin_models(tiny_model, static)
+    prompts = [task.messages(ex) for ex in read_jsonl(bundled_path(task, "test"))[:7]]
+    alone = [gen.generate(copy.deepcopy(m), tokenizer, prompts, max_new_tokens=8, batch_size=4) for m in (first, second)]
+    assert alone[0] != alone[1]  # the top layer changes the answers
+    assert gen.shared_layers([first, second]) == len(first.model.layers) - 1
+    trunks = []
+    monkeypatch.setattr(gen, "shared_trunk", lambda models: trunks.append(original_shared_trunk(models)) or trunks[-1])
+    together = gen.generate_each([first, second], tokenizer, prompts, max_new_tokens=8, batch_size=4)
+    assert together == alone
+    # the second model skipped the shared layers in every prompt pass: the prefix, then 7 chunks of 4 // 4 prompts
+    assert second.model.layers[0] is first.model.layers[0] and trunks[0].replayed == 1 + 7
+
+
+original_shared_trunk = gen.shared_trunk
+
+
+def test_models_that_differ_from_the_lowest_layer_share_nothing(tiny_model):
+    task = get_task("text_classification")
+    first, second, tokenizer = twin_models(tiny_model, True)
+    with torch.no_grad():
+        second.model.layers[0].mlp.up_proj.weight.mul_(1.5)
+    prompts = [task.messages(ex) for ex in read_jsonl(bundled_path(task, "test"))[:3]]
+    assert gen.shared_layers([first, second]) == 0 and gen.shared_trunk([first, second]) is None
+    together = gen.generate_each([first, second], tokenizer, prompts, max_new_tokens=8, batch_size=4)
+    assert together == [gen.generate(m, tokenizer, prompts, max_new_tokens=8, batch_size=4) for m in (first, second)]
+    with pytest.raises(ValueError, match="one model at a time"):
+        gen.generate_each([first, second], tokenizer, prompts, max_new_tokens=8, do_sample=True)

@@ -152,9 +152,9 @@ def test_stages_one_by_one(tiny_config):
 
 
 def test_stages_hand_their_model_on_with_the_same_outputs(tiny_config, monkeypatch):
-    """Each task loads one model, the base: a trained model is handed on to the stages after its training
-    (evaluation, pair mining, DPO) as loading it would give it; every output is what loading the model in
-    each stage gives."""
+    """Each task loads the base model and, for the evaluation after DPO, the SFT model once more (DPO changed
+    the one it was handed): a trained model is handed on to the stages after its training (pair mining, DPO,
+    evaluation) as loading it would give it; every output is what loading the model in each stage gives."""
     import medtune.study as study
 
     loads, original = [], study.load_model
@@ -166,7 +166,7 @@ def test_stages_hand_their_model_on_with_the_same_outputs(tiny_config, monkeypat
 
     result = runner.invoke(app, ["study", "--config", str(tiny_config), "--tasks", "text_classification"])
     assert result.exit_code == 0, result.output
-    assert len(loads) == 1 and not loads[0].endswith("model"), loads  # the base model
+    assert len(loads) == 2 and not loads[0].endswith("model") and loads[1].endswith("sft/model"), loads
     held = outputs()
     assert {str(p) for p in held} >= {"base/predictions.jsonl", "sft/predictions.jsonl", "pairs/pairs.jsonl",
                                       "dpo/predictions.jsonl"}
@@ -316,10 +316,13 @@ def test_study_freezes_the_imports_for_the_collector_but_frees_its_models(tiny_c
     result = runner.invoke(app, ["study", "--config", str(tiny_config), "--tasks",
                                  "text_classification,numeric_classification", "--restart"])
     assert result.exit_code == 0, result.output
-    assert len(seen) == 2 and all(count > 0 for count, _ in seen)  # each task's base model, in the block
-    assert alive_at_load == [0, 0]  # the first task's model was freed before the second task's loaded
+    # each task's base model, and its SFT model again for the evaluation beside DPO's, in the block
+    assert len(seen) == 4 and all(count > 0 for count, _ in seen)
+    # the first task's models were freed before the second task's loaded; only DPO's (trained from the
+    # base model loaded first) is alive when the SFT model loads to be evaluated beside it
+    assert alive_at_load == [0, 1, 0, 1]
     gc.collect()
-    assert [ref() for _, ref in seen] == [None, None]
+    assert [ref() for _, ref in seen] == [None] * 4
     assert gc.get_freeze_count() == 0
 
     def fail(*args):
@@ -387,3 +390,49 @@ def test_training_sends_no_telemetry(tiny_model, tmp_path, monkeypatch):
     code = "import huggingface_hub.constants as c; import medtune; print(c.HF_HUB_DISABLE_TELEMETRY)"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "True"
+
+
+def test_study_evaluates_sft_beside_dpo_sharing_the_layers_below_dpos_adapters(tiny_config, monkeypatch):
+    """With DPO's adapters on the top layer only, the study evaluates the SFT and DPO models together, their
+    shared lower layer run once per prompt pass; each model's answers are the ones `medtune eval` gives alone."""
+    import re
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import medtune.generate as gen
+
+    # the tiny model answers "" to every prompt: larger weights and no special tokens make its answers depend
+    # on the prompt, and DPO's larger steps make the DPO model's differ from the SFT model's
+    folder = tiny_config.parent / "sensitive-model"
+    model = AutoModelForCausalLM.from_pretrained(tiny_config.read_text().split("model: ")[1].split()[0])
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() > 1:
+                param.normal_(0, 0.3)
+    tokenizer = AutoTokenizer.from_pretrained(model.name_or_path)
+    model.generation_config.suppress_tokens = tokenizer.all_special_ids
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    text = re.sub(r"model: \S+", f"model: {folder}", tiny_config.read_text(), count=1)
+    tiny_config.write_text(text.replace("dpo: {max_steps: 2, batch_size: 4, learning_rate: 0.001",
+                                        "dpo: {lora_layers: 1, max_steps: 2, batch_size: 4, learning_rate: 0.05"))
+    trunks, original = [], gen.shared_trunk
+    monkeypatch.setattr(gen, "shared_trunk", lambda models: trunks.append(original(models)) or trunks[-1])
+    result = runner.invoke(app, ["study", "--config", str(tiny_config), "--tasks", "triage"])
+    assert result.exit_code == 0, result.output
+    shared = [t for t in trunks if t is not None]
+    assert len(shared) == 1 and len(shared[0].below) == 1 and shared[0].replayed > 0
+    run = run_dir_of(tiny_config) / "triage"
+    together = {}
+    for stage, other in (("sft", "dpo"), ("dpo", "sft")):
+        assert json.loads((run / stage / "metrics.json").read_text())["evaluated_with"] == [other]
+        together[stage] = (run / stage / "predictions.jsonl").read_text()
+    for stage in ("sft", "dpo"):
+        result = runner.invoke(app, ["eval", "--config", str(tiny_config), "--task", "triage", "--stage", stage,
+                                     "--force"])
+        assert result.exit_code == 0, result.output
+        assert "evaluated_with" not in json.loads((run / stage / "metrics.json").read_text())
+        assert (run / stage / "predictions.jsonl").read_text() == together[stage]
+    assert together["sft"] != together["dpo"]

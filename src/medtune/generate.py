@@ -25,16 +25,25 @@ times.
 Decoding writes into a preallocated (static) KV cache where the model allows
 it: a growing cache is re-concatenated at every new token (7% of the wall time
 of 400-token summarization prompts on a CPU, docs/performance.md).
+
+Several models can answer the same prompts in one call (``generate_each``).
+Where their lowest layers hold the same weights (the SFT model and the DPO
+model trained from it with adapters on its top layers only), those layers run
+once per prompt chunk: the later models take the first model's hidden state
+where their own layers start to differ, and its keys and values below that.
+Each model then decodes on its own, so every answer is the one it gives alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import torch
 from transformers import DynamicCache, StaticCache
 
 from .progress import progress
+from .train.shared_trunk import SharedTrunk, decoder_layers
 
 
 def encode_prompts(tokenizer, prompts: list[list[dict]]) -> list[list[int]]:
@@ -146,21 +155,90 @@ def batch_cache(model, chunks: list, n_prefix: int, repeats: int, max_length: in
     return merged
 
 
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def shared_layers(models: list) -> int:
+    """How many of the lowest decoder layers every model holds with the first model's weights; 0 unless
+    their input embeddings are the same too (so each lowest layer gets the same input)."""
+    stacks = [decoder_layers(m) for m in models]
+    if len(models) < 2 or any(layers is None for layers in stacks):
+        return 0
+    if not all(same_weights(m.get_input_embeddings(), models[0].get_input_embeddings()) for m in models[1:]):
+        return 0
+    n = 0
+    for layers in zip(*stacks):
+        if not all(type(layer) is type(layers[0]) and same_weights(layer, layers[0]) for layer in layers[1:]):
+            break
+        n += 1
+    return n
+
+
+def shared_trunk(models: list) -> SharedTrunk | None:
+    """A trunk over the layers the models share: the later models are given the first one's modules for them
+    (the same weights), so the first model's pass keeps what those layers output and the later passes of the
+    same input replay it. None when they share nothing."""
+    n = shared_layers(models)
+    if n == 0:
+        return None
+    first = decoder_layers(models[0])
+    for model in models[1:]:
+        layers = decoder_layers(model)
+        for i in range(n):
+            layers[i] = first[i]
+    return SharedTrunk(models[0], below=n)
+
+
+def prefilled(models: list, trunk: SharedTrunk | None, compute) -> list:
+    """``compute(k, model)`` for each model, inside one trunk batch: the later models skip the shared layers,
+    so their caches get the first model's keys and values for those layers (``compute`` returns a growing
+    cache, a list of (keys, values) per layer, or None)."""
+    with trunk.batch() if trunk is not None else contextlib.nullcontext():
+        results = [compute(k, model) for k, model in enumerate(models)]
+    first = results[0]
+    if trunk is None or first is None:
+        return results
+    for result in results[1:]:
+        for i in range(len(trunk.below)):
+            if isinstance(result, list):
+                result[i] = first[i]
+            else:
+                result.layers[i].reset()
+                result.update(first.layers[i].keys, first.layers[i].values, i)
+    return results
+
+
 @torch.inference_mode()
 def generate(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int, batch_size: int = 16,
              do_sample: bool = False, temperature: float = 1.0, num_samples: int = 1,
              seed: int = 0, desc: str | None = "generating") -> list[list[str]]:
     """``num_samples`` completions for each prompt (greedy when ``do_sample`` is False); no bar when ``desc`` is None."""
+    return generate_each([model], tokenizer, prompts, max_new_tokens, batch_size, do_sample, temperature,
+                         num_samples, seed, desc)[0]
+
+
+@torch.inference_mode()
+def generate_each(models: list, tokenizer, prompts: list[list[dict]], max_new_tokens: int, batch_size: int = 16,
+                  do_sample: bool = False, temperature: float = 1.0, num_samples: int = 1,
+                  seed: int = 0, desc: str | None = "generating") -> list[list[list[str]]]:
+    """Each model's completions of the same prompts, [model][prompt][sample], each as ``generate`` gives it
+    alone. Several models answer greedily only: sampling would draw from one random stream in another order."""
+    if len(models) > 1 and do_sample:
+        raise ValueError("generate_each samples with one model at a time")
     if not prompts:
-        return []
-    model.eval()
-    device = next(model.parameters()).device
+        return [[] for _ in models]
+    for model in models:
+        model.eval()
+    device = next(models[0].parameters()).device
     encoded = encode_prompts(tokenizer, prompts)
     n_prefix = shared_prefix_length(encoded)
     prefix, encoded = encoded[0][:n_prefix], [seq[n_prefix:] for seq in encoded]
-    cache = prefix_cache(model, prefix, device)
+    trunk = shared_trunk(models)
+    caches = prefilled(models, trunk, lambda k, model: prefix_cache(model, prefix, device))
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
-    results: list[list[str]] = [[] for _ in prompts]
+    results: list[list[list[str]]] = [[[] for _ in prompts] for _ in models]
     stop_ids = [tokenizer.eos_token_id]
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     if isinstance(im_end, int) and im_end not in stop_ids and im_end != tokenizer.unk_token_id:
@@ -172,26 +250,30 @@ def generate(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int, b
     prompts_per_batch = max(1, batch_size // num_samples)
     prompts_per_chunk = max(1, batch_size // PREFILL_CHUNKS)
     with progress(enabled=desc is not None) as bar:
-        task = bar.add_task(desc or "", total=len(prompts), info="")
+        task = bar.add_task(desc or "", total=len(prompts) * len(models), info="")
         for idx in batches(order, prompts_per_batch):
-            parts = [idx[c:c + prompts_per_chunk] for c in range(0, len(idx), prompts_per_chunk)]
-            chunks = [prompts_cache(model, cache, *left_pad([encoded[i] for i in part], tokenizer.pad_token_id, prefix),
-                                    n_prefix) for part in parts]
+            chunks: list[list] = [[] for _ in models]  # per model, one prompts_cache per chunk of the batch
+            for c in range(0, len(idx), prompts_per_chunk):
+                ids, mask = left_pad([encoded[i] for i in idx[c:c + prompts_per_chunk]], tokenizer.pad_token_id, prefix)
+                computed = prefilled(models, trunk, lambda k, model: prompts_cache(model, caches[k], ids, mask, n_prefix))
+                for k, chunk in enumerate(computed):
+                    chunks[k].append(chunk)
             # each prompt repeated num_samples times (generate's num_return_sequences would not repeat the cache)
             rows = [encoded[i] for i in idx for _ in range(num_samples)]
             input_ids, mask = left_pad(rows, tokenizer.pad_token_id, prefix)
-            past = batch_cache(model, chunks, n_prefix, num_samples, input_ids.shape[1] + max_new_tokens)
             kwargs = dict(max_new_tokens=max_new_tokens, eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id,
-                          past_key_values=past,
                           disable_compile=True)  # batches differ in shape: compiling each would cost more
             if do_sample:
                 kwargs.update(do_sample=True, temperature=max(temperature, 1e-5), top_k=0, top_p=1.0)
             else:
                 kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-            out = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device), **kwargs)
-            new_tokens = out[:, input_ids.shape[1]:]
-            texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-            for j, i in enumerate(idx):
-                results[i] = [t.strip() for t in texts[j * num_samples:(j + 1) * num_samples]]
-            bar.advance(task, len(idx))
+            for k, model in enumerate(models):  # one model's batch cache at a time
+                past = batch_cache(model, chunks[k], n_prefix, num_samples, input_ids.shape[1] + max_new_tokens)
+                out = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                                     past_key_values=past, **kwargs)
+                texts = tokenizer.batch_decode(out[:, input_ids.shape[1]:], skip_special_tokens=True)
+                for j, i in enumerate(idx):
+                    results[k][i] = [t.strip() for t in texts[j * num_samples:(j + 1) * num_samples]]
+                del past, out
+                bar.advance(task, len(idx))
     return results

@@ -1,4 +1,4 @@
-"""The study: base eval -> SFT -> eval -> pairs -> DPO -> eval -> statistics -> report.
+"""The study: base eval -> SFT -> pairs -> DPO -> SFT and DPO eval -> statistics -> report.
 
 Every stage writes into the run directory and is skipped when its output is
 already there, so an interrupted study (even killed with SIGKILL) resumes where
@@ -29,7 +29,7 @@ from .config import Config, dump_config
 from .data import task_data
 from .errors import MedtuneError
 from .evaluate.metrics import label_breakdown, stage_metrics
-from .evaluate.predict import predict
+from .evaluate.predict import predict_each
 from .evaluate.stats import compare_stages, verdict
 from .io import read_json, read_jsonl, write_json, write_jsonl, write_text
 from .models import (MODEL_INFO, as_loaded, load_model, load_quantized, load_tokenizer, quantization_config,
@@ -132,17 +132,43 @@ def evaluate_stage(cfg: Config, task: Task, stage: str, device: str, force: bool
     ref = model_path or model_ref(cfg, task, stage)
     if stage != "base" and model_path is None and not is_trained(cfg, task, stage):
         raise MedtuneError(f"{task.name}: the {stage} model has not been trained yet (run `medtune {stage}` first)")
+    return evaluate_together(cfg, task, {stage: ref}, device)[stage]
+
+
+def evaluate_tuned(cfg: Config, task: Task, device: str) -> None:
+    """The SFT and DPO models on the test set, the ones not evaluated yet. With DPO's adapters on the top
+    layers only (``dpo.lora_layers``: the quick preset's 8 of 30), the prompts' layers below them, which DPO
+    left as SFT made them, run once for both; otherwise one model at a time, so two are never held at once."""
+    stages = [s for s in ("dpo", "sft") if not (stage_dir(cfg, task, s) / "metrics.json").is_file()]
+    if len(stages) == 2 and cfg.dpo.lora_layers and cfg.sft.method != "full":  # DPO's model first: its stage held it
+        evaluate_together(cfg, task, {s: model_ref(cfg, task, s) for s in stages}, device)
+        return
+    for stage in stages:
+        evaluate_stage(cfg, task, stage, device)
+
+
+def evaluate_together(cfg: Config, task: Task, refs: dict[str, str | Path], device: str) -> dict[str, dict]:
+    """Evaluate each stage's model (``refs``: stage -> model) on the same test items in one pass, the
+    layers they hold alike computed once; writes each stage's predictions and metrics."""
     examples = stage_data(cfg, task)["test"]
     start = time.perf_counter()
-    model, tokenizer, _ = loaded = load_stage_model(ref, device)
-    rows = predict(model, tokenizer, task, examples, cfg.eval.batch_size, desc=f"{task.name}: eval {stage}")
-    hold(ref, loaded)
-    rows, grading = regrade_summaries(cfg, task, examples, rows)
-    metrics = stage_metrics(task, rows, cfg.stats.bootstrap_samples, cfg.seed)
-    write_jsonl(out / "predictions.jsonl", rows)
-    write_json(out / "metrics.json", {"stage": stage, "model": str(ref), "metrics": metrics, **grading,
-                                      **label_breakdown(task, rows), "elapsed_s": time.perf_counter() - start})
-    return read_json(out / "metrics.json")
+    loaded = [load_stage_model(ref, device) for ref in refs.values()]  # the first may be the one a stage held
+    tokenizer = loaded[0][1]
+    all_rows = predict_each([model for model, _, _ in loaded], tokenizer, task, examples, cfg.eval.batch_size,
+                            desc=f"{task.name}: eval {' + '.join(s for s in STAGES if s in refs)}")
+    hold(list(refs.values())[-1], loaded[-1])
+    elapsed = time.perf_counter() - start
+    saved = {}
+    for (stage, ref), rows in zip(refs.items(), all_rows):
+        out = stage_dir(cfg, task, stage)
+        rows, grading = regrade_summaries(cfg, task, examples, rows)
+        metrics = stage_metrics(task, rows, cfg.stats.bootstrap_samples, cfg.seed)
+        together = {"evaluated_with": [s for s in refs if s != stage]} if len(refs) > 1 else {}
+        write_jsonl(out / "predictions.jsonl", rows)
+        write_json(out / "metrics.json", {"stage": stage, "model": str(ref), "metrics": metrics, **grading,
+                                          **label_breakdown(task, rows), "elapsed_s": elapsed, **together})
+        saved[stage] = read_json(out / "metrics.json")
+    return saved
 
 
 def regrade_summaries(cfg: Config, task: Task, examples: list[dict], rows: list[dict]) -> tuple[list[dict], dict]:
@@ -396,10 +422,9 @@ def run_study(cfg: Config, restart: bool = False) -> dict:
             baselines_stage(cfg, task)
             evaluate_stage(cfg, task, "base", device)
             sft_stage(cfg, task, device)
-            evaluate_stage(cfg, task, "sft", device)
             pairs_stage(cfg, task, device)
             dpo_stage(cfg, task, device)
-            evaluate_stage(cfg, task, "dpo", device)
+            evaluate_tuned(cfg, task, device)
         release_held()
         results = write_results(cfg)
     results["elapsed_s"] = time.perf_counter() - started

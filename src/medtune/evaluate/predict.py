@@ -1,17 +1,23 @@
-"""Run one model over a task's test examples and score every answer."""
+"""Run a model (or several on the same items) over a task's test examples and score every answer."""
 
 from __future__ import annotations
 
-from ..generate import generate
+from ..generate import generate_each
 from ..tasks.common import Task
 
 
 def predict(model, tokenizer, task: Task, examples: list[dict], batch_size: int,
             desc: str | None) -> list[dict]:
     """Scored rows in the examples' order; no progress bar when ``desc`` is None."""
-    outputs = generate(model, tokenizer, [task.messages(ex) for ex in examples],
-                       max_new_tokens=task.max_new_tokens, batch_size=batch_size, desc=desc)
-    return [score_row(task, ex, out[0]) for ex, out in zip(examples, outputs)]
+    return predict_each([model], tokenizer, task, examples, batch_size, desc)[0]
+
+
+def predict_each(models: list, tokenizer, task: Task, examples: list[dict], batch_size: int,
+                 desc: str | None) -> list[list[dict]]:
+    """Each model's scored rows on the same examples (layers the models share run once for them)."""
+    outputs = generate_each(models, tokenizer, [task.messages(ex) for ex in examples],
+                            max_new_tokens=task.max_new_tokens, batch_size=batch_size, desc=desc)
+    return [[score_row(task, ex, out[0]) for ex, out in zip(examples, model_outputs)] for model_outputs in outputs]
 
 
 def score_row(task: Task, example: dict, output: str) -> dict:

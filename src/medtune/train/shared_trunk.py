@@ -9,6 +9,9 @@ the first adapted layer, and the reference pass of the same batch skips the laye
 
 Nothing below the first adapted layer needs gradients, so the policy's backward pass never runs
 those layers again, and the kept tensor is one the upper layers keep for their backward anyway.
+
+Evaluation uses the same trunk across models: the SFT and DPO models hold the same weights below
+DPO's adapters, so their prompts' lower layers run once (``generate.generate_each``).
 """
 
 from __future__ import annotations
@@ -41,9 +44,11 @@ class SharedTrunk:
     the kept output instead of running the layers below; any other pass runs them.
     """
 
-    def __init__(self, model):
+    def __init__(self, model, below: int | None = None):
+        """``below``: how many of the lowest layers to share (evaluation: the layers several models hold
+        alike, ``generate.shared_layers``); by default the frozen layers below the first adapted one."""
         self.layers = decoder_layers(model)
-        first = first_adapted(self.layers) if self.layers is not None else None
+        first = below if below is not None or self.layers is None else first_adapted(self.layers)
         self.below = list(self.layers[:first]) if first else []  # first None or 0: nothing to share
         self.entered: torch.Tensor | None = None  # the first pass's input to the lowest layer
         self.kept: torch.Tensor | None = None  # and its output of the layer below the first adapted one
