@@ -53,6 +53,20 @@ def test_unsupported_drugs_numbers_and_sex_are_found():
     assert stem["unsupported"] == ["drug bisoprolol"]
 
 
+def test_unsupported_numbers_come_in_the_same_order_in_every_process():
+    """Numbers found at the same place ("2" is first found inside "2018") were listed in a set's order, which Python's string
+    hashing changes from one process to the next: the same summary got differently ordered predictions.jsonl."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from medtune.evaluate.grader import unsupported_statements as u; "
+            "print(u('Seen in 2018, 25 days, 2 doses.', 'Seen once.', 'A 60 M.'))")
+    outputs = {subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": str(seed)},
+                              capture_output=True, text=True, check=True).stdout.strip() for seed in range(6)}
+    assert outputs == {"['number 2', 'number 2018', 'number 25']"}
+
+
 def test_length_and_copies():
     long = graded(" ".join([REFERENCE] * 3))
     assert long["length"] == "long" and long["grade"] == 4

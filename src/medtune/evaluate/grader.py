@@ -259,7 +259,8 @@ def unsupported_statements(summary: str, source: str, note: str) -> list[str]:
     """Numbers, lexicon terms, drug-like words and the patient's sex in ``summary`` that ``source`` lacks."""
     found: list[str] = []
     source_numbers = numbers(source)
-    for num in sorted(numbers(summary) - source_numbers, key=lambda n: summary.find(n)):
+    # in order of appearance; "2" is first found where "2018" is, and a set's order changes between runs
+    for num in sorted(numbers(summary) - source_numbers, key=lambda n: (summary.find(n), n)):
         found.append(f"number {num}")
     norm_summary, norm_source = normalize(summary), normalize(source)
     reported: set[str] = set()  # a word is one statement even when it is in two groups (drug and class)
