@@ -187,3 +187,17 @@ def test_models_that_differ_from_the_lowest_layer_share_nothing(tiny_model):
     assert together == [gen.generate(m, tokenizer, prompts, max_new_tokens=8, batch_size=4) for m in (first, second)]
     with pytest.raises(ValueError, match="one model at a time"):
         gen.generate_each([first, second], tokenizer, prompts, max_new_tokens=8, do_sample=True)
+
+
+def test_generation_passes_the_cache_by_the_installed_transformers_name(tiny_model):
+    """transformers 5.24 renamed ``past_key_values`` to ``cache`` and warns at every call that uses the old name
+    (a user's terminal filled with FutureWarnings); older versions know only the old name."""
+    import warnings
+
+    task = get_task("text_classification")
+    model, tokenizer = prompt_sensitive_model(tiny_model, True)
+    prompts = [task.messages(ex) for ex in read_jsonl(bundled_path(task, "test"))[:5]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        answers = gen.generate(model, tokenizer, prompts, max_new_tokens=4, batch_size=4)
+    assert all(a[0] for a in answers)

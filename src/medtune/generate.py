@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 
 import torch
 from transformers import DynamicCache, StaticCache
@@ -95,11 +96,17 @@ def shared_prefix_length(encoded: list[list[int]]) -> int:
     return n if n >= MIN_SHARED_PREFIX else 0
 
 
+def cache_name(model) -> str:
+    """The KV cache's argument and output name: ``cache`` since transformers 5.24, which deprecates
+    ``past_key_values`` (a FutureWarning on every call; removed in 5.40 and 6.0), before it the old one."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def prefix_cache(model, prefix: list[int], device):
     """The KV cache of ``prefix`` (batch 1), computed once per generate() call."""
     if not prefix:
         return None
-    return model(input_ids=torch.tensor([prefix], device=device), use_cache=True, logits_to_keep=1).past_key_values
+    return model(input_ids=torch.tensor([prefix], device=device), use_cache=True, logits_to_keep=1)[cache_name(model)]
 
 
 def repeated(cache, repeats: int):
@@ -117,8 +124,8 @@ def prompts_cache(model, cache, input_ids: torch.Tensor, mask: torch.Tensor, n_p
         grown = repeated(cache, input_ids.shape[0]) if cache is not None else DynamicCache(config=model.config)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate numbers them: padding is skipped
         model(input_ids=input_ids[:, n_prefix:-1].to(device), attention_mask=mask[:, :-1].to(device),
-              position_ids=positions[:, n_prefix:-1].to(device), past_key_values=grown, use_cache=True,
-              logits_to_keep=1)
+              position_ids=positions[:, n_prefix:-1].to(device), use_cache=True, logits_to_keep=1,
+              **{cache_name(model): grown})
     elif cache is not None:
         grown = repeated(cache, input_ids.shape[0])
     else:
@@ -270,7 +277,7 @@ def generate_each(models: list, tokenizer, prompts: list[list[dict]], max_new_to
             for k, model in enumerate(models):  # one model's batch cache at a time
                 past = batch_cache(model, chunks[k], n_prefix, num_samples, input_ids.shape[1] + max_new_tokens)
                 out = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                                     past_key_values=past, **kwargs)
+                                     **{cache_name(model): past}, **kwargs)
                 texts = tokenizer.batch_decode(out[:, input_ids.shape[1]:], skip_special_tokens=True)
                 for j, i in enumerate(idx):
                     results[k][i] = [t.strip() for t in texts[j * num_samples:(j + 1) * num_samples]]

@@ -138,9 +138,10 @@ def evaluate_stage(cfg: Config, task: Task, stage: str, device: str, force: bool
 def evaluate_tuned(cfg: Config, task: Task, device: str) -> None:
     """The SFT and DPO models on the test set, the ones not evaluated yet. With DPO's adapters on the top
     layers only (``dpo.lora_layers``: the quick preset's 8 of 30), the prompts' layers below them, which DPO
-    left as SFT made them, run once for both; otherwise one model at a time, so two are never held at once."""
+    left as SFT made them, run once for both; otherwise one model at a time, so two are never held at once
+    (QLoRA too: it is chosen to fit one model in memory)."""
     stages = [s for s in ("dpo", "sft") if not (stage_dir(cfg, task, s) / "metrics.json").is_file()]
-    if len(stages) == 2 and cfg.dpo.lora_layers and cfg.sft.method != "full":  # DPO's model first: its stage held it
+    if len(stages) == 2 and cfg.dpo.lora_layers and cfg.sft.method == "lora":  # DPO's model first: its stage held it
         evaluate_together(cfg, task, {s: model_ref(cfg, task, s) for s in stages}, device)
         return
     for stage in stages:
