@@ -392,27 +392,19 @@ def test_training_sends_no_telemetry(tiny_model, tmp_path, monkeypatch):
     assert out.strip() == "True"
 
 
-def test_study_evaluates_sft_beside_dpo_sharing_the_layers_below_dpos_adapters(tiny_config, monkeypatch):
+def test_study_evaluates_sft_beside_dpo_sharing_the_layers_below_dpos_adapters(tiny_config, tiny_model, monkeypatch):
     """With DPO's adapters on the top layer only, the study evaluates the SFT and DPO models together, their
     shared lower layer run once per prompt pass; each model's answers are the ones `medtune eval` gives alone."""
     import re
 
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from test_generate import prompt_sensitive_model
 
     import medtune.generate as gen
 
-    # the tiny model answers "" to every prompt: larger weights and no special tokens make its answers depend
-    # on the prompt, and DPO's larger steps make the DPO model's differ from the SFT model's
+    # the tiny model answers "" to every prompt; this one's answers depend on the prompt, and DPO's larger
+    # steps make the DPO model's differ from the SFT model's
     folder = tiny_config.parent / "sensitive-model"
-    model = AutoModelForCausalLM.from_pretrained(tiny_config.read_text().split("model: ")[1].split()[0])
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() > 1:
-                param.normal_(0, 0.3)
-    tokenizer = AutoTokenizer.from_pretrained(model.name_or_path)
-    model.generation_config.suppress_tokens = tokenizer.all_special_ids
+    model, tokenizer = prompt_sensitive_model(tiny_model, True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     text = re.sub(r"model: \S+", f"model: {folder}", tiny_config.read_text(), count=1)
