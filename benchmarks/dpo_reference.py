@@ -28,10 +28,14 @@ LOGGED = ("loss", "grad_norm", "eval_loss", "eval_rewards", "eval_logps")
 
 def child(model_ref: str, n_pairs: int, mode: str, device: str, out: Path) -> dict:
     from medtune.config import load_config
-    from medtune.models import load_model
+    from medtune.models import load_model, use_precision
     from medtune.tasks import get_task
     from medtune.train.dpo import train_dpo
     from run_all import examples, label_swap_pairs
+
+    # fp32 on every machine: "the same logged metrics" compares two computations of the same numbers, and in
+    # bf16 (where a CPU multiplies it in hardware) any two passes differ by its rounding
+    use_precision("fp32")
 
     task = get_task("text_classification")
     pairs = label_swap_pairs(task, examples(task, n_pairs, "train"))

@@ -15,7 +15,8 @@ p3  DPO vs SFT: peak memory and time per pair / per example (goals <= 1.2 and <=
 p4  medtune SFT+DPO vs plain TRL with its defaults, same steps and data (goal >= 1.5x, metric not worse)
 p4learn  p4 where the recipes learn (text_classification, 80 + 8 steps of 8; 30-60 min on 2 cores;
          only with --only p4learn)
-p5  SFT achieved FLOP rate / measured matmul peak, fp32 on CPU, bf16 on GPU (goal >= 0.5 on CPU)
+p5  SFT achieved FLOP rate / measured matmul peak in the format SFT computes in (precision auto: bf16 on a
+    GPU and on a CPU with bf16 in hardware, fp32 on other CPUs) (goal >= 0.5 on CPU)
 """
 
 from __future__ import annotations
@@ -124,14 +125,17 @@ def parsed(row: dict) -> tuple:
 
 def p2(args) -> dict:
     from medtune.evaluate.predict import predict
-    from medtune.models import load_model
+    from medtune.models import generation_copy, load_model, precision_name
     from medtune.tasks import get_task
 
     n = 4 if args.smoke else 24
     peaks = [matmul_peak_gflops(args.device, peak_size(args))]
     model, tokenizer, _ = load_model(args.model, args.device)
-    fast_s = plain_s = 0.0
-    same = total = tokens = 0
+    # the plain loop as a user writes it runs the model as loaded (fp32 on a CPU); where medtune generates
+    # in bf16 on a CPU, the same loop on a bf16 copy shows what the number format alone gives
+    in_bf16 = generation_copy(model) if generation_copy(model) is not model else None
+    fast_s = plain_s = plain_bf16_s = 0.0
+    same = same_bf16 = total = tokens = 0
     for name in ("text_classification", "numeric_classification", "triage"):
         task = get_task(name)
         exs = examples(task, n, "test")
@@ -144,12 +148,22 @@ def p2(args) -> dict:
         plain_s += time.perf_counter() - start
         same += sum(parsed(a) == parsed(b) for a, b in zip(fast, plain))
         total += len(exs)
+        if in_bf16 is not None:
+            start = time.perf_counter()
+            plain = [task.score(ex, plain_generate(in_bf16, tokenizer, task, ex)) for ex in exs]
+            plain_bf16_s += time.perf_counter() - start
+            same_bf16 += sum(parsed(a) == parsed(b) for a, b in zip(fast, plain))
     peaks.append(matmul_peak_gflops(args.device, peak_size(args)))
     # an evaluation that computes each prompt cannot beat its tokens through every decoder weight at the peak
     floor_s = 2 * decoder_weights(model) * tokens / (max(peaks) * 1e9)
-    return {"p2_eval_speedup": plain_s / fast_s, "p2_agreement": same / total, "p2_examples": total,
-            "p2_medtune_s": fast_s, "p2_plain_s": plain_s, "p2_prompt_tokens": tokens, "p2_prefill_floor_s": floor_s,
-            "p2_speedup_ceiling": plain_s / floor_s, "p2_matmul_peak_gflops": max(peaks)}
+    out = {"p2_eval_speedup": plain_s / fast_s, "p2_agreement": same / total, "p2_examples": total,
+           "p2_medtune_s": fast_s, "p2_plain_s": plain_s, "p2_precision": precision_name(args.device),
+           "p2_prompt_tokens": tokens, "p2_prefill_floor_s": floor_s, "p2_speedup_ceiling": plain_s / floor_s,
+           "p2_matmul_peak_gflops": max(peaks)}
+    if in_bf16 is not None:
+        out.update(p2_plain_bf16_s=plain_bf16_s, p2_speedup_vs_plain_bf16=plain_bf16_s / fast_s,
+                   p2_agreement_plain_bf16=same_bf16 / total)
+    return out
 
 
 def prompt_tokens(tokenizer, prompts: list[list[dict]]) -> int:
@@ -202,7 +216,8 @@ def child_train(kind: str, model_ref: str, steps: int, batch: int, out: Path, de
                                         lora_layers=None, share_prompt=kind == "dpo"),
                                out, device, 0)
         items = steps * batch
-    result = {"train_s": summary["train_runtime_s"], "items": items, "peak_mb": peak_mb(device), "loaded_mb": loaded_mb}
+    result = {"train_s": summary["train_runtime_s"], "items": items, "peak_mb": peak_mb(device), "loaded_mb": loaded_mb,
+              "precision": summary["precision"]}
     if kind == "sft":
         flops, attention_share = sft_flops(model_ref, tokenizer, task, exs, batch)
         result.update(flops_per_step=flops / steps, attention_flops_share=attention_share)
@@ -284,14 +299,16 @@ def run_child(kind: str, args, steps: int, batch: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def matmul_peak_gflops(device: str, size: int = 2048, reps: int = 8) -> float:
-    """The machine's matmul rate in the training number format: fp32 on CPU, bf16 on GPU."""
+def matmul_peak_gflops(device: str, size: int = 2048, reps: int = 8, dtype=None) -> float:
+    """The machine's matmul rate in ``dtype``, by default the format medtune computes in (``precision:
+    auto``): bf16 on a GPU and on a CPU that multiplies bf16 in hardware, fp32 on other CPUs."""
     import torch
 
-    from medtune.models import dtype_for
+    from medtune.models import compute_dtype
 
-    a = torch.randn(size, size, device=device, dtype=dtype_for(device))
-    b = torch.randn(size, size, device=device, dtype=dtype_for(device))
+    dtype = dtype or compute_dtype(device)
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
     torch.mm(a, b)  # warm-up
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     sync()
@@ -327,6 +344,7 @@ def p3_p5(args, which: set[str]) -> dict:
     if "p5" in which:
         achieved = sft["flops_per_step"] / (sft["train_s"] / steps) / 1e9
         out.update(p5_sft_mfu=achieved / max(peaks), p5_sft_gflops=achieved, p5_matmul_peak_gflops=max(peaks),
+                   p5_precision=sft["precision"],
                    p5_matmul_gflops_before=peaks[0], p5_matmul_gflops_after=peaks[1],
                    p5_attention_flops_share=sft["attention_flops_share"])
     return out
@@ -452,6 +470,10 @@ def main() -> None:
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
     if args.device == "cuda":
         machine += f", {torch.cuda.get_device_name()}"
+    else:
+        from medtune.models import cpu_has_native_bf16
+
+        machine += ", bf16 in hardware" if cpu_has_native_bf16() else ", no bf16 in hardware"
     results.update(measured=time.strftime("%Y-%m-%d"), model=args.model, smoke=args.smoke, machine=machine)
     steps = [("p1", lambda: p1(args)), ("p2", lambda: p2(args)), ("p3p5", lambda: p3_p5(args, which)),
              ("p4", lambda: p4(args)), ("p4learn", lambda: p4_learn(args))]

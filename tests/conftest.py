@@ -14,6 +14,9 @@ import pytest
 
 os.environ.setdefault("MEDTUNE_NO_PROGRESS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# precision auto computes in bf16 on a CPU that multiplies it in hardware and in fp32 elsewhere: the tests
+# compute in fp32 on every machine (subprocesses inherit this), and the bf16 tests ask for bf16
+os.environ.setdefault("MEDTUNE_NATIVE_BF16", "0")
 # one thread: the tiny models gain nothing from two, and two busy-waiting OpenMP pools on a
 # shared 2-core machine (a study next to the tests) slow both down many times over
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -85,3 +88,12 @@ eval: {{batch_size: 8}}
 stats: {{bootstrap_samples: 200}}
 """)
     return path
+
+
+@pytest.fixture(autouse=True)
+def default_precision():
+    """A study sets its ``precision`` for the whole process: each test starts from the default."""
+    from medtune.models import use_precision
+
+    yield
+    use_precision("auto")

@@ -148,3 +148,17 @@ def test_dpo_reference_benchmark_smoke(tiny_model):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["precomputed"] == ["train", "eval"] and result["evaluations"] >= 2
     assert result["same_logged_metrics"] is True and result["dpo_reference_speedup"] > 0
+
+
+def test_precision_benchmark_smoke(tiny_model):
+    # the quick study on one task in fp32 and in bf16, one after the other
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "precision.py"), "--model", str(tiny_model),
+                           "--tasks", "numeric_classification"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["cpu_native_bf16"] is False  # the tests' MEDTUNE_NATIVE_BF16=0: bf16 only where asked for
+    assert len(result["seconds"]["fp32"]) == len(result["seconds"]["bf16"]) == 1 and result["fp32_over_bf16"] > 0
+    figures = result["per_task"]["numeric_classification"]
+    assert (figures["fp32"]["precision"], figures["bf16"]["precision"]) == ("fp32", "bf16")
+    assert figures["fp32"]["metric"] == figures["bf16"]["metric"] == "macro_f1"
+    assert 0 <= figures["base_answers_same"] <= 1 and figures["bf16"]["dpo_answers_changed"] >= 0

@@ -58,13 +58,13 @@ def make_config(config: Optional[Path], preset=None, model=None, run_dir=None, d
 
 
 def setup_stage(config, preset, model, run_dir, device, task_name, **extra):
-    from .models import resolve_device
+    from .models import resolve_compute
     from .study import check_run_dir
 
     task = get_task_or_exit(task_name)
     cfg = make_config(config, preset, model, run_dir, device, **extra)
     check_run_dir(cfg)
-    return cfg, task, resolve_device(cfg.device)
+    return cfg, task, resolve_compute(cfg.device, cfg.precision)
 
 
 @app.command()

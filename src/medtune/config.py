@@ -192,6 +192,10 @@ class Config(Strict):
     tasks: list[str] = Field(default_factory=lambda: list(TASK_NAMES))
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="the matmuls' number format. auto: bf16 on a GPU that has it and on a CPU that "
+                            "multiplies bf16 in hardware (AVX512-BF16 or AMX), fp32 elsewhere. A CPU keeps fp32 "
+                            "weights either way: it trains under autocast and generates with a bf16 copy")
     data: DataSettings = DataSettings()
     sft: SFTSettings = SFTSettings()
     pairs: PairSettings = PairSettings()

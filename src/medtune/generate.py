@@ -43,6 +43,7 @@ import inspect
 import torch
 from transformers import DynamicCache, StaticCache
 
+from .models import generation_copy
 from .progress import progress
 from .train.shared_trunk import SharedTrunk, decoder_layers
 
@@ -238,6 +239,7 @@ def generate_each(models: list, tokenizer, prompts: list[list[dict]], max_new_to
         return [[] for _ in models]
     for model in models:
         model.eval()
+    models = [generation_copy(model) for model in models]
     device = next(models[0].parameters()).device
     encoded = encode_prompts(tokenizer, prompts)
     n_prefix = shared_prefix_length(encoded)

@@ -8,6 +8,7 @@ stage's model can be evaluated or trained further without knowing its history.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
 import shutil
@@ -30,11 +31,77 @@ def resolve_device(setting: str = "auto") -> str:
     return setting
 
 
-def dtype_for(device: str) -> torch.dtype:
-    # bf16 is emulated (~10x slower) on CPUs without native support: fp32 there.
-    if device == "cuda" and torch.cuda.is_bf16_supported():
+# The ``precision`` setting for this process: the study and the stage commands set it from their config.
+_precision = "auto"
+
+
+def use_precision(setting: str) -> None:
+    """Every later load, training and generation in this process computes in ``setting``'s format."""
+    global _precision
+    _precision = setting
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (x86's AVX512-BF16 or AMX). There torch's bf16 matmuls ran
+    4-5x fp32's rate (docs/performance.md); elsewhere bf16 is emulated and slower than fp32.
+    MEDTUNE_NATIVE_BF16=1 or 0 says so instead of the CPU's flags (the tests set 0, so that ``auto`` computes
+    in fp32 on every machine)."""
+    told = os.environ.get("MEDTUNE_NATIVE_BF16")
+    if told in ("0", "1"):
+        return told == "1"
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: no way to tell without timing, so fp32
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def compute_dtype(device: str) -> torch.dtype:
+    """The number format the matmuls run in: ``precision``, where ``auto`` means bf16 on a GPU that has it
+    and on a CPU that multiplies bf16 in hardware, fp32 elsewhere."""
+    if _precision == "bf16":
         return torch.bfloat16
-    return torch.float32
+    if _precision == "fp32":
+        return torch.float32
+    native = torch.cuda.is_bf16_supported() if device == "cuda" else cpu_has_native_bf16()
+    return torch.bfloat16 if native else torch.float32
+
+
+def dtype_for(device: str) -> torch.dtype:
+    """The number format the weights are held in. A GPU holds them in the compute format. A CPU holds fp32
+    weights whatever it computes in: training then runs under autocast, merging an adapter adds its small
+    update to fp32 weights (into bf16 weights two DPO steps' updates mostly round away), and generation
+    works on a copy in the compute format (``generation_copy``)."""
+    return compute_dtype(device) if device == "cuda" else torch.float32
+
+
+def resolve_compute(device_setting: str, precision: str) -> str:
+    """The device for the ``device`` setting, with ``precision`` set for this process."""
+    device = resolve_device(device_setting)
+    if precision == "bf16" and device == "cuda" and not torch.cuda.is_bf16_supported():
+        raise MedtuneError("precision: bf16 was asked for but this GPU has no bf16; use precision: fp32")
+    use_precision(precision)
+    return device
+
+
+def precision_name(device: str) -> str:
+    """What results record: the number format the matmuls ran in."""
+    return {torch.bfloat16: "bf16", torch.float32: "fp32"}[compute_dtype(device)]
+
+
+def generation_copy(model):
+    """``model`` in its device's compute format for generating: itself when it already is; else a copy,
+    since the fp32 weights go on to the next stage (a CPU evaluating in bf16). A model in training (DPO's
+    collapse guard answers prompts with it) leaves the trainers' forwards behind (accelerate's autocast,
+    TRL's fused LM head): the copy computes in bf16 throughout, as a GPU's bf16 model does."""
+    device = next(model.parameters()).device.type
+    if device != "cpu" or model.dtype != torch.float32 or compute_dtype(device) == torch.float32:
+        return model
+    copied = copy.deepcopy(model)
+    for module in copied.modules():
+        for name in ("forward", "_original_forward"):
+            module.__dict__.pop(name, None)
+    return copied.to(compute_dtype(device))
 
 
 def resolve_base(name: str) -> str:

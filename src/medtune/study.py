@@ -33,7 +33,7 @@ from .evaluate.predict import predict_each
 from .evaluate.stats import compare_stages, verdict
 from .io import read_json, read_jsonl, write_json, write_jsonl, write_text
 from .models import (MODEL_INFO, as_loaded, load_model, load_quantized, load_tokenizer, quantization_config,
-                     resolve_base, resolve_device)
+                     precision_name, resolve_base, resolve_compute)
 from .progress import console
 from .tasks import get_task
 from .tasks.common import Task
@@ -167,7 +167,8 @@ def evaluate_together(cfg: Config, task: Task, refs: dict[str, str | Path], devi
         together = {"evaluated_with": [s for s in refs if s != stage]} if len(refs) > 1 else {}
         write_jsonl(out / "predictions.jsonl", rows)
         write_json(out / "metrics.json", {"stage": stage, "model": str(ref), "metrics": metrics, **grading,
-                                          **label_breakdown(task, rows), "elapsed_s": elapsed, **together})
+                                          **label_breakdown(task, rows), "elapsed_s": elapsed,
+                                          "precision": precision_name(device), **together})
         saved[stage] = read_json(out / "metrics.json")
     return saved
 
@@ -324,6 +325,7 @@ def task_results(cfg: Config, task: Task) -> dict:
             saved = read_json(d / "metrics.json")
             rows[stage] = read_jsonl(d / "predictions.jsonl")
             stages[stage] = {"metrics": saved["metrics"], "model": saved["model"], "eval_s": saved.get("elapsed_s"),
+                             "precision": saved.get("precision"),
                              **label_breakdown(task, rows[stage])}  # from the predictions: older runs get it too
         if (d / "train_log.json").is_file():
             log = read_json(d / "train_log.json")
@@ -374,7 +376,7 @@ def check_run_dir(cfg: Config) -> None:
     if saved_path.is_file():
         saved = yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}
         current = cfg.model_dump(mode="json")
-        ignore = {"tasks", "run_dir", "device", "eval", "stats"}  # these do not change finished stages
+        ignore = {"tasks", "run_dir", "device", "precision", "eval", "stats"}  # these do not change finished stages
         diff = [k for k in current if k not in ignore and saved.get(k) != current[k]]
         if diff:
             raise MedtuneError(
@@ -408,10 +410,11 @@ def run_study(cfg: Config, restart: bool = False) -> dict:
     if restart and run_dir.exists():
         shutil.rmtree(run_dir)
     check_run_dir(cfg)
-    device = resolve_device(cfg.device)
+    device = resolve_compute(cfg.device, cfg.precision)
     if cfg.sft.method == "qlora":
         quantization_config(device)  # fails now rather than after the base model's evaluation
-    console.print(f"[bold]medtune study[/] on {len(cfg.tasks)} task(s), model {cfg.model}, device {device}, "
+    console.print(f"[bold]medtune study[/] on {len(cfg.tasks)} task(s), model {cfg.model}, device {device} "
+                  f"({precision_name(device)}), "
                   f"preset {cfg.preset} -> {run_dir}")
     started = time.perf_counter()
     with imports_frozen():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .tables import (BASELINE_LABELS, COMPARISON_LABELS, STAGE_LABELS, STAGES, VERDICT_WORDS, comparison_rows,
                      fmt_metric, fmt_p, heads, p_text, n_items, pairs_line, per_class_rows, stage_rows, summary_rows,
-                     training_line)
+                     number_formats, training_line)
 
 __all__ = ["render_markdown", "fmt_metric", "fmt_p", "VERDICT_WORDS"]
 
@@ -127,4 +127,8 @@ def render_markdown(results: dict, examples: dict[str, list[dict]] | None = None
         lines += task_section(name, task, alpha, (examples or {}).get(name))
     v = results["versions"]
     lines += ["---", "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val), ""]
+    formats = number_formats(results)
+    if formats:
+        lines += [f"Number format: {formats}.", ""]
     return "\n".join(lines)
+

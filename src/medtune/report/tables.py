@@ -197,3 +197,15 @@ def dpo_health(t: dict) -> str:
                 else ("reward accuracy", restored["heldout_reward_accuracy"])
             text += f"; the weights of step {restored['step']} (held-out {kept_by[0]} {kept_by[1]:.2f}) were kept."
     return text
+
+
+def number_formats(results: dict) -> str:
+    """Which formats the matmuls ran in, for evaluation and for training ('' for runs older than the record)."""
+    stages = [s for t in results["tasks"].values() for s in t["stages"].values()]
+    parts = []
+    for what, seen in (("evaluation", {s.get("precision") for s in stages if "metrics" in s}),
+                       ("training", {s.get("training", {}).get("precision") for s in stages if "training" in s})):
+        seen.discard(None)
+        if seen:
+            parts.append(f"{what} {' and '.join(sorted(seen))}")
+    return ", ".join(parts)

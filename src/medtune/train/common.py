@@ -11,6 +11,7 @@ from transformers import TrainerCallback
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from ..models import compute_dtype
 from ..progress import progress
 
 
@@ -141,7 +142,7 @@ def common_args(out_dir: Path, settings, device: str, seed: int) -> dict:
         disable_tqdm=True,
         seed=seed,
         data_seed=seed,
-        bf16=on_gpu,  # bf16 is emulated and ~10x slower on CPU
+        bf16=compute_dtype(device) == torch.bfloat16,  # autocast; on a CPU only where it multiplies bf16 in hardware
         fp16=False,
         use_cpu=not on_gpu,
         dataloader_num_workers=0,

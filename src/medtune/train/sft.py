@@ -70,6 +70,7 @@ def train_sft(model, tokenizer, base: str, task: Task, examples: list[dict], set
         save_model_info(tmp, settings.method, base, base, parent_is_stage=False)
     summary = {"train_runtime_s": result.metrics.get("train_runtime"), "steps": trainer.state.global_step,
                "examples": len(examples), "final_loss": result.metrics.get("train_loss"),
+               "precision": "bf16" if args.bf16 else "fp32",
                "shared_prefix_batches": trainer.batch_counts(),
                "log_history": trainer.state.log_history}
     write_json(out_dir / "train_log.json", summary)
