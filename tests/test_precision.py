@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,3 +103,12 @@ def test_a_bf16_study_records_its_number_format(tiny_config):
     assert task["stages"]["sft"]["training"]["precision"] == "bf16"
     assert task["stages"]["dpo"]["training"]["precision"] == "bf16"
     assert "Number format: evaluation bf16, training bf16." in (run / "report.md").read_text()
+
+
+def test_bitsandbytes_does_not_tell_a_lora_user_to_fetch_a_kernel():
+    """On a CPU with AVX512-BF16, importing bitsandbytes (PEFT does, where it is installed) logs that it could
+    not fetch a 4-bit kernel from the hub; medtune's quiet set-up leaves that out of the study's output."""
+    pytest.importorskip("bitsandbytes")
+    code = "from medtune.progress import quiet_libraries; quiet_libraries(); import peft, bitsandbytes"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "kernels-community" not in done.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import warnings
@@ -23,6 +24,9 @@ def quiet_libraries() -> None:
     # renamed-argument notices from transformers/TRL (gradient_checkpointing -> activation_checkpointing)
     # are for library developers, not for someone reading a study's progress
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl)\.")
+    # bitsandbytes (PEFT imports it where installed) warns at import, on a CPU with AVX512-BF16, that it could
+    # not fetch an optional 4-bit kernel from the hub: medtune neither uses that kernel nor fetches anything
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 def progress(enabled: bool = True) -> Progress:
