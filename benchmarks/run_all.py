@@ -133,7 +133,8 @@ def p2(args) -> dict:
     model, tokenizer, _ = load_model(args.model, args.device)
     # the plain loop as a user writes it runs the model as loaded (fp32 on a CPU); where medtune generates
     # in bf16 on a CPU, the same loop on a bf16 copy shows what the number format alone gives
-    in_bf16 = generation_copy(model) if generation_copy(model) is not model else None
+    in_bf16 = generation_copy(model)
+    in_bf16 = in_bf16 if in_bf16 is not model else None
     fast_s = plain_s = plain_bf16_s = 0.0
     same = same_bf16 = total = tokens = 0
     for name in ("text_classification", "numeric_classification", "triage"):

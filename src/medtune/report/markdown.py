@@ -131,4 +131,3 @@ def render_markdown(results: dict, examples: dict[str, list[dict]] | None = None
     if formats:
         lines += [f"Number format: {formats}.", ""]
     return "\n".join(lines)
-
