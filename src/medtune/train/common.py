@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -43,6 +44,32 @@ def compact_lm_head_everywhere() -> bool:
     compact._medtune = True
     trl_utils._use_triton = compact
     return True
+
+
+@contextlib.contextmanager
+def frozen_weights_in_compute_format(model, device: str):
+    """While the block trains, each frozen linear weight (the base layers under LoRA, the LM head) is held as
+    a bf16 copy where the device computes in bf16 over fp32 weights (a CPU with bf16 in hardware); then the
+    fp32 weights are put back, for merging the adapters.
+
+    Under autocast every frozen weight was cast again at each use: autocast caches only the casts of weights
+    that require grad, and TRL's chunked log-prob casts the LM head chunk by chunk in the forward and again
+    in the backward: a third of a bf16 SFT step's CPU time (docs/performance.md). autocast rounds a weight to
+    bf16 as ``Tensor.to`` does, so the products are the same. The embedding stays fp32 (a lookup, not cast by
+    autocast), so the LM head tied to it is untied for the block and tied again after."""
+    dtype = compute_dtype(device)
+    held = []
+    if dtype != torch.float32:
+        for module in model.modules():
+            weight = getattr(module, "weight", None)
+            if isinstance(module, torch.nn.Linear) and weight.dtype == torch.float32 and not weight.requires_grad:
+                held.append((module, weight))
+                module.weight = torch.nn.Parameter(weight.detach().to(dtype), requires_grad=False)
+    try:
+        yield
+    finally:
+        for module, weight in held:
+            module.weight = weight
 
 
 def fused_lora_everywhere() -> bool:

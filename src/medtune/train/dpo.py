@@ -41,8 +41,8 @@ from ..io import atomic_dir, read_json, write_json
 from ..models import lora_config, save_model_info
 from ..progress import console, progress
 from ..tasks.common import Task
-from .common import (RichProgress, clean_checkpoints, common_args, compact_lm_head_everywhere, fused_lora_everywhere,
-                     last_checkpoint)
+from .common import (RichProgress, clean_checkpoints, common_args, compact_lm_head_everywhere,
+                     frozen_weights_in_compute_format, fused_lora_everywhere, last_checkpoint)
 
 
 def loss_args(settings) -> dict:
@@ -451,11 +451,12 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
                                      callbacks=[RichProgress(f"{task.name}: DPO"), guard])
     trainer.remove_callback(PrinterCallback)  # our rich bar shows the loss instead
     precomputed = reference_plan(settings, method, len(train_pairs), len(heldout))
-    precompute_reference(trainer, precomputed, task.name)
-    ref_model = None  # the trainer holds it, unless it was let go
-    result = trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
-    if heldout and (not guard.history or guard.history[-1]["step"] != trainer.state.global_step):
-        trainer.evaluate()  # the held-out metrics of the weights as trained
+    with frozen_weights_in_compute_format(trainer.model, device):
+        precompute_reference(trainer, precomputed, task.name)
+        ref_model = None  # the trainer holds it, unless it was let go
+        result = trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
+        if heldout and (not guard.history or guard.history[-1]["step"] != trainer.state.global_step):
+            trainer.evaluate()  # the held-out metrics of the weights as trained
     guard.final_check()
     restored = guard.restore_best(trainer.model) if guard.fired and settings.stop_on_collapse else None
     with atomic_dir(out_dir / "model") as tmp:
