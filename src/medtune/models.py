@@ -41,7 +41,7 @@ def use_precision(setting: str) -> None:
     _precision = setting
 
 
-def cpu_has_native_bf16() -> bool:
+def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """Whether this CPU multiplies bf16 in hardware (x86's AVX512-BF16 or AMX). There torch's bf16 matmuls ran
     4-5x fp32's rate (docs/performance.md); elsewhere bf16 is emulated and slower than fp32.
     MEDTUNE_NATIVE_BF16=1 or 0 says so instead of the CPU's flags (the tests set 0, so that ``auto`` computes
@@ -50,7 +50,7 @@ def cpu_has_native_bf16() -> bool:
     if told in ("0", "1"):
         return told == "1"
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        flags = cpuinfo.read_text()
     except OSError:  # not Linux: no way to tell without timing, so fp32
         return False
     return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
