@@ -10,7 +10,8 @@ a GPU).
 
 p1  quick five-task study wall seconds (goal <= 600)
 p2  medtune evaluation vs a plain per-example model.generate loop (goal >= 8x), with agreement, and the
-    ceiling on this machine: the plain loop's time over the prompts' decoder FLOPs at the matmul peak
+    ceiling on this machine: the plain loop's time over the prompts' decoder FLOPs at the matmul peak;
+    also eval.label_answers: choose against the same loop (p2_choose_*)
 p3  DPO vs SFT: peak memory and time per pair / per example (goals <= 1.2 and <= 2.0)
 p4  medtune SFT+DPO vs plain TRL with its defaults, same steps and data (goal >= 1.5x, metric not worse)
 p4learn  p4 where the recipes learn (text_classification, 80 + 8 steps of 8; 30-60 min on 2 cores;
@@ -135,8 +136,9 @@ def p2(args) -> dict:
     # in bf16 on a CPU, the same loop on a bf16 copy shows what the number format alone gives
     in_bf16 = generation_copy(model)
     in_bf16 = in_bf16 if in_bf16 is not model else None
-    fast_s = plain_s = plain_bf16_s = 0.0
+    fast_s = plain_s = plain_bf16_s = choose_s = 0.0
     same = same_bf16 = total = tokens = 0
+    well_formed = chose_same = parsed_items = chose_parsed = 0
     for name in ("text_classification", "numeric_classification", "triage"):
         task = get_task(name)
         exs = examples(task, n, "test")
@@ -149,6 +151,17 @@ def p2(args) -> dict:
         plain_s += time.perf_counter() - start
         same += sum(parsed(a) == parsed(b) for a, b in zip(fast, plain))
         total += len(exs)
+        start = time.perf_counter()
+        chosen = predict(model, tokenizer, task, exs, batch_size=default_eval_batch(), desc=f"p2 {name} choose",
+                         label_answers="choose")
+        choose_s += time.perf_counter() - start
+        for ex, generated, choice in zip(exs, fast, chosen):
+            if generated["output"] in task.answers(ex):  # generation wrote a well-formed answer
+                well_formed += 1
+                chose_same += generated["output"] == choice["output"]
+            if not generated["parse_failed"]:  # a label could be read from the generated text
+                parsed_items += 1
+                chose_parsed += parsed(generated) == parsed(choice)
         if in_bf16 is not None:
             start = time.perf_counter()
             plain = [task.score(ex, plain_generate(in_bf16, tokenizer, task, ex)) for ex in exs]
@@ -160,7 +173,15 @@ def p2(args) -> dict:
     out = {"p2_eval_speedup": plain_s / fast_s, "p2_agreement": same / total, "p2_examples": total,
            "p2_medtune_s": fast_s, "p2_plain_s": plain_s, "p2_precision": precision_name(args.device),
            "p2_prompt_tokens": tokens, "p2_prefill_floor_s": floor_s, "p2_speedup_ceiling": plain_s / floor_s,
-           "p2_matmul_peak_gflops": max(peaks)}
+           "p2_matmul_peak_gflops": max(peaks),
+           # eval.label_answers: choose, against the same plain loop; its agreement with medtune's generation
+           # where that wrote a well-formed answer (exact by construction up to rounding), and where a label
+           # could be read from it at all (chatter such as "Current smoker." is read, but not well-formed)
+           "p2_choose_speedup": plain_s / choose_s, "p2_choose_s": choose_s,
+           "p2_choose_well_formed_items": well_formed,
+           "p2_choose_agreement_well_formed": chose_same / well_formed if well_formed else None,
+           "p2_choose_parsed_items": parsed_items,
+           "p2_choose_agreement_parsed": chose_parsed / parsed_items if parsed_items else None}
     if in_bf16 is not None:
         out.update(p2_plain_bf16_s=plain_bf16_s, p2_speedup_vs_plain_bf16=plain_bf16_s / fast_s,
                    p2_agreement_plain_bf16=same_bf16 / total)

@@ -17,6 +17,8 @@ def test_benchmark_harness_smoke(tiny_model):
     assert results["p2_agreement"] == 1.0  # batched and per-example greedy decoding agree
     assert results["p2_eval_speedup"] > 0 and results["p3_dpo_time_ratio"] > 0
     assert results["p2_speedup_ceiling"] == results["p2_plain_s"] / results["p2_prefill_floor_s"] > 0
+    assert results["p2_choose_speedup"] == results["p2_plain_s"] / results["p2_choose_s"] > 0
+    assert results["p2_choose_parsed_items"] <= results["p2_examples"]
     assert 0 < results["p5_sft_mfu"] < 1.5 and results["p3_sft"]["flops_per_step"] > 0
     # the peak is the higher of the two measurements bracketing the SFT it divides
     assert results["p5_matmul_peak_gflops"] == max(results["p5_matmul_gflops_before"],

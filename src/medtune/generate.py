@@ -56,6 +56,15 @@ def encode_prompts(tokenizer, prompts: list[list[dict]]) -> list[list[int]]:
     return ids
 
 
+def stop_token_ids(tokenizer) -> list[int]:
+    """The tokens an answer ends with: end of sequence, and a chat template's end of turn."""
+    stop_ids = [tokenizer.eos_token_id]
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(im_end, int) and im_end not in stop_ids and im_end != tokenizer.unk_token_id:
+        stop_ids.append(im_end)
+    return stop_ids
+
+
 def left_pad(batch: list[list[int]], pad_id: int, prefix: list[int] = ()) -> tuple[torch.Tensor, torch.Tensor]:
     """``prefix`` + padding + each sequence; the mask is 0 on the padding only."""
     width = max(len(x) for x in batch)
@@ -256,10 +265,7 @@ def generate_each(models: list, tokenizer, prompts: list[list[dict]], max_new_to
     caches = prefilled(models, trunk, lambda k, model: prefix_cache(model, prefix, device))
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
     results: list[list[list[str]]] = [[[] for _ in prompts] for _ in models]
-    stop_ids = [tokenizer.eos_token_id]
-    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    if isinstance(im_end, int) and im_end not in stop_ids and im_end != tokenizer.unk_token_id:
-        stop_ids.append(im_end)
+    stop_ids = stop_token_ids(tokenizer)
     if do_sample:
         torch.manual_seed(seed)
     # batch_size rows are decoded together (a decoding step reads every weight once whatever the rows);

@@ -156,7 +156,8 @@ def evaluate_together(cfg: Config, task: Task, refs: dict[str, str | Path], devi
     loaded = [load_stage_model(ref, device) for ref in refs.values()]  # the first may be the one a stage held
     tokenizer = loaded[0][1]
     all_rows = predict_each([model for model, _, _ in loaded], tokenizer, task, examples, cfg.eval.batch_size,
-                            desc=f"{task.name}: eval {' + '.join(s for s in STAGES if s in refs)}")
+                            desc=f"{task.name}: eval {' + '.join(s for s in STAGES if s in refs)}",
+                            label_answers=cfg.eval.label_answers)
     hold(list(refs.values())[-1], loaded[-1])
     elapsed = time.perf_counter() - start
     saved = {}
@@ -165,10 +166,11 @@ def evaluate_together(cfg: Config, task: Task, refs: dict[str, str | Path], devi
         rows, grading = regrade_summaries(cfg, task, examples, rows)
         metrics = stage_metrics(task, rows, cfg.stats.bootstrap_samples, cfg.seed)
         together = {"evaluated_with": [s for s in refs if s != stage]} if len(refs) > 1 else {}
+        answered = {"label_answers": cfg.eval.label_answers} if task.labels is not None else {}
         write_jsonl(out / "predictions.jsonl", rows)
         write_json(out / "metrics.json", {"stage": stage, "model": str(ref), "metrics": metrics, **grading,
                                           **label_breakdown(task, rows), "elapsed_s": elapsed,
-                                          "precision": precision_name(device), **together})
+                                          "precision": precision_name(device), **answered, **together})
         saved[stage] = read_json(out / "metrics.json")
     return saved
 
@@ -325,7 +327,7 @@ def task_results(cfg: Config, task: Task) -> dict:
             saved = read_json(d / "metrics.json")
             rows[stage] = read_jsonl(d / "predictions.jsonl")
             stages[stage] = {"metrics": saved["metrics"], "model": saved["model"], "eval_s": saved.get("elapsed_s"),
-                             "precision": saved.get("precision"),
+                             "precision": saved.get("precision"), "label_answers": saved.get("label_answers"),
                              **label_breakdown(task, rows[stage])}  # from the predictions: older runs get it too
         if (d / "train_log.json").is_file():
             log = read_json(d / "train_log.json")
@@ -378,6 +380,9 @@ def check_run_dir(cfg: Config) -> None:
         current = cfg.model_dump(mode="json")
         ignore = {"tasks", "run_dir", "device", "precision", "eval", "stats"}  # these do not change finished stages
         diff = [k for k in current if k not in ignore and saved.get(k) != current[k]]
+        # the stages' answers are compared item by item: all generated, or all chosen
+        if (saved.get("eval") or {}).get("label_answers", "generate") != cfg.eval.label_answers:
+            diff.append("eval.label_answers")
         if diff:
             raise MedtuneError(
                 f"{saved_path}: this run directory was made with a different configuration "

@@ -10,8 +10,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from . import plots
 from .tables import (BASELINE_LABELS, COMPARISON_LABELS, STAGE_LABELS, STAGES, VERDICT_WORDS, comparison_rows,
-                     heads, n_items, number_formats, pairs_line, per_class_rows, stage_rows, summary_rows,
-                     training_line)
+                     heads, label_answers_note, n_items, number_formats, pairs_line, per_class_rows, stage_rows,
+                     summary_rows, training_line)
 
 
 def environment() -> Environment:
@@ -46,4 +46,5 @@ def render_html(results: dict, examples: dict[str, list[dict]] | None = None) ->
     return environment().get_template("report.html.j2").render(
         results=results, cfg=cfg, alpha=alpha, tasks=tasks, summary=summary_rows(results),
         stages=STAGES, stage_labels=STAGE_LABELS, comparison_labels=COMPARISON_LABELS,
-        versions={k: v for k, v in results.get("versions", {}).items() if v}, number_formats=number_formats(results))
+        versions={k: v for k, v in results.get("versions", {}).items() if v}, number_formats=number_formats(results),
+        label_answers_note=label_answers_note(results))

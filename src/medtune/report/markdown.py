@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from .tables import (BASELINE_LABELS, COMPARISON_LABELS, STAGE_LABELS, STAGES, VERDICT_WORDS, comparison_rows,
-                     fmt_metric, fmt_p, heads, p_text, n_items, pairs_line, per_class_rows, stage_rows, summary_rows,
-                     number_formats, training_line)
+                     fmt_metric, fmt_p, heads, label_answers_note, p_text, n_items, number_formats, pairs_line,
+                     per_class_rows, stage_rows, summary_rows, training_line)
 
 __all__ = ["render_markdown", "fmt_metric", "fmt_p", "VERDICT_WORDS"]
 
@@ -117,7 +117,8 @@ def render_markdown(results: dict, examples: dict[str, list[dict]] | None = None
     lines = ["# medtune study report", "",
              f"Model `{cfg['model']}`, preset `{cfg['preset']}`, seed {cfg['seed']}, "
              f"SFT {cfg['sft']['method']}, DPO loss `{cfg['dpo']['loss_type']}` (beta {cfg['dpo']['beta']}). "
-             f"Significance level alpha = {alpha}, Holm-adjusted within each task.", "",
+             f"Significance level alpha = {alpha}, Holm-adjusted within each task. {label_answers_note(results)}".strip(),
+             "",
              "## Summary", ""]
     lines += summary_table(results) + [""]
     for name, task in results["tasks"].items():

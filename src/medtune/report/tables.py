@@ -199,6 +199,15 @@ def dpo_health(t: dict) -> str:
     return text
 
 
+def label_answers_note(results: dict) -> str:
+    """A sentence for runs whose label tasks chose their answers ('' where they generated them)."""
+    stages = [s for t in results["tasks"].values() for s in t["stages"].values()]
+    if not any(s.get("label_answers") == "choose" for s in stages):
+        return ""
+    return ("The label tasks' answers were chosen among each item's well-formed answers (eval.label_answers: "
+            "choose), not generated: a model that does not keep to the answer format still gives a label.")
+
+
 def number_formats(results: dict) -> str:
     """Which formats the matmuls ran in, for evaluation and for training ('' for runs older than the record)."""
     stages = [s for t in results["tasks"].values() for s in t["stages"].values()]

@@ -79,6 +79,13 @@ class Task:
                 return m
         raise KeyError(f"task {self.name} has no metric {name!r}")
 
+    def answers(self, example: dict) -> list[str] | None:
+        """Every well-formed answer to ``example``: the gold one and its label swaps (label tasks); None for
+        open-answer tasks. ``eval.label_answers: choose`` picks among these."""
+        if self.labels is None:
+            return None
+        return sorted({self.reference(example), *self.wrong_completions(example)})
+
     def messages(self, example: dict) -> list[dict]:
         """The chat prompt (system + user) for one example."""
         return [

@@ -1,0 +1,142 @@
+"""Answering a label task by choosing among its well-formed answers (``eval.label_answers: choose``).
+
+Generation decodes a label task's answer token by token until the model stops, and a model that
+chatters runs to ``max_new_tokens``; each decoding step reads every weight. Here every well-formed
+answer of an item (each label, or each personnel and urgency pair for triage) is appended to the prompt,
+and one forward pass over all of them gives the model's next-token scores along each. The answer is the
+one greedy decoding would follow if it could only write well-formed answers: from the first token on,
+the highest-scoring token among those the remaining answers continue with, then the stop token.
+
+So wherever greedy generation writes a well-formed answer, the choice is that answer (at each step the
+token generation picked is among the allowed ones, so it is also their best). Where generation would
+chatter or misspell, the choice is still a label: a parse failure becomes a guess, which scores higher
+than generation does for a model that does not follow the format (docs/evaluation.md).
+
+The prompts go through the same shared-prefix and chunked-prefill path as generation (generate.py).
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import DynamicCache
+
+from ..generate import (PREFILL_CHUNKS, cache_name, encode_prompts, left_pad, prefilled, prefix_cache,
+                        prompts_cache, shared_prefix_length, shared_trunk, stop_token_ids)
+from ..models import generation_copy
+from ..progress import progress
+
+
+@torch.inference_mode()
+def choose_each(models: list, tokenizer, prompts: list[list[dict]], answers: list[list[str]], batch_size: int = 32,
+                desc: str | None = "choosing") -> list[list[str]]:
+    """Each model's choice among ``answers[i]`` for prompt ``i``, [model][prompt]."""
+    if not prompts:
+        return [[] for _ in models]
+    for model in models:
+        model.eval()
+    models = [generation_copy(model) for model in models]
+    device = next(models[0].parameters()).device
+    encoded = encode_prompts(tokenizer, prompts)
+    n_prefix = shared_prefix_length(encoded)
+    prefix, encoded = encoded[0][:n_prefix], [seq[n_prefix:] for seq in encoded]
+    options = [answer_tokens(tokenizer, texts) for texts in answers]
+    stops = stop_token_ids(tokenizer)
+    trunk = shared_trunk(models)
+    caches = prefilled(models, trunk, lambda k, model: prefix_cache(model, prefix, device))
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+    chunk_size = max(1, batch_size // PREFILL_CHUNKS)  # prompts computed together, as generation's chunks
+    results: list[list[str]] = [[""] * len(prompts) for _ in models]
+    with progress(enabled=desc is not None) as bar:
+        task = bar.add_task(desc or "", total=len(prompts) * len(models), info="")
+        for start in range(0, len(order), chunk_size):
+            idx = order[start:start + chunk_size]
+            ids, mask = left_pad([encoded[i] for i in idx], tokenizer.pad_token_id, prefix)
+            computed = prefilled(models, trunk, lambda k, model: prompts_cache(model, caches[k], ids, mask, n_prefix))
+            trees = [Tree(int(ids[j, -1]), options[i]) for j, i in enumerate(idx)]
+            for k, model in enumerate(models):
+                for j, answer in enumerate(choose_chunk(model, computed[k], ids, mask, trees, stops, device)):
+                    results[k][idx[j]] = answers[idx[j]][answer]
+                bar.advance(task, len(idx))
+    return results
+
+
+def answer_tokens(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Each answer's tokens as they follow the generation prompt (the stop token is added by the scoring)."""
+    return [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+
+
+def choose_chunk(model, cache, ids: torch.Tensor, mask: torch.Tensor, trees: list[Tree], stops: list[int],
+                 device) -> list[int]:
+    """Each prompt's chosen answer (an index into its tree's answers), decoding greedily inside the trees: each
+    round feeds every undecided prompt's tokens from where it stands down to its next choice (the prompt's last
+    token first; a run no answer branches from is fed whole), and takes the best-scoring option there. Rows
+    that feed less are padded on the right and the padding hidden for the rounds after, as generation hides
+    the padding inside its prompts. Label answers take one or two rounds."""
+    seen = mask[:, :-1]  # the cached part of each prompt, padding after the shared prefix hidden
+    grown = DynamicCache(config=model.config)
+    for layer, (keys, values) in enumerate(cache or []):
+        grown.update(keys, values, layer)
+    at = [0] * len(trees)  # the node each prompt stands at, not fed yet
+    chosen: list[int | None] = [None] * len(trees)
+    while True:
+        runs = []
+        for j, tree in enumerate(trees):
+            run, answer = tree.forced_run(at[j]) if chosen[j] is None else ([], chosen[j])
+            chosen[j] = answer
+            runs.append(run if answer is None else [])
+        width = max(len(run) for run in runs)
+        if width == 0:
+            return chosen
+        new_ids = torch.zeros((len(trees), width), dtype=torch.long)
+        new_mask = torch.zeros((len(trees), width), dtype=torch.long)
+        for j, run in enumerate(runs):
+            new_ids[j, :len(run)] = torch.tensor([trees[j].tokens[node] for node in run], dtype=torch.long)
+            new_mask[j, :len(run)] = 1
+        positions = seen.sum(-1, keepdim=True) + torch.arange(width)  # numbered on, as generation does
+        seen = torch.cat([seen, new_mask], 1)
+        logits = model(input_ids=new_ids.to(device), attention_mask=seen.to(device), position_ids=positions.to(device),
+                       use_cache=True, **{cache_name(model): grown}).logits
+        for j, run in enumerate(runs):
+            if run:
+                at[j], chosen[j] = trees[j].best_option(run[-1], logits[j, len(run) - 1].float(), stops)
+
+
+STOP = -1  # the end of an answer: scored as the best of the tokenizer's stop tokens
+
+
+class Tree:
+    """One prompt's well-formed answers as a token tree: node 0 is the prompt's last token, each other node
+    a token that continues its parent; ``ends[node]`` is the answer that ends there."""
+
+    def __init__(self, root_token: int, options: list[list[int]]):
+        self.tokens = [root_token]
+        self.children: list[dict[int, int]] = [{}]
+        self.ends: dict[int, int] = {}
+        for answer, tokens in enumerate(options):
+            node = 0
+            for token in tokens:
+                if token not in self.children[node]:
+                    self.children[node][token] = len(self.tokens)
+                    self.tokens.append(token)
+                    self.children.append({})
+                node = self.children[node][token]
+            self.ends.setdefault(node, answer)  # two answers with the same tokens: the first
+
+    def options(self, node: int) -> dict[int, int | None]:
+        """The tokens that may follow ``node`` (STOP where an answer ends there) and the nodes they lead to."""
+        return {**self.children[node], **({STOP: None} if node in self.ends else {})}
+
+    def forced_run(self, node: int) -> tuple[list[int], int | None]:
+        """From ``node`` down the only way on: the nodes up to the next choice, or the answer when none is left."""
+        run = [node]
+        while len(options := self.options(run[-1])) == 1:
+            if STOP in options:
+                return [], self.ends[run[-1]]
+            run.append(next(iter(options.values())))
+        return run, None
+
+    def best_option(self, node: int, scores: torch.Tensor, stops: list[int]) -> tuple[int, int | None]:
+        """(the next node, None), or (node, the answer) where the stop scores best."""
+        options = self.options(node)
+        best = max(sorted(options), key=lambda token: scores[stops].max() if token == STOP else scores[token])
+        return (node, self.ends[node]) if best == STOP else (options[best], None)
