@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,10 +15,12 @@ from typer.testing import CliRunner
 import medtune.generate as gen
 from medtune.cli import app
 from medtune.data import bundled_path
-from medtune.evaluate.choose import STOP, Tree, choose_each
+from medtune.evaluate.choose import STOP, Tree, answer_tokens, choose_each
 from medtune.io import read_jsonl
 from medtune.tasks import get_task
 from test_generate import prompt_sensitive_model
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_label_tasks_offer_every_label_and_open_tasks_none():
@@ -48,6 +53,23 @@ def test_the_tree_walk_takes_the_best_token_at_each_choice_and_stops_where_the_s
     scores = torch.zeros(10)
     scores[3], scores[6] = 4.0, 1.0  # the second stop token scores best: the shorter answer ends there
     assert nested.best_option(nested.children[0][5], scores, stops=[2, 3]) == (nested.children[0][5], 0)
+
+
+def test_answers_are_tokenized_as_they_follow_the_prompt():
+    """A tokenizer that marks the start of a text (as SentencePiece's leading space does) encodes an answer
+    differently alone and after the prompt: the choice walks the tokens generation would write."""
+    class StartMarking:
+        def apply_chat_template(self, messages, tokenize, add_generation_prompt):
+            return "Q:" + messages[-1]["content"] + "\nA:"
+
+        def __call__(self, text, add_special_tokens):  # 0 marks the start of a text
+            encode = lambda one: [0] + [ord(c) for c in one]  # noqa: E731
+            return {"input_ids": [encode(t) for t in text] if isinstance(text, list) else encode(text)}
+
+    tokenizer, messages = StartMarking(), [{"role": "user", "content": "x"}]
+    prompt_ids = tokenizer("Q:x\nA:", add_special_tokens=False)["input_ids"]
+    assert answer_tokens(tokenizer, messages, prompt_ids, ["ab", "c"]) == [[97, 98], [99]]
+    assert answer_tokens(tokenizer, messages, [5, 6], ["ab"]) == [[0, 97, 98]]  # the prompt is not first: alone
 
 
 def well_formed_greedy(model, tokenizer, prompts, n_tokens):
@@ -125,6 +147,15 @@ def test_a_study_with_chosen_label_answers_records_it_and_refuses_to_mix(tiny_co
         assert "label_answers" not in summary  # open answers are generated
     assert "eval.label_answers: choose" in (run / "report.md").read_text()
     assert "eval.label_answers: choose" in (run / "report.html").read_text()
+    # the benchmark answers the run's label items both ways with each stage's model
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "choose.py"), "--run", str(run)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    bench = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [(r["task"], r["stage"]) for r in bench["rows"]] == [("numeric_classification", stage)
+                                                                for stage in ("base", "sft", "dpo")]
+    assert bench["precision"] == "fp32" and bench["choose_s"] > 0 and 0 <= bench["agree"] <= bench["well_formed"]
+    assert all(r["batch_agree"] == r["items"] == 10 for r in bench["rows"])  # fp32 generation: batch-invariant
     config["eval"]["label_answers"] = "generate"
     tiny_config.write_text(yaml.safe_dump(config))
     result = runner.invoke(app, ["eval", "--task", "numeric_classification", "--config", str(tiny_config)])

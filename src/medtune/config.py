@@ -180,7 +180,7 @@ class EvalSettings(Strict):
         "generate", description="how the label tasks are answered. generate: free text, read by the task's parser "
         "(as the study of Savage et al.; an answer no label can be read from is wrong). choose: among the task's "
         "well-formed answers, the one greedy decoding prefers: the generated answer wherever that is well-formed, "
-        "a label where it would not be; 1.3-1.4x faster (docs/performance.md)")
+        "a label where it would not be; 1.2-1.5x faster (docs/performance.md)")
     grader: Literal["builtin", "llm"] = Field("builtin", description="summary grader: built-in rubric or LLM judge")
     judge: JudgeSettings = JudgeSettings()
 

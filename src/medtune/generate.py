@@ -48,12 +48,12 @@ from .progress import progress
 from .train.shared_trunk import SharedTrunk, decoder_layers
 
 
+def prompt_text(tokenizer, messages: list[dict]) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
 def encode_prompts(tokenizer, prompts: list[list[dict]]) -> list[list[int]]:
-    ids = []
-    for messages in prompts:
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        ids.append(tokenizer(text, add_special_tokens=False)["input_ids"])
-    return ids
+    return [tokenizer(prompt_text(tokenizer, messages), add_special_tokens=False)["input_ids"] for messages in prompts]
 
 
 def stop_token_ids(tokenizer) -> list[int]:

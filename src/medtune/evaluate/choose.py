@@ -10,7 +10,7 @@ the highest-scoring token among those the remaining answers continue with, then 
 So wherever greedy generation writes a well-formed answer, the choice is that answer (at each step the
 token generation picked is among the allowed ones, so it is also their best). Where generation would
 chatter or misspell, the choice is still a label: a parse failure becomes a guess, which scores higher
-than generation does for a model that does not follow the format (docs/evaluation.md).
+than generation does for a model that does not follow the format (docs/performance.md).
 
 The prompts go through the same shared-prefix and chunked-prefill path as generation (generate.py).
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache
 
-from ..generate import (PREFILL_CHUNKS, cache_name, encode_prompts, left_pad, prefilled, prefix_cache,
+from ..generate import (PREFILL_CHUNKS, cache_name, encode_prompts, left_pad, prefilled, prefix_cache, prompt_text,
                         prompts_cache, shared_prefix_length, shared_trunk, stop_token_ids)
 from ..models import generation_copy
 from ..progress import progress
@@ -37,9 +37,9 @@ def choose_each(models: list, tokenizer, prompts: list[list[dict]], answers: lis
     models = [generation_copy(model) for model in models]
     device = next(models[0].parameters()).device
     encoded = encode_prompts(tokenizer, prompts)
+    options = [answer_tokens(tokenizer, prompt, ids, texts) for prompt, ids, texts in zip(prompts, encoded, answers)]
     n_prefix = shared_prefix_length(encoded)
     prefix, encoded = encoded[0][:n_prefix], [seq[n_prefix:] for seq in encoded]
-    options = [answer_tokens(tokenizer, texts) for texts in answers]
     stops = stop_token_ids(tokenizer)
     trunk = shared_trunk(models)
     caches = prefilled(models, trunk, lambda k, model: prefix_cache(model, prefix, device))
@@ -60,9 +60,17 @@ def choose_each(models: list, tokenizer, prompts: list[list[dict]], answers: lis
     return results
 
 
-def answer_tokens(tokenizer, texts: list[str]) -> list[list[int]]:
-    """Each answer's tokens as they follow the generation prompt (the stop token is added by the scoring)."""
-    return [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+def answer_tokens(tokenizer, messages: list[dict], prompt_ids: list[int], texts: list[str]) -> list[list[int]]:
+    """Each answer's tokens as they follow the generation prompt: the prompt and the answer encoded together,
+    the prompt's tokens taken off (a tokenizer may encode the start of a text differently on its own, e.g.
+    SentencePiece's leading space); on its own where the prompt's tokens do not come first."""
+    text = prompt_text(tokenizer, messages)
+    out = []
+    encoded = tokenizer([text + answer for answer in texts], add_special_tokens=False)["input_ids"]
+    for answer, together in zip(texts, encoded):
+        fits = together[:len(prompt_ids)] == prompt_ids and len(together) > len(prompt_ids)
+        out.append(together[len(prompt_ids):] if fits else tokenizer(answer, add_special_tokens=False)["input_ids"])
+    return out
 
 
 def choose_chunk(model, cache, ids: torch.Tensor, mask: torch.Tensor, trees: list[Tree], stops: list[int],

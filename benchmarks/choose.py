@@ -1,0 +1,73 @@
+"""eval.label_answers: choose against generate, on the models of a finished study, side by side.
+
+    make demo   # or any finished study
+    .venv/bin/python benchmarks/choose.py --run runs/demo [--precision fp32]
+
+For each label task and stage (base, SFT, DPO) of the run: both ways of answering its test items, one
+after the other in this process, with the run's batch size. Prints the seconds of each and their ratio,
+and the agreement where it is defined: on the items where generation wrote a well-formed answer,
+choosing must give that answer (exactly so in fp32; in bf16 a near-tie may round the other way, as it does
+between two batch sizes of generation, which the last column measures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, required=True, help="a finished study's run directory")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    args = parser.parse_args()
+    from medtune.config import load_config
+    from medtune.evaluate.predict import predict
+    from medtune.models import load_model, precision_name, resolve_compute
+    from medtune.progress import quiet_libraries
+    from medtune.study import model_ref, stage_data
+    from medtune.tasks import get_task
+
+    quiet_libraries()
+    cfg = load_config(args.run / "config.yaml").model_copy(update={"run_dir": args.run})  # wherever it lies now
+    device = resolve_compute(cfg.device, args.precision)
+    batch = cfg.eval.batch_size
+    rows, totals = [], {"generate_s": 0.0, "choose_s": 0.0, "well_formed": 0, "agree": 0, "batch_agree": 0}
+    for name in cfg.tasks:
+        task = get_task(name)
+        if task.labels is None:
+            continue
+        examples = stage_data(cfg, task)["test"]
+        for stage in ("base", "sft", "dpo"):
+            model, tokenizer, _ = load_model(model_ref(cfg, task, stage), device)
+            start = time.perf_counter()
+            generated = predict(model, tokenizer, task, examples, batch, None)
+            generate_s = time.perf_counter() - start
+            start = time.perf_counter()
+            chosen = predict(model, tokenizer, task, examples, batch, None, label_answers="choose")
+            choose_s = time.perf_counter() - start
+            smaller = predict(model, tokenizer, task, examples, max(1, batch // 8), None)  # rounding's own spread
+            formed = [i for i, (ex, row) in enumerate(zip(examples, generated)) if row["output"] in task.answers(ex)]
+            row = {"task": name, "stage": stage, "generate_s": generate_s, "choose_s": choose_s,
+                   "well_formed": len(formed),
+                   "agree": sum(chosen[i]["output"] == generated[i]["output"] for i in formed),
+                   "batch_agree": sum(a["output"] == b["output"] for a, b in zip(generated, smaller)),
+                   "items": len(examples)}
+            rows.append(row)
+            for key in totals:
+                totals[key] += row[key]
+            print(f"{name:24} {stage:4}  generate {generate_s:5.2f} s  choose {choose_s:5.2f} s  "
+                  f"({generate_s / choose_s:.2f}x)  well-formed {row['well_formed']:3}/{len(examples)}, "
+                  f"chosen alike {row['agree']:3}; generation at batch {max(1, batch // 8)} alike "
+                  f"{row['batch_agree']}/{len(examples)}", flush=True)
+            del model
+    print(f"all: generate {totals['generate_s']:.1f} s, choose {totals['choose_s']:.1f} s "
+          f"({totals['generate_s'] / totals['choose_s']:.2f}x); chosen alike {totals['agree']}/{totals['well_formed']} "
+          f"well-formed; precision {precision_name(device)}")
+    print(json.dumps({"precision": precision_name(device), "rows": rows, **totals}))
+
+
+if __name__ == "__main__":
+    main()
