@@ -54,10 +54,9 @@ def kept_share(update: torch.Tensor, before: torch.Tensor, after: torch.Tensor) 
     return float((moved * update).sum() / (update * update).sum())
 
 
-def test_a_small_adapter_update_survives_a_bf16_evaluation(tiny_model, tmp_path):
-    """Two quick DPO steps change the weights by ~2e-4 of their size, under bf16's rounding step (~4e-3). Merged
-    into bf16 weights, 14-17% of such an update was left on the embedded model; merged into the CPU's fp32
-    weights and then copied to bf16, 95-97% (in expectation: each weight rounds up or down)."""
+def small_update_adapter(tiny_model, tmp_path):
+    """A saved LoRA stage on the tiny model whose update is 2e-4 of the weights' size, as two quick DPO steps';
+    returns its folder and each adapted weight's update."""
     from peft import LoraConfig, get_peft_model
 
     base, _, _ = load_model(tiny_model, "cpu")
@@ -73,6 +72,14 @@ def test_a_small_adapter_update_survives_a_bf16_evaluation(tiny_model, tmp_path)
     save_model_info(folder, "lora", str(tiny_model), str(tiny_model), parent_is_stage=False)
     deltas = {name.replace("base_model.model.", ""): module.get_delta_weight("default").detach()
               for name, module in layers.items()}
+    return folder, deltas
+
+
+def test_a_small_adapter_update_survives_a_bf16_evaluation(tiny_model, tmp_path):
+    """Two quick DPO steps change the weights by ~2e-4 of their size, under bf16's rounding step (~4e-3). Merged
+    into bf16 weights, 14-17% of such an update was left on the embedded model; merged into the CPU's fp32
+    weights and then copied to bf16, 95-97% (in expectation: each weight rounds up or down)."""
+    folder, deltas = small_update_adapter(tiny_model, tmp_path)
     original, _, _ = load_model(tiny_model, "cpu")
     use_precision("bf16")
     merged, _, _ = load_model(folder, "cpu")
@@ -85,6 +92,30 @@ def test_a_small_adapter_update_survives_a_bf16_evaluation(tiny_model, tmp_path)
     # merged into bf16 weights instead, the same update mostly rounds away: the regime the test is about
     into_bf16 = torch.cat([(start[f"{n}.weight"] + d.bfloat16()).flatten() for n, d in deltas.items()])
     assert kept_share(update, before, into_bf16) < 0.5
+
+
+def test_a_device_holding_bf16_weights_merges_adapters_in_fp32(tiny_model, tmp_path, monkeypatch):
+    """A GPU holds its weights in bf16 (``dtype_for``). Loading a stage there merges the adapter into fp32
+    weights and rounds the sum once, so the small update survives as on a CPU; the trained model is not
+    handed on in memory, where its adapters would be merged into the bf16 weights."""
+    import medtune.models as models
+    import medtune.study as study
+
+    folder, deltas = small_update_adapter(tiny_model, tmp_path)
+    original, _, _ = load_model(tiny_model, "cpu")
+    monkeypatch.setattr(models, "dtype_for", lambda device: torch.bfloat16)  # the CPU stands in for a GPU
+    monkeypatch.setattr(study, "dtype_for", models.dtype_for)
+    merged, _, _ = load_model(folder, "cpu")
+    assert merged.dtype == torch.bfloat16
+    loaded = dict(merged.named_parameters())
+    start = {name: p.detach().bfloat16() for name, p in original.named_parameters()}
+    update = torch.cat([d.flatten() for d in deltas.values()])
+    before = torch.cat([start[f"{name}.weight"].flatten() for name in deltas])
+    after = torch.cat([loaded[f"{name}.weight"].detach().flatten() for name in deltas])
+    assert kept_share(update, before, after) > 0.8
+    study.release_held()
+    study.hand_on(folder, merged, None, "lora")
+    assert not study._held  # the next stage loads the folder
 
 
 def test_a_bf16_study_records_its_number_format(tiny_config):

@@ -68,8 +68,8 @@ def compute_dtype(device: str) -> torch.dtype:
 
 
 def dtype_for(device: str) -> torch.dtype:
-    """The number format the weights are held in. A GPU holds them in the compute format. A CPU holds fp32
-    weights whatever it computes in: training then runs under autocast, merging an adapter adds its small
+    """The number format the weights are held in. A GPU holds them in the compute format (adapters are merged
+    in fp32 first, ``load_model``). A CPU holds fp32 weights whatever it computes in: training then runs under autocast, merging an adapter adds its small
     update to fp32 weights (into bf16 weights two DPO steps' updates mostly round away), and generation
     works on a copy in the compute format (``generation_copy``)."""
     return compute_dtype(device) if device == "cuda" else torch.float32
@@ -150,33 +150,40 @@ def quantization_config(device: str):
                               bnb_4bit_compute_dtype=dtype_for(device))
 
 
-def load_base(path: str, device: str, quantized: bool = False):
+def load_base(path: str, device: str, quantized: bool = False, dtype: torch.dtype | None = None):
     from transformers import AutoModelForCausalLM
 
     # bitsandbytes quantises while loading, onto the device it is given
     extra = {"quantization_config": quantization_config(device), "device_map": {"": device}} if quantized else {}
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype_for(device), **extra)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or dtype_for(device), **extra)
     except OSError as exc:
         raise MedtuneError(f"cannot load model {path!r}: {exc}") from None
     return model if quantized else model.to(device)
 
 
-def load_model(model_ref: str | Path, device: str):
-    """Load a base model (name/path) or a saved stage's ``model/`` folder, adapters merged."""
+def load_model(model_ref: str | Path, device: str, dtype: torch.dtype | None = None):
+    """Load a base model (name/path) or a saved stage's ``model/`` folder, adapters merged; its weights in
+    ``dtype`` (default: what ``device`` holds, ``dtype_for``).
+
+    Adapters are merged into fp32 weights and the sum rounded once to ``dtype``. Added to bf16 weights (a GPU's),
+    an update as small as two quick DPO steps' mostly rounded away (docs/performance.md). Where ``dtype`` is
+    not fp32 the chain is therefore loaded and merged on the CPU in fp32 (so the GPU never holds the fp32
+    copy) and then moved."""
+    dtype = dtype or dtype_for(device)
     folder = Path(model_ref)
     if folder.is_dir() and (folder / MODEL_INFO).is_file():
         info = read_json(folder / MODEL_INFO)
         if info["kind"] == "full":
-            return load_base(str(folder), device), load_tokenizer(str(folder)), info
+            return load_base(str(folder), device, dtype=dtype), load_tokenizer(str(folder)), info
         parent = (folder / info["parent"]).resolve() if info.get("parent_is_stage") else info["parent"]
-        model, tokenizer, _ = load_model(parent, device)
+        model, tokenizer, _ = load_model(parent, device if dtype == torch.float32 else "cpu", torch.float32)
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
-        return model, tokenizer, info
+        return model.to(device=device, dtype=dtype), tokenizer, info
     path = resolve_base(str(model_ref))
-    return load_base(path, device), load_tokenizer(path), {"kind": "base", "base": str(model_ref)}
+    return load_base(path, device, dtype=dtype), load_tokenizer(path), {"kind": "base", "base": str(model_ref)}
 
 
 def as_loaded(trained):

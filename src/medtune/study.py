@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
+import torch
 import yaml
 
 from . import __version__
@@ -32,8 +33,8 @@ from .evaluate.metrics import label_breakdown, stage_metrics
 from .evaluate.predict import predict_each
 from .evaluate.stats import compare_stages, verdict
 from .io import read_json, read_jsonl, write_json, write_jsonl, write_text
-from .models import (MODEL_INFO, as_loaded, load_model, load_quantized, load_tokenizer, quantization_config,
-                     precision_name, resolve_base, resolve_compute)
+from .models import (MODEL_INFO, as_loaded, dtype_for, load_model, load_quantized, load_tokenizer,
+                     quantization_config, precision_name, resolve_base, resolve_compute)
 from .progress import console
 from .tasks import get_task
 from .tasks.common import Task
@@ -95,8 +96,11 @@ def hold(ref: str | Path, loaded: tuple, trained: bool = False) -> None:
 
 def hand_on(folder: Path, trained, tokenizer, method: str) -> None:
     """Hold the model a training stage saved in ``folder`` for the next stage. Not for QLoRA: its saved
-    stage loads with full-precision weights, not the 4-bit ones it trained on."""
-    if method != "qlora":
+    stage loads with full-precision weights, not the 4-bit ones it trained on. Nor where the device holds
+    weights below fp32 (a GPU's bf16): merged in memory, the adapters would be added to those; loading the
+    folder merges them in fp32 (``load_model``)."""
+    device = next(trained.parameters()).device.type
+    if method != "qlora" and dtype_for(device) == torch.float32:
         hold(folder, (trained, tokenizer, read_json(folder / MODEL_INFO)), trained=True)
 
 
