@@ -46,6 +46,9 @@ def test_generation_copy_is_bf16_and_leaves_the_model_as_it_was(tiny_model):
     assert copy is not model and copy.dtype == torch.bfloat16
     assert model.dtype == torch.float32
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    # every weight is the model's rounded to bf16, and the tied LM head is still the embedding
+    assert all(torch.equal(v, before[k].to(torch.bfloat16)) for k, v in copy.state_dict().items())
+    assert copy.get_output_embeddings().weight is copy.get_input_embeddings().weight
 
 
 def kept_share(update: torch.Tensor, before: torch.Tensor, after: torch.Tensor) -> float:

@@ -95,13 +95,17 @@ def generation_copy(model):
     collapse guard answers prompts with it) leaves the trainers' forwards behind (accelerate's autocast,
     TRL's fused LM head): the copy computes in bf16 throughout, as a GPU's bf16 model does."""
     device = next(model.parameters()).device.type
-    if device != "cpu" or model.dtype != torch.float32 or compute_dtype(device) == torch.float32:
+    dtype = compute_dtype(device)
+    if device != "cpu" or model.dtype != torch.float32 or dtype == torch.float32:
         return model
-    copied = copy.deepcopy(model)
+    # each parameter is copied straight into the compute format (the deep copy finds it in the memo): copying
+    # the fp32 weights and then converting them took 0.3-0.6 s for the embedded model, this 0.04-0.07 s
+    converted = {id(p): torch.nn.Parameter(p.detach().to(dtype), requires_grad=False) for p in model.parameters()}
+    copied = copy.deepcopy(model, converted)
     for module in copied.modules():
         for name in ("forward", "_original_forward"):
             module.__dict__.pop(name, None)
-    return copied.to(compute_dtype(device))
+    return copied.to(dtype)  # the buffers
 
 
 def resolve_base(name: str) -> str:
