@@ -69,9 +69,10 @@ def compute_dtype(device: str) -> torch.dtype:
 
 def dtype_for(device: str) -> torch.dtype:
     """The number format the weights are held in. A GPU holds them in the compute format (adapters are merged
-    in fp32 first, ``load_model``). A CPU holds fp32 weights whatever it computes in: training then runs under autocast, merging an adapter adds its small
-    update to fp32 weights (into bf16 weights two DPO steps' updates mostly round away), and generation
-    works on a copy in the compute format (``generation_copy``)."""
+    in fp32 first, ``load_model``). A CPU holds fp32 weights whatever it computes in: training then runs
+    under autocast, merging an adapter adds its small update to fp32 weights (into bf16 weights two DPO
+    steps' updates mostly round away), and generation works on a copy in the compute format
+    (``generation_copy``)."""
     return compute_dtype(device) if device == "cuda" else torch.float32
 
 

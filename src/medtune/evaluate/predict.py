@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ..generate import generate_each
-from .choose import choose_each
 from ..tasks.common import Task
+from .choose import choose_each
 
 
 def predict(model, tokenizer, task: Task, examples: list[dict], batch_size: int,
