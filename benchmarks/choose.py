@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -27,18 +28,24 @@ def main() -> None:
     from medtune.evaluate.predict import predict
     from medtune.models import load_model, precision_name, resolve_compute
     from medtune.progress import quiet_libraries
-    from medtune.study import model_ref, stage_data
+    from medtune.study import is_trained, model_ref, stage_data
     from medtune.tasks import get_task
 
     quiet_libraries()
+    if not (args.run / "config.yaml").is_file():
+        sys.exit(f"{args.run}: not a study's run directory (no config.yaml)")
     cfg = load_config(args.run / "config.yaml").model_copy(update={"run_dir": args.run})  # wherever it lies now
+    labelled = [name for name in cfg.tasks if get_task(name).labels is not None]
+    missing = [f"{name}/{stage}" for name in labelled for stage in ("sft", "dpo")
+               if not is_trained(cfg, get_task(name), stage)]
+    if not labelled or missing:
+        sys.exit(f"{args.run}: needs a finished study with a label task; "
+                 f"{'no label task' if not labelled else 'not trained: ' + ', '.join(missing)}")
     device = resolve_compute(cfg.device, args.precision)
     batch = cfg.eval.batch_size
     rows, totals = [], {"generate_s": 0.0, "choose_s": 0.0, "well_formed": 0, "agree": 0, "batch_agree": 0}
-    for name in cfg.tasks:
+    for name in labelled:
         task = get_task(name)
-        if task.labels is None:
-            continue
         examples = stage_data(cfg, task)["test"]
         for stage in ("base", "sft", "dpo"):
             model, tokenizer, _ = load_model(model_ref(cfg, task, stage), device)
