@@ -235,6 +235,37 @@ def prefilled(models: list, trunk: SharedTrunk | None, compute) -> list:
     return results
 
 
+class Prompts:
+    """Prompts made ready for several models to answer: each model's generation copy, the prompts encoded,
+    their shared prefix run once per model (its KV cache; the layers the models share once for all), and the
+    order by length, longest first. ``prefill`` computes a chunk of them on top of the prefix."""
+
+    def __init__(self, models: list, tokenizer, prompts: list[list[dict]]):
+        for model in models:
+            model.eval()
+        self.models = [generation_copy(model) for model in models]
+        self.device = next(self.models[0].parameters()).device
+        self.pad_id = tokenizer.pad_token_id
+        self.encoded = encode_prompts(tokenizer, prompts)  # whole prompts
+        self.n_prefix = shared_prefix_length(self.encoded)
+        self.prefix = self.encoded[0][:self.n_prefix]
+        self.own = [seq[self.n_prefix:] for seq in self.encoded]  # each prompt after the shared prefix
+        self.trunk = shared_trunk(self.models)
+        self.caches = prefilled(self.models, self.trunk, lambda k, model: prefix_cache(model, self.prefix, self.device))
+        self.order = sorted(range(len(self.own)), key=lambda i: -len(self.own[i]))
+
+    def padded(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prefix, then ``rows`` (prompts' own parts) left-padded, and the mask."""
+        return left_pad(rows, self.pad_id, self.prefix)
+
+    def prefill(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor, list]:
+        """Prompts ``idx`` padded (ids, mask) and each model's ``prompts_cache`` of them."""
+        ids, mask = self.padded([self.own[i] for i in idx])
+        computed = prefilled(self.models, self.trunk,
+                             lambda k, model: prompts_cache(model, self.caches[k], ids, mask, self.n_prefix))
+        return ids, mask, computed
+
+
 @torch.inference_mode()
 def generate(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int, batch_size: int = 16,
              do_sample: bool = False, temperature: float = 1.0, num_samples: int = 1,
@@ -254,16 +285,7 @@ def generate_each(models: list, tokenizer, prompts: list[list[dict]], max_new_to
         raise ValueError("generate_each samples with one model at a time")
     if not prompts:
         return [[] for _ in models]
-    for model in models:
-        model.eval()
-    models = [generation_copy(model) for model in models]
-    device = next(models[0].parameters()).device
-    encoded = encode_prompts(tokenizer, prompts)
-    n_prefix = shared_prefix_length(encoded)
-    prefix, encoded = encoded[0][:n_prefix], [seq[n_prefix:] for seq in encoded]
-    trunk = shared_trunk(models)
-    caches = prefilled(models, trunk, lambda k, model: prefix_cache(model, prefix, device))
-    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+    ready = Prompts(models, tokenizer, prompts)
     results: list[list[list[str]]] = [[[] for _ in prompts] for _ in models]
     stop_ids = stop_token_ids(tokenizer)
     if do_sample:
@@ -274,25 +296,22 @@ def generate_each(models: list, tokenizer, prompts: list[list[dict]], max_new_to
     prompts_per_chunk = max(1, batch_size // PREFILL_CHUNKS)
     with progress(enabled=desc is not None) as bar:
         task = bar.add_task(desc or "", total=len(prompts) * len(models), info="")
-        for idx in batches(order, prompts_per_batch):
+        for idx in batches(ready.order, prompts_per_batch):
             chunks: list[list] = [[] for _ in models]  # per model, one prompts_cache per chunk of the batch
             for c in range(0, len(idx), prompts_per_chunk):
-                ids, mask = left_pad([encoded[i] for i in idx[c:c + prompts_per_chunk]], tokenizer.pad_token_id, prefix)
-                computed = prefilled(models, trunk, lambda k, model: prompts_cache(model, caches[k], ids, mask, n_prefix))
-                for k, chunk in enumerate(computed):
+                for k, chunk in enumerate(ready.prefill(idx[c:c + prompts_per_chunk])[2]):
                     chunks[k].append(chunk)
             # each prompt repeated num_samples times (generate's num_return_sequences would not repeat the cache)
-            rows = [encoded[i] for i in idx for _ in range(num_samples)]
-            input_ids, mask = left_pad(rows, tokenizer.pad_token_id, prefix)
+            input_ids, mask = ready.padded([ready.own[i] for i in idx for _ in range(num_samples)])
             kwargs = dict(max_new_tokens=max_new_tokens, eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id,
                           disable_compile=True)  # batches differ in shape: compiling each would cost more
             if do_sample:
                 kwargs.update(do_sample=True, temperature=max(temperature, 1e-5), top_k=0, top_p=1.0)
             else:
                 kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-            for k, model in enumerate(models):  # one model's batch cache at a time
-                past = batch_cache(model, chunks[k], n_prefix, num_samples, input_ids.shape[1] + max_new_tokens)
-                out = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+            for k, model in enumerate(ready.models):  # one model's batch cache at a time
+                past = batch_cache(model, chunks[k], ready.n_prefix, num_samples, input_ids.shape[1] + max_new_tokens)
+                out = model.generate(input_ids=input_ids.to(ready.device), attention_mask=mask.to(ready.device),
                                      **{cache_name(model): past}, **kwargs)
                 texts = tokenizer.batch_decode(out[:, input_ids.shape[1]:], skip_special_tokens=True)
                 for j, i in enumerate(idx):

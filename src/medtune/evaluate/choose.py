@@ -20,9 +20,7 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache
 
-from ..generate import (PREFILL_CHUNKS, cache_name, encode_prompts, left_pad, prefilled, prefix_cache, prompt_text,
-                        prompts_cache, shared_prefix_length, shared_trunk, stop_token_ids)
-from ..models import generation_copy
+from ..generate import PREFILL_CHUNKS, Prompts, cache_name, prompt_text, stop_token_ids
 from ..progress import progress
 
 
@@ -32,29 +30,20 @@ def choose_each(models: list, tokenizer, prompts: list[list[dict]], answers: lis
     """Each model's choice among ``answers[i]`` for prompt ``i``, [model][prompt]."""
     if not prompts:
         return [[] for _ in models]
-    for model in models:
-        model.eval()
-    models = [generation_copy(model) for model in models]
-    device = next(models[0].parameters()).device
-    encoded = encode_prompts(tokenizer, prompts)
-    options = [answer_tokens(tokenizer, prompt, ids, texts) for prompt, ids, texts in zip(prompts, encoded, answers)]
-    n_prefix = shared_prefix_length(encoded)
-    prefix, encoded = encoded[0][:n_prefix], [seq[n_prefix:] for seq in encoded]
+    ready = Prompts(models, tokenizer, prompts)
+    options = [answer_tokens(tokenizer, prompt, ids, texts)
+               for prompt, ids, texts in zip(prompts, ready.encoded, answers)]
     stops = stop_token_ids(tokenizer)
-    trunk = shared_trunk(models)
-    caches = prefilled(models, trunk, lambda k, model: prefix_cache(model, prefix, device))
-    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
     chunk_size = max(1, batch_size // PREFILL_CHUNKS)  # prompts computed together, as generation's chunks
     results: list[list[str]] = [[""] * len(prompts) for _ in models]
     with progress(enabled=desc is not None) as bar:
         task = bar.add_task(desc or "", total=len(prompts) * len(models), info="")
-        for start in range(0, len(order), chunk_size):
-            idx = order[start:start + chunk_size]
-            ids, mask = left_pad([encoded[i] for i in idx], tokenizer.pad_token_id, prefix)
-            computed = prefilled(models, trunk, lambda k, model: prompts_cache(model, caches[k], ids, mask, n_prefix))
+        for start in range(0, len(ready.order), chunk_size):
+            idx = ready.order[start:start + chunk_size]
+            ids, mask, computed = ready.prefill(idx)
             trees = [Tree(int(ids[j, -1]), options[i]) for j, i in enumerate(idx)]
-            for k, model in enumerate(models):
-                for j, answer in enumerate(choose_chunk(model, computed[k], ids, mask, trees, stops, device)):
+            for k, model in enumerate(ready.models):
+                for j, answer in enumerate(choose_chunk(model, computed[k], ids, mask, trees, stops, ready.device)):
                     results[k][idx[j]] = answers[idx[j]][answer]
                 bar.advance(task, len(idx))
     return results
