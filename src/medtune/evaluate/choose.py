@@ -1,11 +1,12 @@
 """Answering a label task by choosing among its well-formed answers (``eval.label_answers: choose``).
 
 Generation decodes a label task's answer token by token until the model stops, and a model that
-chatters runs to ``max_new_tokens``; each decoding step reads every weight. Here every well-formed
-answer of an item (each label, or each personnel and urgency pair for triage) is appended to the prompt,
-and one forward pass over all of them gives the model's next-token scores along each. The answer is the
-one greedy decoding would follow if it could only write well-formed answers: from the first token on,
-the highest-scoring token among those the remaining answers continue with, then the stop token.
+chatters runs to ``max_new_tokens``; each decoding step reads every weight. Here an item's well-formed
+answers (each label, or each personnel and urgency pair for triage) form a token tree under its prompt,
+and the answer is the one greedy decoding would follow if it could only write well-formed answers: from
+the first token on, the highest-scoring token among those the remaining answers continue with, then the
+stop token. Only the tokens up to each choice are computed, in one or two forward rounds for the label
+tasks (``choose_chunk``).
 
 So wherever greedy generation writes a well-formed answer, the choice is that answer (at each step the
 token generation picked is among the allowed ones, so it is also their best). Where generation would

@@ -199,10 +199,13 @@ def dpo_health(t: dict) -> str:
     return text
 
 
+def all_stages(results: dict) -> list[dict]:
+    return [s for t in results["tasks"].values() for s in t["stages"].values()]
+
+
 def label_answers_note(results: dict) -> str:
     """A sentence for runs whose label tasks chose their answers ('' where they generated them)."""
-    stages = [s for t in results["tasks"].values() for s in t["stages"].values()]
-    if not any(s.get("label_answers") == "choose" for s in stages):
+    if not any(s.get("label_answers") == "choose" for s in all_stages(results)):
         return ""
     return ("The label tasks' answers were chosen among each item's well-formed answers (eval.label_answers: "
             "choose), not generated: a model that does not keep to the answer format still gives a label.")
@@ -210,7 +213,7 @@ def label_answers_note(results: dict) -> str:
 
 def number_formats(results: dict) -> str:
     """Which formats the matmuls ran in, for evaluation and for training ('' for runs older than the record)."""
-    stages = [s for t in results["tasks"].values() for s in t["stages"].values()]
+    stages = all_stages(results)
     parts = []
     for what, seen in (("evaluation", {s.get("precision") for s in stages if "metrics" in s}),
                        ("training", {s.get("training", {}).get("precision") for s in stages if "training" in s})):

@@ -38,7 +38,7 @@ from ..evaluate.metrics import head_keys
 from ..evaluate.predict import predict
 from ..evaluate.stats import mcnemar_exact
 from ..io import atomic_dir, read_json, write_json
-from ..models import lora_config, save_model_info
+from ..models import lora_config, precision_name, save_model_info
 from ..progress import console, progress
 from ..tasks.common import Task
 from .common import (RichProgress, clean_checkpoints, common_args, compact_lm_head_everywhere,
@@ -468,7 +468,7 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
     summary = {"train_runtime_s": result.metrics.get("train_runtime"), "steps": trainer.state.global_step,
                "pairs": len(train_pairs), "heldout_pairs": len(heldout), "length_filter": fit,
                "loss_type": settings.loss_type, "beta": settings.beta, "shared_prompt_batches": trainer.batch_counts(),
-               "precision": "bf16" if trainer.args.bf16 else "fp32",
+               "precision": precision_name(device),
                "reference_precomputed": precomputed,
                "final_loss": result.metrics.get("train_loss"),
                "final_reward_accuracy": last_logged(history, "rewards/accuracies"),

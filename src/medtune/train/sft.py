@@ -17,7 +17,7 @@ from transformers import PrinterCallback
 
 from ..errors import MedtuneError
 from ..io import atomic_dir, write_json
-from ..models import lora_config, save_model_info
+from ..models import lora_config, precision_name, save_model_info
 from ..tasks.common import Task
 from .common import (RichProgress, clean_checkpoints, common_args, compact_lm_head_everywhere,
                      frozen_weights_in_compute_format, fused_lora_everywhere, last_checkpoint)
@@ -71,7 +71,7 @@ def train_sft(model, tokenizer, base: str, task: Task, examples: list[dict], set
         save_model_info(tmp, settings.method, base, base, parent_is_stage=False)
     summary = {"train_runtime_s": result.metrics.get("train_runtime"), "steps": trainer.state.global_step,
                "examples": len(examples), "final_loss": result.metrics.get("train_loss"),
-               "precision": "bf16" if args.bf16 else "fp32",
+               "precision": precision_name(device),
                "shared_prefix_batches": trainer.batch_counts(),
                "log_history": trainer.state.log_history}
     write_json(out_dir / "train_log.json", summary)
