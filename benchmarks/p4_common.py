@@ -17,7 +17,7 @@ def setup():
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     # training seed (LoRA init, data order); default: each tool's own (medtune 0, TRL 42)
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--task", default="numeric_classification")
+    parser.add_argument("--task", default="text_classification")
     args = parser.parse_args()
     quiet_libraries()
     task = get_task(args.task)

@@ -1,4 +1,4 @@
-"""p4, medtune's side: SFT then DPO on one task (numeric_classification unless --task) with the quick
+"""p4, medtune's side: SFT then DPO on one task (text_classification unless --task) with the quick
 preset's settings.
 
 Prints {"train_s", "model_dir"}; train_s runs from the first trainer to the saved DPO model,

@@ -23,6 +23,13 @@ def test_benchmark_harness_smoke(tiny_model):
     # the peak is the higher of the two measurements bracketing the SFT it divides
     assert results["p5_matmul_peak_gflops"] == max(results["p5_matmul_gflops_before"],
                                                    results["p5_matmul_gflops_after"])
+    # where SFT computes in bf16 (a CPU with bf16 in hardware), the same SFT pinned to fp32 against the fp32 peak
+    if results["p5_precision"] == "fp32":
+        assert "p5_fp32_sft_mfu" not in results
+    else:
+        assert results["p5_fp32_precision"] == "fp32" and results["p5_fp32_sft"]["flops_per_step"] > 0
+        assert results["p5_fp32_matmul_peak_gflops"] == max(results["p5_fp32_matmul_gflops_before"],
+                                                            results["p5_fp32_matmul_gflops_after"])
     assert results["p4_vs_trl_speedup"] > 0 and 0 <= results["p4_metric_medtune"] <= 1
     assert results["p4_metric_difference"] == results["p4_metric_medtune"] - results["p4_metric_trl"]
     assert results["p4_metric_ci_low"] <= results["p4_metric_difference"] <= results["p4_metric_ci_high"]
