@@ -1,6 +1,6 @@
 """medtune's performance benchmarks, each a ratio measured side by side in one run.
 
-    make bench                                   # p1-p5 on the embedded model (20-30 min on 2 cores)
+    make bench                                   # p1-p5 on the embedded model (13 min on 2 cores in bf16, 30-40 in fp32)
     .venv/bin/python benchmarks/run_all.py --only p2,p5 [--model PATH] [--smoke] [--device cuda]
 
 Writes benchmarks/results.json (with --device cuda: its "gpu" section) and the
