@@ -1,6 +1,6 @@
 """medtune's performance benchmarks, each a ratio measured side by side in one run.
 
-    make bench                                   # p1-p5 on the embedded model (13 min on 2 cores in bf16, 30-40 in fp32)
+    make bench                                   # p1-p5 and p4learn, embedded model (~31 min on 2 cores in bf16, 65-80 in fp32)
     .venv/bin/python benchmarks/run_all.py --only p2,p5 [--model PATH] [--smoke] [--device cuda]
 
 Writes benchmarks/results.json (with --device cuda: its "gpu" section) and the
@@ -13,10 +13,10 @@ p2  medtune evaluation vs a plain per-example model.generate loop (goal >= 8x), 
     ceiling on this machine: the plain loop's time over the prompts' decoder FLOPs at the matmul peak;
     also eval.label_answers: choose against the same loop (p2_choose_*)
 p3  DPO vs SFT: peak memory and time per pair / per example (goals <= 1.2 and <= 2.0)
-p4  medtune SFT+DPO vs plain TRL with its defaults, same steps and data (goal >= 1.5x, metric not worse)
-    (text_classification, 40 + 4 steps of 4: both recipes answer beyond chance)
-p4learn  p4 at a budget where the recipes learn the task well (80 + 8 steps of 8; 15-60 min on 2 cores;
-         only with --only p4learn)
+p4  medtune SFT+DPO vs plain TRL with its defaults, same steps and data (goal >= 1.5x), with both metrics
+    (text_classification, 40 + 4 steps of 4: both recipes barely past chance)
+p4learn  p4 at a budget where the recipes learn the task well (80 + 8 steps of 8; 15-60 min on 2 cores):
+         goals >= 1.5x and metric not worse
 p5  SFT achieved FLOP rate / measured matmul peak in the format SFT computes in (precision auto: bf16 on a
     GPU and on a CPU with bf16 in hardware, fp32 on other CPUs) (goal >= 0.5 on CPU); on a CPU with bf16
     in hardware also p5_fp32: the same SFT with precision: fp32 against the fp32 peak, as the issue first
@@ -40,11 +40,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results.json"
 DOC = ROOT / "docs" / "performance.md"
-# p4's "medtune not worse": its macro-F1 minus TRL's on the same test items (the CI is listed beside it)
+# p4's "medtune not worse": its macro-F1 minus TRL's on the same test items (the CI is listed beside it),
+# judged at p4learn's budget: at p4's 40 + 4 steps both models are barely past chance and the difference
+# moves with the training seed (-0.058 to +0.024 over three seeds, every CI across 0), so p4's is listed only
 GOALS = {"p1_quick_study_s": ("<=", 600), "p2_eval_speedup": (">=", 8), "p3_dpo_mem_ratio": ("<=", 1.2),
-         "p3_dpo_time_ratio": ("<=", 2.0), "p4_vs_trl_speedup": (">=", 1.5), "p4_metric_difference": (">=", 0),
-         "p4learn_vs_trl_speedup": (">=", 1.5), "p4learn_metric_difference": (">=", 0), "p5_sft_mfu": (">=", 0.5),
-         "p5_fp32_sft_mfu": (">=", 0.5)}
+         "p3_dpo_time_ratio": ("<=", 2.0), "p4_vs_trl_speedup": (">=", 1.5), "p4learn_vs_trl_speedup": (">=", 1.5),
+         "p4learn_metric_difference": (">=", 0), "p5_sft_mfu": (">=", 0.5), "p5_fp32_sft_mfu": (">=", 0.5)}
 
 
 def default_eval_batch() -> int:
@@ -396,18 +397,18 @@ def mfu(prefix: str, sft: dict, peaks: list[float], steps: int) -> dict:
 # ---------------------------------------------------------------- p4
 
 def p4(args) -> dict:
-    """40 SFT + 4 DPO steps of 4 on text_classification, a budget where both recipes answer beyond chance
-    (kappa 0.21 and 0.18 when it was chosen), so "medtune not worse" compares two models that learned
-    something. The quick preset's 6 + 2 steps on numeric_classification, p4 until 2026-11-24, left both at
-    chance (kappa 0.00 and 0.04), where macro-F1 only counts how many labels a model guesses."""
+    """40 SFT + 4 DPO steps of 4 on text_classification: both recipes answer a little beyond chance (kappa
+    0.05-0.21 over three seeds). The quick preset's 6 + 2 steps on numeric_classification, p4 until
+    2026-11-24, left both at chance (kappa 0.00 and 0.04), where macro-F1 only counts how many labels a
+    model guesses. "medtune not worse" is judged at p4learn's budget (GOALS)."""
     sft_steps, dpo_steps, batch = (1, 1, 2) if args.smoke else (40, 4, 4)
     return p4_compare(args, "text_classification", sft_steps, dpo_steps, batch, "p4")
 
 
 def p4_learn(args) -> dict:
     """p4 at a budget where the recipes learn the task well: 80 SFT steps of 8 on text_classification, as in
-    docs/dpo.md's CPU run (SFT macro-F1 0.605), then 8 DPO steps of 8.
-    Not in the default run: 15-60 min on 2 CPU cores (TRL's side 14-38 min of it)."""
+    docs/dpo.md's CPU run (SFT macro-F1 0.605), then 8 DPO steps of 8. 15-60 min on 2 CPU cores (TRL's side
+    14-38 min of it)."""
     sft_steps, dpo_steps, batch = (1, 1, 2) if args.smoke else (80, 8, 8)
     return p4_compare(args, "text_classification", sft_steps, dpo_steps, batch, "p4learn")
 
@@ -488,7 +489,7 @@ def write_doc(results: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="p1,p2,p3,p4,p5")
+    parser.add_argument("--only", default="p1,p2,p3,p4,p4learn,p5")
     parser.add_argument("--model", default="embedded")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the harness in a minute")
     parser.add_argument("--study-run", help="reuse a finished quick study's elapsed time for p1")
