@@ -140,7 +140,10 @@ def p2(args) -> dict:
     # the plain loop as a user writes it runs the model as loaded (fp32 on a CPU); where medtune generates
     # in bf16 on a CPU, the same loop on a bf16 copy shows what the number format alone gives
     in_bf16 = generation_copy(model)
-    in_bf16 = in_bf16 if in_bf16 is not model else None
+    if in_bf16 is model:
+        in_bf16 = None
+    else:  # the model as loaded, in bf16: with its own attention, not medtune's (medtune/attention.py)
+        in_bf16.set_attn_implementation(model.config._attn_implementation)
     fast_s = plain_s = plain_bf16_s = choose_s = 0.0
     same = same_bf16 = total = tokens = 0
     well_formed = chose_same = parsed_items = chose_parsed = 0

@@ -201,3 +201,18 @@ def test_generation_passes_the_cache_by_the_installed_transformers_name(tiny_mod
         warnings.simplefilter("error", FutureWarning)
         answers = gen.generate(model, tokenizer, prompts, max_new_tokens=4, batch_size=4)
     assert all(a[0] for a in answers)
+
+
+@pytest.mark.parametrize("static", [True, False], ids=["static-cache", "growing-cache"])
+def test_grouped_attention_answers_as_sdpa_with_prefix_padding_and_chunks(tiny_model, static):
+    """What a CPU's bf16 generation copy runs (``attention.py``), checked in fp32 where the two must agree."""
+    from medtune.attention import GROUPED
+
+    task = get_task("text_classification")
+    model, tokenizer = prompt_sensitive_model(tiny_model, static)
+    prompts = [task.messages(ex) for ex in read_jsonl(bundled_path(task, "test"))[:7]]
+    with_sdpa = gen.generate(model, tokenizer, prompts, max_new_tokens=8, batch_size=8)
+    model.set_attn_implementation(GROUPED)
+    assert model.config._attn_implementation == GROUPED
+    assert gen.generate(model, tokenizer, prompts, max_new_tokens=8, batch_size=8) == with_sdpa
+    assert len({out[0] for out in with_sdpa}) > 1

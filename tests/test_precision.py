@@ -49,6 +49,8 @@ def test_generation_copy_is_bf16_and_leaves_the_model_as_it_was(tiny_model):
     # every weight is the model's rounded to bf16, and the tied LM head is still the embedding
     assert all(torch.equal(v, before[k].to(torch.bfloat16)) for k, v in copy.state_dict().items())
     assert copy.get_output_embeddings().weight is copy.get_input_embeddings().weight
+    # the copy attends with medtune's grouped matmuls (faster than torch's kernel in bf16), the model as it was
+    assert copy.config._attn_implementation == "medtune_grouped" and model.config._attn_implementation == "sdpa"
 
 
 def kept_share(update: torch.Tensor, before: torch.Tensor, after: torch.Tensor) -> float:

@@ -1,0 +1,59 @@
+"""Attention for generating in bf16 on a CPU: two plain matmuls over the key/value heads.
+
+torch's CPU flash kernel (what ``sdpa`` runs there) reached about 100 GFLOP/s in bf16 on the embedded
+model's shapes, against a matmul peak of about 950: [8 prompts, 9 heads, 140 x 249 tokens] took 4.9-5.4 ms,
+one decoding step's [24 rows, 3 query rows per key head, 299 tokens] 0.39-0.44 ms. Scores by one batched
+matmul, a softmax and a second matmul took 2.9-3.1 ms and 0.19-0.20 ms (benchmarks/p2 in
+docs/performance.md). The query heads that share a key/value head (grouped-query attention) are stacked
+as rows of one matmul, so keys and values are never copied per query head, as ``repeat_kv`` does.
+
+In fp32 the same two matmuls were no faster than the kernel, so only the bf16 copy that generation uses
+on a CPU (``models.generation_copy``) runs this. The scores round to bf16 before the softmax (as
+transformers' ``eager`` attention's do in bf16), where the kernel keeps them in fp32: the largest
+difference from an fp64 reference was 0.014 against the kernel's 0.007, and p2's answers agreed with the
+fp32 plain loop's as often (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+GROUPED = "medtune_grouped"
+
+# what this attention does not do: anything past softmax(q k^T * scale + mask) v goes to sdpa
+_NOT_HANDLED = ("softcap", "s_aux", "sinks", "position_bias")
+
+
+def grouped_attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                      attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                      is_causal: bool | None = None, **kwargs) -> tuple[torch.Tensor, None]:
+    """transformers' attention contract: query (batch, heads, rows, dim), key and value (batch, kv heads,
+    tokens, dim), a boolean mask (batch, 1, rows, tokens) or None; returns (batch, rows, heads, dim)."""
+    if dropout or kwargs.get("output_attentions") or any(kwargs.get(k) is not None for k in _NOT_HANDLED):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                      scaling=scaling, is_causal=is_causal, **kwargs)
+    batch, heads, rows, dim = query.shape
+    groups, tokens = key.shape[1], key.shape[2]
+    per_group = heads // groups  # query head h reads key/value head h // per_group, as repeat_kv lays them out
+    scores = torch.matmul(query.reshape(batch, groups, per_group * rows, dim), key.transpose(-1, -2))
+    scores = scores.view(batch, groups, per_group, rows, tokens).mul_(dim ** -0.5 if scaling is None else scaling)
+    if attention_mask is not None:
+        hidden = ~attention_mask[:, :, None]  # the same mask for every head
+    elif rows > 1 and is_causal is not False:  # sdpa_mask leaves out a mask that is causal alone
+        hidden = torch.ones(rows, tokens, dtype=torch.bool, device=query.device).triu(tokens - rows + 1)
+    else:
+        hidden = None
+    if hidden is not None:
+        # the lowest finite value, not -inf: a row with nothing to see (a left pad with no prefix before it)
+        # then averages instead of giving NaN, which its keys and values would carry into later rows
+        scores.masked_fill_(hidden, torch.finfo(scores.dtype).min)
+    probs = torch.softmax(scores, dim=-1).view(batch, groups, per_group * rows, tokens)
+    out = torch.matmul(probs, value).view(batch, heads, rows, dim)
+    return out.transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register(GROUPED, grouped_attention)
+AttentionMaskInterface.register(GROUPED, sdpa_mask)  # the boolean masks sdpa takes
