@@ -189,13 +189,19 @@ def test_models_that_differ_from_the_lowest_layer_share_nothing(tiny_model):
         gen.generate_each([first, second], tokenizer, prompts, max_new_tokens=8, do_sample=True)
 
 
-def test_generation_passes_the_cache_by_the_installed_transformers_name(tiny_model):
+@pytest.mark.parametrize("wrapped", [False, True], ids=["model", "peft-model"])
+def test_generation_passes_the_cache_by_the_installed_transformers_name(tiny_model, wrapped):
     """transformers 5.24 renamed ``past_key_values`` to ``cache`` and warns at every call that uses the old name
-    (a user's terminal filled with FutureWarnings); older versions know only the old name."""
+    (a user's terminal filled with FutureWarnings); older versions know only the old name. A PEFT model
+    (DPO's collapse guard generates with one) takes the name its base model takes."""
     import warnings
+
+    from peft import LoraConfig, get_peft_model
 
     task = get_task("text_classification")
     model, tokenizer = prompt_sensitive_model(tiny_model, True)
+    if wrapped:
+        model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
     prompts = [task.messages(ex) for ex in read_jsonl(bundled_path(task, "test"))[:5]]
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)

@@ -108,7 +108,9 @@ def shared_prefix_length(encoded: list[list[int]]) -> int:
 
 def cache_name(model) -> str:
     """The KV cache's argument and output name: ``cache`` since transformers 5.24, which deprecates
-    ``past_key_values`` (a FutureWarning on every call; removed in 5.40 and 6.0), before it the old one."""
+    ``past_key_values`` (a FutureWarning on every call; removed in 5.40 and 6.0), before it the old one.
+    A PEFT model (DPO's collapse guard generates with the model in training) hands its calls to the base model."""
+    model = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
