@@ -69,3 +69,11 @@ def test_grouped_attention_in_bf16_stays_near_fp64():
     low, _ = grouped_attention(GQA, query.bfloat16(), key.bfloat16(), value.bfloat16(), mask)
     assert low.dtype == torch.bfloat16
     assert (low.double() - exact).abs().max() < 0.05  # bf16 rounding of scores and probabilities, no more
+
+
+def test_grouped_attention_without_a_mask_follows_a_module_that_is_not_causal():
+    query, key, value = qkv(2, 6, 6)
+    encoder = SimpleNamespace(num_key_value_groups=2, is_causal=False)
+    grouped, _ = grouped_attention(encoder, query, key, value, None)
+    torch.testing.assert_close(grouped, sdpa_attention_forward(encoder, query, key, value, None)[0])
+    assert not torch.allclose(grouped, grouped_attention(GQA, query, key, value, None)[0])

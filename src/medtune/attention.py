@@ -3,8 +3,8 @@
 torch's CPU flash kernel (what ``sdpa`` runs there) reached about 100 GFLOP/s in bf16 on the embedded
 model's shapes, against a matmul peak of about 950: [8 prompts, 9 heads, 140 x 249 tokens] took 4.9-5.4 ms,
 one decoding step's [24 rows, 3 query rows per key head, 299 tokens] 0.39-0.44 ms. Scores by one batched
-matmul, a softmax and a second matmul took 2.9-3.1 ms and 0.19-0.20 ms (benchmarks/p2 in
-docs/performance.md). The query heads that share a key/value head (grouped-query attention) are stacked
+matmul, a softmax and a second matmul took 2.9-3.1 ms and 0.19-0.20 ms (docs/performance.md, "Grouped
+attention for bf16 generation on a CPU"). The query heads that share a key/value head (grouped-query attention) are stacked
 as rows of one matmul, so keys and values are never copied per query head, as ``repeat_kv`` does.
 
 In fp32 the same two matmuls were no faster than the kernel, so only the bf16 copy that generation uses
@@ -42,7 +42,8 @@ def grouped_attention(module, query: torch.Tensor, key: torch.Tensor, value: tor
     scores = scores.view(batch, groups, per_group, rows, tokens).mul_(dim ** -0.5 if scaling is None else scaling)
     if attention_mask is not None:
         hidden = ~attention_mask[:, :, None]  # the same mask for every head
-    elif rows > 1 and is_causal is not False:  # sdpa_mask leaves out a mask that is causal alone
+    elif rows > 1 and (is_causal if is_causal is not None else getattr(module, "is_causal", True)):
+        # sdpa_mask leaves out a mask that is causal alone
         hidden = torch.ones(rows, tokens, dtype=torch.bool, device=query.device).triu(tokens - rows + 1)
     else:
         hidden = None
