@@ -13,10 +13,11 @@ from medtune.attention import grouped_attention
 GQA = SimpleNamespace(num_key_value_groups=2, is_causal=True)  # 4 query heads over 2 key/value heads
 
 
-def qkv(batch: int, rows: int, tokens: int, dtype=torch.float64):
+def qkv(batch: int, rows: int, tokens: int):
+    """Query, key and value in fp64, so that the two ways of computing agree to rounding."""
     torch.manual_seed(0)
-    return (torch.randn(batch, 4, rows, 8, dtype=dtype), torch.randn(batch, 2, tokens, 8, dtype=dtype),
-            torch.randn(batch, 2, tokens, 8, dtype=dtype))
+    return (torch.randn(batch, 4, rows, 8, dtype=torch.float64), torch.randn(batch, 2, tokens, 8, dtype=torch.float64),
+            torch.randn(batch, 2, tokens, 8, dtype=torch.float64))
 
 
 def left_padded_mask(rows: int, tokens: int, pads: list[int], prefix: int = 0) -> torch.Tensor:

@@ -4,8 +4,9 @@ torch's CPU flash kernel (what ``sdpa`` runs there) reached about 100 GFLOP/s in
 model's shapes, against a matmul peak of about 950: [8 prompts, 9 heads, 140 x 249 tokens] took 4.9-5.4 ms,
 one decoding step's [24 rows, 3 query rows per key head, 299 tokens] 0.39-0.44 ms. Scores by one batched
 matmul, a softmax and a second matmul took 2.9-3.1 ms and 0.19-0.20 ms (docs/performance.md, "Grouped
-attention for bf16 generation on a CPU"). The query heads that share a key/value head (grouped-query attention) are stacked
-as rows of one matmul, so keys and values are never copied per query head, as ``repeat_kv`` does.
+attention for bf16 generation on a CPU"). The query heads that share a key/value head (grouped-query
+attention) are stacked as rows of one matmul, so keys and values are never copied per query head, as
+``repeat_kv`` does.
 
 In fp32 the same two matmuls were no faster than the kernel, so only the bf16 copy that generation uses
 on a CPU (``models.generation_copy``) runs this. The scores round to bf16 before the softmax (as
