@@ -78,3 +78,41 @@ def test_grouped_attention_without_a_mask_follows_a_module_that_is_not_causal():
     grouped, _ = grouped_attention(encoder, query, key, value, None)
     torch.testing.assert_close(grouped, sdpa_attention_forward(encoder, query, key, value, None)[0])
     assert not torch.allclose(grouped, grouped_attention(GQA, query, key, value, None)[0])
+
+
+def packed_mask(lengths: list[int]) -> torch.Tensor:
+    """Training's packed row: a shared prefix, then examples that each see the prefix and themselves."""
+    width = sum(lengths)
+    owner = torch.cat([torch.full((n,), i) for i, n in enumerate(lengths)])
+    sees = (owner[:, None] == owner[None, :]) | (owner[None, :] == 0)
+    return (sees & torch.ones(width, width, dtype=torch.bool).tril())[None, None]
+
+
+def test_grouped_attention_trains_as_sdpa_does():
+    """Training (SFT's shared-prefix rows) takes the gradients of queries, keys and values through it."""
+    mask = packed_mask([4, 3, 5])
+    grads = {}
+    for name, attention in (("grouped", grouped_attention), ("sdpa", sdpa_attention_forward)):
+        query, key, value = (t.requires_grad_() for t in qkv(1, 12, 12))
+        out, _ = attention(GQA, query, key, value, mask, scaling=0.3)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view(out.shape)).sum().backward()
+        grads[name] = (out.detach(), query.grad, key.grad, value.grad)
+    for mine, theirs in zip(grads["grouped"], grads["sdpa"]):
+        torch.testing.assert_close(mine, theirs)
+
+
+def test_training_leaves_attention_with_many_scores_to_sdpa(monkeypatch):
+    """Training keeps each layer's probabilities for the backward: past TRAINING_SCORES a call goes to sdpa's
+    kernel, which keeps one number a row. Without gradients (generating) nothing is kept."""
+    import medtune.attention as attention
+
+    calls = []
+    monkeypatch.setattr(attention, "sdpa_attention_forward", lambda *args, **kwargs: calls.append(1) or (None, None))
+    query, key, value = qkv(2, 6, 10)  # 2 x 4 heads x 6 x 10 = 480 scores
+    monkeypatch.setattr(attention, "TRAINING_SCORES", 480)
+    assert grouped_attention(GQA, query, key, value, None)[0] is not None and not calls
+    monkeypatch.setattr(attention, "TRAINING_SCORES", 479)
+    grouped_attention(GQA, query, key, value, None)
+    assert calls == [1]
+    with torch.no_grad():
+        assert grouped_attention(GQA, query, key, value, None)[0] is not None and calls == [1]

@@ -177,3 +177,40 @@ def test_training_holds_frozen_weights_in_bf16_and_gives_the_fp32_weights_back(t
     use_precision("fp32")
     with frozen_weights_in_compute_format(model, "cpu"):
         assert model.get_output_embeddings().weight.dtype == torch.float32  # nothing to hold in fp32
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_bf16_training_on_a_cpu_attends_with_grouped_matmuls(tiny_model, tmp_path, monkeypatch, precision):
+    """SFT in bf16 on a CPU attends with medtune's grouped matmuls (faster there than torch's kernel), its
+    shared-prefix rows still packed (the grouped attention takes sdpa's boolean masks); fp32 keeps sdpa. After
+    training the model attends as before."""
+    from transformers import AttentionInterface
+
+    import medtune.attention as attention
+    from medtune.config import load_config
+    from medtune.data import bundled_path
+    from medtune.io import read_jsonl
+    from medtune.tasks import get_task
+    from medtune.train import shared_prompt
+    from medtune.train.sft import train_sft
+
+    calls = []
+
+    def spy(module, query, *args, **kwargs):
+        calls.append(torch.is_grad_enabled() and query.requires_grad)
+        return attention.grouped_attention(module, query, *args, **kwargs)
+
+    monkeypatch.setitem(AttentionInterface._global_mapping, attention.GROUPED, spy)
+    monkeypatch.setattr(shared_prompt, "key_cost", lambda config: 0.0)  # pack as the embedded model's batches pack
+    use_precision(precision)
+    task = get_task("triage")
+    model, tokenizer, _ = load_model(tiny_model, "cpu")
+    settings = load_config(overrides={"sft": {"max_steps": 2, "batch_size": 4, "max_length": 4096}}).sft
+    summary, _ = train_sft(model, tokenizer, str(tiny_model), task, read_jsonl(bundled_path(task, "train"))[:8],
+                           settings, tmp_path, "cpu", 0)
+    assert summary["shared_prefix_batches"] == {"packed": 2, "trl_layout": 0}
+    assert model.config._attn_implementation == "sdpa"
+    if precision == "bf16":
+        assert calls and all(calls)  # every layer of every step, with gradients
+    else:
+        assert not calls

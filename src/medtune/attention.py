@@ -1,4 +1,4 @@
-"""Attention for generating in bf16 on a CPU: two plain matmuls over the key/value heads.
+"""Attention for bf16 on a CPU, generating and training: two plain matmuls over the key/value heads.
 
 torch's CPU flash kernel (what ``sdpa`` runs there) reached about 100 GFLOP/s in bf16 on the embedded
 model's shapes, against a matmul peak of about 950: [8 prompts, 9 heads, 140 x 249 tokens] took 4.9-5.4 ms,
@@ -8,11 +8,15 @@ attention for bf16 generation on a CPU"). The query heads that share a key/value
 attention) are stacked as rows of one matmul, so keys and values are never copied per query head, as
 ``repeat_kv`` does.
 
-In fp32 the same two matmuls were no faster than the kernel, so only the bf16 copy that generation uses
-on a CPU (``models.generation_copy``) runs this. The scores round to bf16 before the softmax (as
-transformers' ``eager`` attention's do in bf16), where the kernel keeps them in fp32: the largest
-difference from an fp64 reference was 0.014 against the kernel's 0.007, and p2's answers agreed with the
-fp32 plain loop's as often (docs/performance.md).
+In fp32 the same two matmuls were no faster than the kernel, so only bf16 on a CPU runs this: the copy that
+generation uses (``models.generation_copy``) and training under autocast (``train.common``), where p5's
+six SFT steps took 9-18% less time. Training keeps each layer's probabilities for the backward, where the
+kernel keeps one number a query row, so above ``TRAINING_SCORES`` scores a call goes to sdpa.
+
+The scores round to bf16 before the softmax (as transformers' ``eager`` attention's do in bf16), where the
+kernel keeps them in fp32: the largest difference from an fp64 reference was 0.014 against the kernel's
+0.007, and p2's answers agreed with the fp32 plain loop's as often. SFT's LoRA gradients on p5's batches
+were 0.033 of their size away from fp32's, against 0.030 with the kernel (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -27,17 +31,22 @@ GROUPED = "medtune_grouped"
 # what this attention does not do: anything past softmax(q k^T * scale + mask) v goes to sdpa
 _NOT_HANDLED = ("softcap", "s_aux", "sinks", "position_bias")
 
+# 2**23 bf16 probabilities are 16 MB a layer kept for the backward; past that, at one embedded-model row of
+# 1,024 tokens (9.4M scores), the two matmuls' forward and backward were no faster than the kernel's
+TRAINING_SCORES = 2 ** 23
+
 
 def grouped_attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                       attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
                       is_causal: bool | None = None, **kwargs) -> tuple[torch.Tensor, None]:
     """transformers' attention contract: query (batch, heads, rows, dim), key and value (batch, kv heads,
     tokens, dim), a boolean mask (batch, 1, rows, tokens) or None; returns (batch, rows, heads, dim)."""
-    if dropout or kwargs.get("output_attentions") or any(kwargs.get(k) is not None for k in _NOT_HANDLED):
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
-                                      scaling=scaling, is_causal=is_causal, **kwargs)
     batch, heads, rows, dim = query.shape
     groups, tokens = key.shape[1], key.shape[2]
+    kept = torch.is_grad_enabled() and batch * heads * rows * tokens > TRAINING_SCORES
+    if dropout or kept or kwargs.get("output_attentions") or any(kwargs.get(k) is not None for k in _NOT_HANDLED):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                      scaling=scaling, is_causal=is_causal, **kwargs)
     per_group = heads // groups  # query head h reads key/value head h // per_group, as repeat_kv lays them out
     scores = torch.matmul(query.reshape(batch, groups, per_group * rows, dim), key.transpose(-1, -2))
     scores = scores.view(batch, groups, per_group, rows, tokens).mul_(dim ** -0.5 if scaling is None else scaling)

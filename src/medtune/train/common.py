@@ -12,6 +12,7 @@ from transformers import TrainerCallback
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from ..attention import GROUPED
 from ..models import compute_dtype
 from ..progress import progress
 
@@ -70,6 +71,24 @@ def frozen_weights_in_compute_format(model, device: str):
     finally:
         for module, weight in held:
             module.weight = weight
+
+
+@contextlib.contextmanager
+def grouped_attention_while_training(model, device: str):
+    """While the block trains in bf16 on a CPU, attention is medtune's two grouped matmuls instead of torch's
+    flash kernel (``attention.py``), about a tenth faster there (docs/performance.md). Under autocast the
+    queries reach attention in fp32 (the rotary embedding's fp32 tables promote them) and the matmuls cast
+    them to bf16, as autocast's sdpa does. A GPU, fp32, and a model whose attention is not sdpa are left
+    as they are."""
+    switch = (device == "cpu" and compute_dtype(device) == torch.bfloat16
+              and model.config._attn_implementation == "sdpa")
+    if switch:
+        model.set_attn_implementation(GROUPED)
+    try:
+        yield
+    finally:
+        if switch:
+            model.set_attn_implementation("sdpa")
 
 
 def fused_lora_everywhere() -> bool:

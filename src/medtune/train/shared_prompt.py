@@ -38,6 +38,7 @@ import torch
 from accelerate.utils import is_peft_model
 from trl import DPOTrainer, SFTTrainer
 
+from ..attention import GROUPED
 from .shared_trunk import SharedTrunk
 
 PER_TOKEN_FIELDS = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
@@ -248,9 +249,10 @@ def pack(trees: dict[int, list[list[Node]]] | None, labels: torch.Tensor, pad_id
 
 
 def mask_kind(model) -> str | None:
-    """How the model's attention takes a 4D mask: boolean (sdpa), additive (eager), or not at all."""
+    """How the model's attention takes a 4D mask: boolean (sdpa, medtune's grouped), additive (eager), or not
+    at all."""
     implementation = getattr(model.config, "_attn_implementation", None)
-    return {"sdpa": "bool", "eager": "additive"}.get(implementation)  # flash and flex kernels: no arbitrary mask
+    return {"sdpa": "bool", GROUPED: "bool", "eager": "additive"}.get(implementation)  # flash and flex kernels: no arbitrary mask
 
 
 def attention_mask(model, allowed: torch.Tensor) -> torch.Tensor:
