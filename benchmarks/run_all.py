@@ -232,6 +232,7 @@ def child_train(kind: str, model_ref: str, steps: int, batch: int, out: Path, de
     exs = examples(task, steps * batch, "train")
     model, tokenizer, _ = load_model(model_ref, device)
     loaded_mb = peak_mb(device)
+    step_s = time_training_steps(device)
     if kind == "sft":
         from medtune.train.sft import train_sft
 
@@ -248,11 +249,32 @@ def child_train(kind: str, model_ref: str, steps: int, batch: int, out: Path, de
                                out, device, 0)
         items = steps * batch
     result = {"train_s": summary["train_runtime_s"], "items": items, "peak_mb": peak_mb(device), "loaded_mb": loaded_mb,
-              "precision": summary["precision"]}
+              "precision": summary["precision"], "step_s": step_s}
     if kind == "sft":
         flops, attention_share = sft_flops(model_ref, tokenizer, task, exs, batch)
         result.update(flops_per_step=flops / steps, attention_flops_share=attention_share)
     return result
+
+
+def time_training_steps(device: str) -> list[float]:
+    """Seconds of each micro-batch's forward and backward (``Trainer.training_step``), filled in as training
+    runs: a process's first step costs more than the rest (one-time set-up), and the list shows how much."""
+    import torch
+    from transformers import Trainer
+
+    seconds, step = [], Trainer.training_step
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def timed(self, *args, **kwargs):
+        sync()
+        start = time.perf_counter()
+        loss = step(self, *args, **kwargs)
+        sync()
+        seconds.append(round(time.perf_counter() - start, 4))
+        return loss
+
+    Trainer.training_step = timed
+    return seconds
 
 
 def sft_flops(model_ref, tokenizer, task, train_examples, batch: int) -> tuple[float, float]:
