@@ -21,7 +21,8 @@ def test_benchmark_harness_smoke(tiny_model):
     assert results["p2_choose_parsed_items"] <= results["p2_examples"]
     assert 0 < results["p5_sft_mfu"] < 1.5 and results["p3_sft"]["flops_per_step"] > 0
     # each step's forward and backward timed, within the training's seconds (smoke: 2 steps of 2)
-    assert len(results["p3_sft"]["step_s"]) == 2 and 0 < sum(results["p3_sft"]["step_s"]) <= results["p3_sft"]["train_s"]
+    steps = results["p3_sft"]["step_s"]
+    assert len(steps) == 2 and 0 < sum(steps) <= results["p3_sft"]["train_s"]
     # the peak is the higher of the two measurements bracketing the SFT it divides
     assert results["p5_matmul_peak_gflops"] == max(results["p5_matmul_gflops_before"],
                                                    results["p5_matmul_gflops_after"])

@@ -76,10 +76,10 @@ def frozen_weights_in_compute_format(model, device: str):
 @contextlib.contextmanager
 def grouped_attention_while_training(model, device: str):
     """While the block trains in bf16 on a CPU, attention is medtune's two grouped matmuls instead of torch's
-    flash kernel (``attention.py``), about a tenth faster there (docs/performance.md). Under autocast the
-    queries reach attention in fp32 (the rotary embedding's fp32 tables promote them) and the matmuls cast
-    them to bf16, as autocast's sdpa does. A GPU, fp32, and a model whose attention is not sdpa are left
-    as they are."""
+    flash kernel (``attention.py``): p5's SFT took 19% less time, p3's DPO 8% (docs/performance.md). Under
+    autocast the queries reach attention in fp32 (the rotary embedding's fp32 tables promote them) and the
+    matmuls cast them to bf16, as autocast's sdpa does. A GPU, fp32, and a model whose attention is not
+    sdpa are left as they are."""
     switch = (device == "cpu" and compute_dtype(device) == torch.bfloat16
               and model.config._attn_implementation == "sdpa")
     if switch:

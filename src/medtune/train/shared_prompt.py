@@ -252,7 +252,8 @@ def mask_kind(model) -> str | None:
     """How the model's attention takes a 4D mask: boolean (sdpa, medtune's grouped), additive (eager), or not
     at all."""
     implementation = getattr(model.config, "_attn_implementation", None)
-    return {"sdpa": "bool", GROUPED: "bool", "eager": "additive"}.get(implementation)  # flash and flex kernels: no arbitrary mask
+    # flash and flex kernels take no arbitrary mask
+    return {"sdpa": "bool", GROUPED: "bool", "eager": "additive"}.get(implementation)
 
 
 def attention_mask(model, allowed: torch.Tensor) -> torch.Tensor:
