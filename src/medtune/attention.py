@@ -66,5 +66,14 @@ def grouped_attention(module, query: torch.Tensor, key: torch.Tensor, value: tor
     return out.transpose(1, 2).contiguous(), None
 
 
+def attend_grouped(model) -> bool:
+    """Switch a model that attends with sdpa to the grouped matmuls, and say whether it was switched: eager,
+    flash and flex attention are left as they are."""
+    if model.config._attn_implementation != "sdpa":
+        return False
+    model.set_attn_implementation(GROUPED)
+    return True
+
+
 AttentionInterface.register(GROUPED, grouped_attention)
 AttentionMaskInterface.register(GROUPED, sdpa_mask)  # the boolean masks sdpa takes

@@ -108,10 +108,9 @@ def generation_copy(model):
     for module in copied.modules():
         for name in ("forward", "_original_forward"):
             module.__dict__.pop(name, None)
-    if copied.config._attn_implementation == "sdpa":
-        from .attention import GROUPED
+    from .attention import attend_grouped
 
-        copied.set_attn_implementation(GROUPED)
+    attend_grouped(copied)
     return copied.to(dtype)  # the buffers
 
 

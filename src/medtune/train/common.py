@@ -12,7 +12,7 @@ from transformers import TrainerCallback
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from ..attention import GROUPED
+from ..attention import attend_grouped
 from ..models import compute_dtype
 from ..progress import progress
 
@@ -80,14 +80,11 @@ def grouped_attention_while_training(model, device: str):
     autocast the queries reach attention in fp32 (the rotary embedding's fp32 tables promote them) and the
     matmuls cast them to bf16, as autocast's sdpa does. A GPU, fp32, and a model whose attention is not
     sdpa are left as they are."""
-    switch = (device == "cpu" and compute_dtype(device) == torch.bfloat16
-              and model.config._attn_implementation == "sdpa")
-    if switch:
-        model.set_attn_implementation(GROUPED)
+    switched = device == "cpu" and compute_dtype(device) == torch.bfloat16 and attend_grouped(model)
     try:
         yield
     finally:
-        if switch:
+        if switched:
             model.set_attn_implementation("sdpa")
 
 
