@@ -113,3 +113,71 @@ def test_fused_lora_with_a_bias_and_any_input_shape():
         assert g_p.keys() == g_f.keys() and len(g_p) == 4
         for name in g_p:
             assert torch.allclose(g_p[name], g_f[name], atol=1e-6), name
+
+
+def test_fused_lora_under_bf16_autocast_on_a_cpu(tiny_model):
+    """Training in bf16 on a CPU holds the frozen base weights in bf16 (frozen_weights_in_compute_format) and
+    runs under autocast: there the fused path casts the layer's input to bf16 once for the base product and
+    the update, where PEFT's path casts it to the adapter's fp32 and autocast casts it back. Outputs and
+    gradients are PEFT's up to bf16 rounding. A base left in fp32 under autocast keeps PEFT's path."""
+    from peft.tuners.lora.layer import Linear
+
+    from medtune.models import use_precision
+    from medtune.train.common import fusable_adapter, frozen_weights_in_compute_format
+
+    fused_lora_everywhere()
+    fused, peft_forward = Linear.forward, Linear.forward.peft_forward
+    model, tokenizer = lora_model(tiny_model, 0.0)
+    input_ids = torch.randint(3, len(tokenizer), (2, 20))
+    batch = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": input_ids}
+    layer = next(m for m in model.modules() if isinstance(m, Linear))
+    x = torch.randn(3, layer.in_features)
+    use_precision("bf16")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert fusable_adapter(layer, x, (), {}) is None  # fp32 base: autocast casts it, PEFT's path
+        with frozen_weights_in_compute_format(model, "cpu"):
+            assert fusable_adapter(layer, x, (), {})[-1] == torch.bfloat16
+            seen = []
+            hook = layer.register_forward_hook(lambda mod, args, out: seen.append(
+                (out.dtype, [out.grad_fn.name()] + [f.name() for f, _ in out.grad_fn.next_functions if f])))
+            logits_peft, grads_peft = loss_and_grads(model, batch, peft_forward)
+            logits_fused, grads_fused = loss_and_grads(model, batch, fused)
+            hook.remove()
+    assert seen[0] == (torch.bfloat16, ["AddBackward0"] + seen[0][1][1:])  # PEFT: base + B(A(x)) * scaling
+    assert seen[1] == (torch.bfloat16, ["ViewBackward0", "AddmmBackward0"])  # one in-place addmm, in bf16
+
+    def close(a, b):
+        return (a.float() - b.float()).norm() <= 0.02 * b.float().norm()
+
+    assert close(logits_fused, logits_peft)
+    assert grads_peft.keys() == grads_fused.keys() and any("lora_A" in n for n in grads_fused)
+    for name in grads_peft:
+        assert close(grads_fused[name], grads_peft[name]), name
+    with frozen_weights_in_compute_format(model, "cpu"):
+        assert fusable_adapter(layer, x, (), {}) is None  # no autocast: fp32 input, bf16 base, PEFT's path
+
+
+def test_fused_lora_under_bf16_autocast_with_a_bias():
+    """A biased projection (Qwen2's q/k/v) keeps its fp32 bias while the weight is held in bf16: the fused
+    path adds it in bf16, as autocast would."""
+    from peft import LoraConfig, get_peft_model
+    from peft.tuners.lora.layer import Linear
+
+    from medtune.models import use_precision
+    from medtune.train.common import frozen_weights_in_compute_format
+
+    fused_lora_everywhere()
+    torch.manual_seed(0)
+    model = get_peft_model(torch.nn.Sequential(torch.nn.Linear(12, 20)), LoraConfig(r=4, lora_alpha=8, target_modules=["0"]))
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            param.data.normal_(0, 0.1)
+    x = torch.randn(2, 3, 12)
+    use_precision("bf16")
+    with frozen_weights_in_compute_format(model, "cpu"), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model.base_model.model[0].base_layer.bias.dtype == torch.float32
+        fused = model(x)
+        with unittest.mock.patch.object(Linear, "forward", Linear.forward.peft_forward):
+            expected = model(x)
+    assert fused.dtype == torch.bfloat16 and fused.grad_fn.next_functions[0][0].name() == "AddmmBackward0"
+    assert (fused.float() - expected.float()).norm() <= 0.02 * expected.float().norm()

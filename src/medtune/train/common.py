@@ -97,8 +97,11 @@ def fused_lora_everywhere() -> bool:
     of a layer; on a CPU those passes are memory-bound (without them p5's SFT on the embedded model ran
     ≈ 3% faster, docs/performance.md). The math is the same (a test checks equal outputs and gradients). Only
     the plain case is fused: one active vanilla LoRA adapter on an ``nn.Linear``, no positional or keyword
-    extras, every tensor of one dtype and no autocast (a bf16 base with fp32 adapters, as on a GPU, keeps
-    PEFT's path); anything else runs PEFT's own forward. Returns False, leaving PEFT as it is, when its
+    extras, and either every tensor of one dtype without autocast, or bf16 autocast on a CPU over a base
+    weight already held in bf16 (``frozen_weights_in_compute_format``). In that second case the input is cast
+    to bf16 once for both products; PEFT's path casts it to the fp32 adapter's format for the dropout and
+    autocast casts it back for the matmul (p5's bf16 SFT: about 5% faster, docs/performance.md). Anything
+    else, a GPU's autocast included, runs PEFT's own forward. Returns False, leaving PEFT as it is, when its
     layer class has moved.
     """
     try:
@@ -113,11 +116,12 @@ def fused_lora_everywhere() -> bool:
         low_rank = fusable_adapter(self, x, args, kwargs)
         if low_rank is None:
             return original(self, x, *args, **kwargs)
-        lora_a, lora_b, dropout, scaling = low_rank
-        flat = dropout(x).reshape(-1, x.shape[-1])
-        out = torch.nn.functional.linear(x.reshape(-1, x.shape[-1]), self.base_layer.weight, self.base_layer.bias)
-        # in place on a fresh output: the base matmul's backward does not need it
-        out.addmm_(flat @ lora_a.weight.t(), lora_b.weight.t(), alpha=scaling)
+        lora_a, lora_b, dropout, scaling, dtype = low_rank
+        with torch.autocast(x.device.type, enabled=False):
+            rows, bias = x.reshape(-1, x.shape[-1]).to(dtype), self.base_layer.bias
+            out = torch.nn.functional.linear(rows, self.base_layer.weight, None if bias is None else bias.to(dtype))
+            # in place on a fresh output: the base matmul's backward does not need it
+            out.addmm_(dropout(rows) @ lora_a.weight.to(dtype).t(), lora_b.weight.to(dtype).t(), alpha=scaling)
         return out.view(*x.shape[:-1], out.shape[-1])
 
     forward._medtune, forward.peft_forward = True, original
@@ -126,7 +130,7 @@ def fused_lora_everywhere() -> bool:
 
 
 def fusable_adapter(layer, x, args, kwargs):
-    """(A, B, dropout, scaling) of the one adapter ``fused_lora_everywhere`` can fuse, or None."""
+    """(A, B, dropout, scaling, compute dtype) of the one adapter ``fused_lora_everywhere`` can fuse, or None."""
     adapters = layer.active_adapters
     if args or kwargs or layer.disable_adapters or layer.merged or len(adapters) != 1:
         return None
@@ -134,11 +138,16 @@ def fusable_adapter(layer, x, args, kwargs):
     if name not in layer.lora_A or name in layer.lora_variant or type(layer.base_layer) is not torch.nn.Linear:
         return None
     lora_a, lora_b = layer.lora_A[name], layer.lora_B[name]
-    if lora_b.bias is not None or torch.is_autocast_enabled(x.device.type):
+    if lora_b.bias is not None:
         return None
-    if not x.dtype == layer.base_layer.weight.dtype == lora_a.weight.dtype == lora_b.weight.dtype:
+    dtype = x.dtype  # the format both products compute in
+    if torch.is_autocast_enabled(x.device.type):  # measured on a CPU only
+        dtype = torch.get_autocast_dtype(x.device.type)
+        if x.device.type != "cpu" or layer.base_layer.weight.dtype != dtype:
+            return None
+    elif not x.dtype == layer.base_layer.weight.dtype == lora_a.weight.dtype == lora_b.weight.dtype:
         return None
-    return lora_a, lora_b, layer.lora_dropout[name], layer.scaling[name]
+    return lora_a, lora_b, layer.lora_dropout[name], layer.scaling[name], dtype
 
 
 class RichProgress(TrainerCallback):
