@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from medtune.models import load_model, lora_config
-from medtune.train.common import fused_lora_everywhere
+from medtune.train.common import fused_lora_everywhere, lora_dropout
 
 
 def lora_model(tiny_model, dropout: float):
@@ -27,12 +27,19 @@ def lora_model(tiny_model, dropout: float):
     return model.train(), tokenizer
 
 
+def masks_as_medtune_draws(dropout, x):
+    """PEFT's dropout module with the mask medtune's draws, scaled in the input as torch's dropout does."""
+    dropped, rescale = lora_dropout(dropout, x)
+    return dropped * rescale
+
+
 def loss_and_grads(model, batch: dict, forward, seed: int = 0):
     from peft.tuners.lora.layer import Linear
 
     torch.manual_seed(seed)  # the same dropout masks on both paths
     model.zero_grad()
-    with unittest.mock.patch.object(Linear, "forward", forward):
+    with (unittest.mock.patch.object(Linear, "forward", forward),
+          unittest.mock.patch.object(torch.nn.Dropout, "forward", masks_as_medtune_draws)):
         out = model(**batch)
     out.loss.backward()
     return out.logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
@@ -183,3 +190,30 @@ def test_fused_lora_under_bf16_autocast_with_a_bias():
             expected = model(x)
     assert fused.dtype == torch.bfloat16 and fused.grad_fn.next_functions[0][0].name() == "AddmmBackward0"
     assert close(fused, expected)
+
+
+def test_lora_dropout_mask_on_a_cpu():
+    """The CPU's mask (16 random bits an element, four from each 64-bit draw): each element dropped with
+    probability p in each of the four 16-bit lanes of a draw, independently of its neighbours, a fresh mask
+    each call, the same one for the same seed; evaluation and p = 0 leave the input alone."""
+    dropout = torch.nn.Dropout(0.05).train()
+    rows = torch.ones(1000, 4096)
+    torch.manual_seed(0)
+    dropped, rescale = lora_dropout(dropout, rows)
+    assert rescale == pytest.approx(1 / 0.95) and dropped.dtype == rows.dtype and dropped.shape == rows.shape
+    assert set(dropped.unique().tolist()) == {0.0, 1.0}
+    lost = (dropped == 0).float()
+    for lane in range(4):  # 1,024,000 elements a lane: a standard error of 2.2e-4
+        assert lost.view(-1, 4)[:, lane].mean().item() == pytest.approx(0.05, abs=1.5e-3), lane
+    pairs = lost.view(-1, 2)  # neighbours are independent: both dropped with probability p^2
+    assert (pairs[:, 0] * pairs[:, 1]).mean().item() == pytest.approx(0.05 ** 2, abs=4e-4)
+    again, _ = lora_dropout(dropout, rows)
+    assert not torch.equal(again, dropped)
+    torch.manual_seed(0)
+    assert torch.equal(lora_dropout(dropout, rows)[0], dropped)
+    odd = torch.randn(3, 7)  # a count that is not a multiple of four
+    dropped_odd, _ = lora_dropout(dropout, odd)
+    assert ((dropped_odd == 0) | (dropped_odd == odd)).all()
+    for idle in (torch.nn.Dropout(0.05).eval(), torch.nn.Dropout(0.0).train(), torch.nn.Identity()):
+        same, rescale = lora_dropout(idle, odd)
+        assert torch.equal(same, odd) and rescale == 1.0
