@@ -10,6 +10,7 @@ import json
 import time
 from pathlib import Path
 
+from medtune.allocator import keep_freed_memory
 from medtune.config import load_config
 from medtune.io import read_json
 from medtune.models import MODEL_INFO, as_loaded, load_model
@@ -18,6 +19,7 @@ from medtune.train.sft import train_sft
 
 from p4_common import setup
 
+keep_freed_memory()  # as the medtune command does
 args, task, train, pairs = setup()
 cfg = load_config(overrides={"sft": {"max_steps": args.sft_steps, "batch_size": args.batch},
                              "dpo": {"max_steps": args.dpo_steps, "batch_size": args.batch, "heldout_fraction": 0.0}})

@@ -530,9 +530,11 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from medtune.allocator import keep_freed_memory
     from medtune.progress import quiet_libraries
 
     quiet_libraries()
+    keep_freed_memory()  # as the medtune command does
     if args.child:
         print(json.dumps(child_train(args.child, args.model, args.steps, args.batch, args.out, args.device,
                                      args.precision)))

@@ -177,3 +177,14 @@ def test_precision_benchmark_smoke(tiny_model):
     assert (figures["fp32"]["precision"], figures["bf16"]["precision"]) == ("fp32", "bf16")
     assert figures["fp32"]["metric"] == figures["bf16"]["metric"] == "macro_f1"
     assert 0 <= figures["base_answers_same"] <= 1 and figures["bf16"]["dpo_answers_changed"] >= 0
+
+
+def test_sft_step_benchmark_smoke(tiny_model):
+    # p5's SFT child in four arms (medtune, torch's dropout, glibc's malloc, no dropout), once each
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sft_step.py"), "--model", str(tiny_model),
+                           "--repeats", "1"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    arms = ["medtune", "torch_dropout", "glibc_malloc", "no_dropout"]
+    assert list(result["seconds"]) == arms and all(len(result["seconds"][arm]) == 1 for arm in arms)
+    assert all(result["page_faults"][arm][0] > 0 for arm in arms) and result["over_medtune"]["medtune"] == 1

@@ -326,9 +326,11 @@ def print_summary(results: dict, run_dir: Path) -> None:
 
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from .allocator import keep_freed_memory
     from .progress import quiet_libraries
 
     quiet_libraries()
+    keep_freed_memory()
     app()
 
 

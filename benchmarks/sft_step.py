@@ -1,18 +1,24 @@
-"""LoRA dropout on a CPU: torch's mask against medtune's (train.common.lora_dropout), side by side.
+"""What two CPU-side choices of medtune's SFT step buy, side by side: the LoRA dropout's mask
+(train.common.lora_dropout) and glibc's malloc kept from handing memory back (allocator.py).
 
-    .venv/bin/python benchmarks/lora_dropout.py [--repeats 3] [--dropout 0.05] [--precision auto] [--model PATH]
+    .venv/bin/python benchmarks/sft_step.py [--repeats 3] [--dropout 0.05] [--precision auto] [--model PATH]
 
 p5's SFT child (benchmarks/run_all.py: six steps of four text_classification examples, one process each) at
 the given lora_dropout, which the full preset and a config without a preset use (0.05; the quick preset has
-none). Three arms, alternating so that a slow moment of a shared host falls on each: medtune's mask, torch's
-dropout in the same fused LoRA forward, and no dropout (the floor: what any mask costs). Prints each child's
-seconds and median step, and the ratios of the arms' means.
+none). Four arms, one change each from medtune as it runs, alternating so that a slow moment of a shared
+host falls on each:
+- medtune: as the medtune command trains;
+- torch_dropout: torch's dropout module draws the mask, in the same fused LoRA forward;
+- glibc_malloc: glibc's own malloc settings;
+- no_dropout: lora_dropout 0, the floor of what any mask costs.
+Prints each child's seconds, median step and page faults, and each arm's mean over medtune's.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -20,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ARMS = ("medtune", "torch", "none")
+ARMS = ("medtune", "torch_dropout", "glibc_malloc", "no_dropout")
 
 
 def child(arm: str, model: str, dropout: float, precision: str) -> None:
@@ -28,15 +34,20 @@ def child(arm: str, model: str, dropout: float, precision: str) -> None:
     import run_all
 
     import medtune.train.common as common
+    from medtune.allocator import keep_freed_memory
 
-    if arm == "torch":  # the same forward with torch's dropout module drawing the mask
+    if arm != "glibc_malloc":
+        keep_freed_memory()  # as the medtune command does
+    if arm == "torch_dropout":
         common.lora_dropout = lambda module, rows: (module(rows), 1.0)
     settings = run_all.settings
     run_all.settings = lambda section, **values: settings(section, **values,
-                                                          lora_dropout=0.0 if arm == "none" else dropout)
+                                                          lora_dropout=0.0 if arm == "no_dropout" else dropout)
     run_all.sft_flops = lambda *args, **kwargs: (0.0, 0.0)  # not needed: time only
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     with tempfile.TemporaryDirectory() as tmp:
         result = run_all.child_train("sft", model, 6, 4, Path(tmp), "cpu", precision)
+    result["page_faults"] = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     print(json.dumps(result))
 
 
@@ -58,18 +69,20 @@ def main() -> None:
     if args.child:
         child(args.child, args.model, args.dropout, args.precision)
         return
-    seconds = {arm: [] for arm in ARMS}
+    seconds, faults = {arm: [] for arm in ARMS}, {arm: [] for arm in ARMS}
     for repeat in range(args.repeats):
         for arm in ARMS:
             result = run(arm, args)
             seconds[arm].append(result["train_s"])
-            print(f"round {repeat + 1} {arm:8s} {result['precision']}: {result['train_s']:.2f} s, "
-                  f"median step {statistics.median(result['step_s'][1:]):.3f} s", flush=True)
+            faults[arm].append(result["page_faults"])
+            print(f"round {repeat + 1} {arm:14s} {result['precision']}: {result['train_s']:.2f} s, median step "
+                  f"{statistics.median(result['step_s'][1:]):.3f} s, {result['page_faults']:,} page faults, "
+                  f"peak {result['peak_mb']:.0f} MB", flush=True)
     mean = {arm: statistics.mean(values) for arm, values in seconds.items()}
-    print(f"mean seconds: " + ", ".join(f"{arm} {value:.2f}" for arm, value in mean.items()))
-    print(f"torch's dropout / medtune's: {mean['torch'] / mean['medtune']:.3f}")
-    print(f"dropout's cost over no dropout: torch's {mean['torch'] - mean['none']:+.2f} s, "
-          f"medtune's {mean['medtune'] - mean['none']:+.2f} s")
+    print("mean seconds: " + ", ".join(f"{arm} {value:.2f}" for arm, value in mean.items()))
+    print("over medtune's: " + ", ".join(f"{arm} {value / mean['medtune']:.3f}" for arm, value in mean.items()))
+    print(json.dumps({"seconds": seconds, "page_faults": faults,
+                      "over_medtune": {arm: value / mean["medtune"] for arm, value in mean.items()}}))
 
 
 if __name__ == "__main__":
