@@ -225,7 +225,8 @@ class Config(Strict):
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "data": {"train_limit": 160, "test_limit": 40},
-        # no LoRA dropout: 10 steps need no regularizer, and drawing its masks is ~20% of a CPU step
+        # no LoRA dropout: 10 steps need no regularizer, and at 0.05 it costs ~28% of a CPU step even with
+        # medtune's faster mask (benchmarks/sft_step.py)
         "sft": {"max_steps": 10, "batch_size": 4, "learning_rate": 1e-3, "max_length": 512, "lora_dropout": 0.0},
         "pairs": {"samples": 2, "temperature": 1.0, "max_prompts": 8},
         # adapters on the top 8 layers shorten DPO's backward pass (a DPO pair costs ~1.2x an SFT

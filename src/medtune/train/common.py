@@ -102,8 +102,7 @@ def fused_lora_everywhere() -> bool:
     to bf16 once for both products; PEFT's path casts it to the fp32 adapter's format for the dropout and
     autocast casts it back for the matmul (p5's bf16 SFT: about 5% faster, docs/performance.md). The
     dropout's mask is drawn by ``lora_dropout``. Anything else, a GPU's autocast included, runs PEFT's own
-    forward. Returns False, leaving PEFT as it is, when its
-    layer class has moved.
+    forward. Returns False, leaving PEFT as it is, when its layer class has moved.
     """
     try:
         from peft.tuners.lora.layer import Linear
