@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import subprocess
 import sys
@@ -28,7 +29,7 @@ print(json.dumps(counts))
 
 def page_faults(mode: str) -> list[int]:
     out = subprocess.run([sys.executable, "-c", STEPS, mode], check=True, capture_output=True, text=True)
-    return [int(n) for n in out.stdout.strip().strip("[]").split(",")]
+    return json.loads(out.stdout)
 
 
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
