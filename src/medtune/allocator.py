@@ -5,9 +5,9 @@ free memory at the top of its heap back to the kernel (trimming) and grows the h
 the next step faults the same pages in again, each one zeroed by the kernel: about 580,000 page faults in
 p5's six SFT steps on the embedded model. Keeping up to 1 GiB of freed heap, growing it 256 MiB at a
 time and serving blocks up to 32 MiB (glibc's largest threshold) from the heap cut them to about 460,000,
-and the kernel's share of the time by a third; the SFT child ran about 9% faster, for -20 to +50 MB of peak
-memory (docs/performance.md). Set by the ``medtune`` command and by the benchmarks that time it, not on
-import: a program that imports medtune keeps its own allocator settings.
+and the kernel's share of the time by a third; p5's bf16 SFT child ran about 9% faster, for -20 to +50 MB of
+peak memory; in fp32 no gain was shown (docs/performance.md). Set by the ``medtune`` command and by the
+benchmarks that time it, not on import: a program that imports medtune keeps its own allocator settings.
 """
 
 from __future__ import annotations
