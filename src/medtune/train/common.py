@@ -120,8 +120,8 @@ def fused_lora_everywhere() -> bool:
         with torch.autocast(x.device.type, enabled=False):
             rows, bias = x.reshape(-1, x.shape[-1]).to(dtype), self.base_layer.bias
             out = torch.nn.functional.linear(rows, self.base_layer.weight, None if bias is None else bias.to(dtype))
-            # in place on a fresh output: the base matmul's backward does not need it
             dropped, rescale = lora_dropout(dropout, rows)
+            # in place on a fresh output: the base matmul's backward does not need it
             out.addmm_(dropped @ lora_a.weight.to(dtype).t(), lora_b.weight.to(dtype).t(), alpha=scaling * rescale)
         return out.view(*x.shape[:-1], out.shape[-1])
 
