@@ -116,3 +116,37 @@ def test_training_leaves_attention_with_many_scores_to_sdpa(monkeypatch):
     assert calls == [1]
     with torch.no_grad():
         assert grouped_attention(GQA, query, key, value, None)[0] is not None and calls == [1]
+
+
+def autograd_nodes(tensor: torch.Tensor) -> set[str]:
+    seen, names, todo = set(), set(), [tensor.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.add(type(node).__name__)
+        todo.extend(next_node for next_node, _ in node.next_functions)
+    return names
+
+
+def test_training_attention_backward_makes_no_pass_for_the_mask_or_the_scale():
+    """The mask is filled outside autograd and the scale goes on the queries: the backward has no masking of
+    the scores' gradient, and no copy through the scores' view that an in-place scale made it take."""
+    query, key, value = (t.requires_grad_() for t in qkv(1, 12, 12))
+    out, _ = grouped_attention(GQA, query, key, value, packed_mask([4, 3, 5]), scaling=0.3)
+    nodes = autograd_nodes(out)
+    assert "SoftmaxBackward0" in nodes  # the walk reached the scores
+    assert not {name for name in nodes if "MaskedFill" in name or "CopySlices" in name or "AsStrided" in name}
+
+
+def test_grouped_attention_in_bf16_scales_queries_to_the_same_bits_as_scores():
+    """Scaling the queries instead of the scores changes no bit in bf16 where the scale is a power of two
+    (64 ** -0.5 for the embedded model's heads of 64)."""
+    query, key, value = (t.bfloat16() for t in qkv(2, 12, 30))
+    mask = left_padded_mask(12, 30, [0, 2], prefix=10)
+    scores = torch.matmul(query.reshape(2, 2, 24, 8), key.transpose(-1, -2)).view(2, 2, 2, 12, 30).mul_(0.25)
+    scores.masked_fill_(~mask[:, :, None], torch.finfo(scores.dtype).min)
+    probs = torch.softmax(scores, dim=-1).view(2, 2, 24, 30)
+    expected = torch.matmul(probs, value).view(2, 4, 12, 8).transpose(1, 2)
+    assert torch.equal(grouped_attention(GQA, query, key, value, mask, scaling=0.25)[0], expected)

@@ -48,10 +48,12 @@ def grouped_attention(module, query: torch.Tensor, key: torch.Tensor, value: tor
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, is_causal=is_causal, **kwargs)
     per_group = heads // groups  # query head h reads key/value head h // per_group, as repeat_kv lays them out
+    # the scale goes on the queries, dim numbers a row where the scores have one a token (the same bits where
+    # it is a power of two, as 64 ** -0.5 is); scaling the scores in place cost the backward a copy of them
+    query = query * (dim ** -0.5 if scaling is None else scaling)
     scores = torch.matmul(query.reshape(batch, groups, per_group * rows, dim), key.transpose(-1, -2))
-    scores = scores.view(batch, groups, per_group, rows, tokens).mul_(dim ** -0.5 if scaling is None else scaling)
     if attention_mask is not None:
-        hidden = ~attention_mask[:, :, None]  # the same mask for every head
+        hidden = ~attention_mask  # (batch, 1, rows, tokens): the same mask for every head
     elif rows > 1 and (is_causal if is_causal is not None else getattr(module, "is_causal", True)):
         # sdpa_mask leaves out a mask that is causal alone
         hidden = torch.ones(rows, tokens, dtype=torch.bool, device=query.device).triu(tokens - rows + 1)
@@ -59,9 +61,14 @@ def grouped_attention(module, query: torch.Tensor, key: torch.Tensor, value: tor
         hidden = None
     if hidden is not None:
         # the lowest finite value, not -inf: a row with nothing to see (a left pad with no prefix before it)
-        # then averages instead of giving NaN, which its keys and values would carry into later rows
-        scores.masked_fill_(hidden, torch.finfo(scores.dtype).min)
-    probs = torch.softmax(scores, dim=-1).view(batch, groups, per_group * rows, tokens)
+        # then averages instead of giving NaN, which its keys and values would carry into later rows.
+        # Outside autograd: in a row that sees anything a hidden score's probability is 0, so the softmax's
+        # backward gives it gradient 0 anyway, and autograd's masking of that gradient was one more pass.
+        # The scores' rows are each key head's query heads one after another, so the mask repeats per head.
+        per_row = hidden.repeat(*[1] * (hidden.dim() - 2), per_group, 1)
+        with torch.no_grad():
+            scores.masked_fill_(per_row, torch.finfo(scores.dtype).min)
+    probs = torch.softmax(scores, dim=-1)
     out = torch.matmul(probs, value).view(batch, heads, rows, dim)
     return out.transpose(1, 2).contiguous(), None
 
