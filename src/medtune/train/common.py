@@ -73,6 +73,48 @@ def frozen_weights_in_compute_format(model, device: str):
             module.weight = weight
 
 
+# the largest LM head kept as an fp32 copy for its gradient (the embedded model's: 113 MB; a 128k x 2048 head,
+# 1 GB, is cast chunk by chunk as TRL does)
+FP32_HEAD_MAX_BYTES = 2 ** 28
+
+
+@contextlib.contextmanager
+def lm_head_cast_once(model, device: str):
+    """While the block trains, the bf16 LM head's gradient products use one fp32 copy of it, cast once.
+
+    TRL's chunked log-prob accumulates the hidden states' gradient in fp32 (``_addmm_fp32``). A CPU has no
+    bf16 product with an fp32 output, so at every backward TRL casts each 32,768-row vocabulary chunk of
+    the head to fp32. The head is frozen: the same cast, done once, gives the same bits. A GPU, fp32, a
+    trained head and a head over ``FP32_HEAD_MAX_BYTES`` are left to TRL; so is every other product."""
+    try:
+        from trl.kernels import chunked_logprob
+        original = chunked_logprob._addmm_fp32
+    except (ImportError, AttributeError):  # TRL's internals have moved
+        yield
+        return
+    head = model.get_output_embeddings()
+    weight = getattr(head, "weight", None)
+    if (device != "cpu" or weight is None or weight.dtype == torch.float32 or weight.requires_grad
+            or weight.numel() * 4 > FP32_HEAD_MAX_BYTES):
+        yield
+        return
+    storage, cast = weight.untyped_storage().data_ptr(), {}
+
+    def addmm_fp32(acc, a, b):
+        if b.untyped_storage().data_ptr() != storage or acc.dtype != torch.float32:
+            return original(acc, a, b)
+        key = (b.storage_offset(), tuple(b.shape), b.stride())  # a chunk of the head
+        if key not in cast:
+            cast[key] = b.float()
+        acc.addmm_(a.float(), cast[key])
+
+    chunked_logprob._addmm_fp32 = addmm_fp32
+    try:
+        yield
+    finally:
+        chunked_logprob._addmm_fp32 = original
+
+
 @contextlib.contextmanager
 def grouped_attention_while_training(model, device: str):
     """While the block trains in bf16 on a CPU, attention is medtune's two grouped matmuls instead of torch's

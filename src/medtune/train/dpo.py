@@ -43,7 +43,7 @@ from ..progress import console, progress
 from ..tasks.common import Task
 from .common import (RichProgress, clean_checkpoints, common_args, compact_lm_head_everywhere,
                      frozen_weights_in_compute_format, fused_lora_everywhere, grouped_attention_while_training,
-                     last_checkpoint)
+                     last_checkpoint, lm_head_cast_once)
 
 
 def loss_args(settings) -> dict:
@@ -452,7 +452,7 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
                                      callbacks=[RichProgress(f"{task.name}: DPO"), guard])
     trainer.remove_callback(PrinterCallback)  # our rich bar shows the loss instead
     precomputed = reference_plan(settings, method, len(train_pairs), len(heldout))
-    with (frozen_weights_in_compute_format(trainer.model, device),
+    with (frozen_weights_in_compute_format(trainer.model, device), lm_head_cast_once(trainer.model, device),
           grouped_attention_while_training(trainer.model, device)):
         precompute_reference(trainer, precomputed, task.name)
         ref_model = None  # the trainer holds it, unless it was let go
