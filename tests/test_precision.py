@@ -183,8 +183,10 @@ def test_training_holds_frozen_weights_in_bf16_and_gives_the_fp32_weights_back(t
 def test_bf16_training_on_a_cpu_attends_with_grouped_matmuls(tiny_model, tmp_path, monkeypatch, precision):
     """SFT in bf16 on a CPU attends with medtune's grouped matmuls (faster there than torch's kernel), its
     shared-prefix rows still packed (the grouped attention takes sdpa's boolean masks); fp32 keeps sdpa. After
-    training the model attends as before."""
+    training the model attends as before. In bf16 the LM head's gradient products use its fp32 copy cast once
+    (train.common.lm_head_cast_once): none of them reaches TRL's own product, which casts at every call."""
     from transformers import AttentionInterface
+    from trl.kernels import chunked_logprob
 
     import medtune.attention as attention
     from medtune.config import load_config
@@ -201,6 +203,9 @@ def test_bf16_training_on_a_cpu_attends_with_grouped_matmuls(tiny_model, tmp_pat
         return attention.grouped_attention(module, query, *args, **kwargs)
 
     monkeypatch.setitem(AttentionInterface._global_mapping, attention.GROUPED, spy)
+    trl_products = []
+    trl_product = chunked_logprob._addmm_fp32
+    monkeypatch.setattr(chunked_logprob, "_addmm_fp32", lambda *args: trl_products.append(1) or trl_product(*args))
     monkeypatch.setattr(shared_prompt, "key_cost", lambda config: 0.0)  # pack as the embedded model's batches pack
     use_precision(precision)
     task = get_task("triage")
@@ -212,5 +217,7 @@ def test_bf16_training_on_a_cpu_attends_with_grouped_matmuls(tiny_model, tmp_pat
     assert model.config._attn_implementation == "sdpa"
     if precision == "bf16":
         assert calls and all(calls)  # every layer of every step, with gradients
+        assert not trl_products
     else:
         assert not calls
+        assert trl_products  # an fp32 head: TRL's product, as it is

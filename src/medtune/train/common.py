@@ -130,6 +130,15 @@ def grouped_attention_while_training(model, device: str):
             model.set_attn_implementation("sdpa")
 
 
+@contextlib.contextmanager
+def training_block(model, device: str):
+    """What SFT and DPO hold while their trainer runs: frozen weights in the compute format, the LM head
+    cast once for its gradient, and, in bf16 on a CPU, the grouped attention; all as before afterwards."""
+    with (frozen_weights_in_compute_format(model, device), lm_head_cast_once(model, device),
+          grouped_attention_while_training(model, device)):
+        yield
+
+
 def fused_lora_everywhere() -> bool:
     """Add a LoRA layer's low-rank update inside one matmul: ``out += scaling * (x A^T) B^T`` as a BLAS
     ``addmm_`` into the base layer's output, instead of PEFT's ``out + B(A(x)) * scaling``.

@@ -42,8 +42,7 @@ from ..models import lora_config, precision_name, save_model_info
 from ..progress import console, progress
 from ..tasks.common import Task
 from .common import (RichProgress, clean_checkpoints, common_args, compact_lm_head_everywhere,
-                     frozen_weights_in_compute_format, fused_lora_everywhere, grouped_attention_while_training,
-                     last_checkpoint, lm_head_cast_once)
+                     fused_lora_everywhere, last_checkpoint, training_block)
 
 
 def loss_args(settings) -> dict:
@@ -452,8 +451,7 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
                                      callbacks=[RichProgress(f"{task.name}: DPO"), guard])
     trainer.remove_callback(PrinterCallback)  # our rich bar shows the loss instead
     precomputed = reference_plan(settings, method, len(train_pairs), len(heldout))
-    with (frozen_weights_in_compute_format(trainer.model, device), lm_head_cast_once(trainer.model, device),
-          grouped_attention_while_training(trainer.model, device)):
+    with training_block(trainer.model, device):
         precompute_reference(trainer, precomputed, task.name)
         ref_model = None  # the trainer holds it, unless it was let go
         result = trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))

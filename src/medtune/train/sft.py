@@ -20,8 +20,7 @@ from ..io import atomic_dir, write_json
 from ..models import lora_config, precision_name, save_model_info
 from ..tasks.common import Task
 from .common import (RichProgress, clean_checkpoints, common_args, compact_lm_head_everywhere,
-                     frozen_weights_in_compute_format, fused_lora_everywhere, grouped_attention_while_training,
-                     last_checkpoint, lm_head_cast_once)
+                     fused_lora_everywhere, last_checkpoint, training_block)
 
 
 def sft_dataset(task: Task, examples: list[dict]) -> Dataset:
@@ -64,8 +63,7 @@ def train_sft(model, tokenizer, base: str, task: Task, examples: list[dict], set
                                      processing_class=tokenizer, peft_config=peft, share_prefix=settings.share_prefix,
                                      callbacks=[RichProgress(f"{task.name}: SFT")])
     trainer.remove_callback(PrinterCallback)  # our rich bar shows the loss instead
-    with (frozen_weights_in_compute_format(trainer.model, device), lm_head_cast_once(trainer.model, device),
-          grouped_attention_while_training(trainer.model, device)):
+    with training_block(trainer.model, device):
         result = trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
     with atomic_dir(out_dir / "model") as tmp:
         trainer.model.save_pretrained(tmp)
