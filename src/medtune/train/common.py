@@ -139,6 +139,52 @@ def training_block(model, device: str):
         yield
 
 
+class LeanSteps:
+    """Trainer overrides that drop work each step repeated for nothing (a mixin before the trainer class).
+
+    With LoRA the model is a tree of thousands of modules (the embedded model: ~3,500), and Trainer walked it
+    again at every step: its FLOP estimate counted the parameters anew, and gradient clipping listed every
+    parameter to find the few with a gradient. The count is kept from the first step and the trainable
+    parameters are listed once; the numbers are the same. On one device only: under FSDP accelerate
+    recognises the model's own parameter list. The checkpoint Trainer writes after the last step is not
+    written either (``NoFinalCheckpoint``)."""
+
+    _ops_per_token: int | None = None
+    _trainable: list | None = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_callback(NoFinalCheckpoint())
+
+    def floating_point_ops(self, inputs: dict) -> int:
+        main = getattr(self.model, "main_input_name", "input_ids")
+        if main not in inputs:
+            return super().floating_point_ops(inputs)
+        if self._ops_per_token is None:  # Trainer's estimate, 6 x tokens x parameters, for one token
+            self._ops_per_token = super().floating_point_ops({main: torch.zeros(1)})
+        return self._ops_per_token * inputs[main].numel()
+
+    def _clip_grad_norm(self, model):
+        from accelerate.utils import DistributedType
+
+        if self.accelerator.distributed_type != DistributedType.NO or self._has_mixed_mesh_grads(model):
+            return super()._clip_grad_norm(model)
+        if self._trainable is None:
+            self._trainable = [p for p in model.parameters() if p.requires_grad]
+        return self.accelerator.clip_grad_norm_(self._trainable, self.args.max_grad_norm)
+
+
+class NoFinalCheckpoint(TrainerCallback):
+    """Trainer saves a checkpoint after the last step (adapter, optimizer state, RNG, model card); medtune writes
+    the trained model right after and deletes the checkpoints (``clean_checkpoints``), so that one was only
+    ever deleted: 0.24 s of p5's 4.3 s SFT child. A kill between the last step and the model's save resumes
+    from the last periodic checkpoint (``save_steps``)."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps:
+            control.should_save = False
+
+
 def fused_lora_everywhere() -> bool:
     """Add a LoRA layer's low-rank update inside one matmul: ``out += scaling * (x A^T) B^T`` as a BLAS
     ``addmm_`` into the base layer's output, instead of PEFT's ``out + B(A(x)) * scaling``.

@@ -39,6 +39,7 @@ from accelerate.utils import is_peft_model
 from trl import DPOTrainer, SFTTrainer
 
 from ..attention import GROUPED
+from .common import LeanSteps
 from .shared_trunk import SharedTrunk
 
 PER_TOKEN_FIELDS = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
@@ -345,7 +346,7 @@ class Sharing:
         return self.shared[0].batches if self.shared else {"packed": 0, "trl_layout": None}
 
 
-class SharedPromptDPOTrainer(Sharing, DPOTrainer):
+class SharedPromptDPOTrainer(Sharing, LeanSteps, DPOTrainer):
     """TRL's DPOTrainer, with each pair's prompt computed once in the policy and reference passes."""
 
     def __init__(self, *args, share_prompt: bool = True, **kwargs):
@@ -376,7 +377,7 @@ class SharedPromptDPOTrainer(Sharing, DPOTrainer):
         self.accelerator._models = [m for m in self.accelerator._models if m is not reference]
 
 
-class SharedPrefixSFTTrainer(Sharing, SFTTrainer):
+class SharedPrefixSFTTrainer(Sharing, LeanSteps, SFTTrainer):
     """TRL's SFTTrainer, with the common prefix of a batch's examples (the task's system prompt and
     rules) computed once where that is cheaper."""
 
