@@ -43,7 +43,7 @@ def child(arm: str, model: str, dropout: float, precision: str) -> None:
     settings = run_all.settings
     run_all.settings = lambda section, **values: settings(section, **values,
                                                           lora_dropout=0.0 if arm == "no_dropout" else dropout)
-    run_all.sft_flops = lambda *args, **kwargs: (0.0, 0.0)  # not needed: time only
+    run_all.sft_flops = lambda *args, **kwargs: ([0.0], 0.0)  # not needed: time only
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     with tempfile.TemporaryDirectory() as tmp:
         result = run_all.child_train("sft", model, 6, 4, Path(tmp), "cpu", precision)

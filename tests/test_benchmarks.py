@@ -20,6 +20,10 @@ def test_benchmark_harness_smoke(tiny_model):
     assert results["p2_choose_speedup"] == results["p2_plain_s"] / results["p2_choose_s"] > 0
     assert results["p2_choose_parsed_items"] <= results["p2_examples"]
     assert 0 < results["p5_sft_mfu"] < 1.5 and results["p3_sft"]["flops_per_step"] > 0
+    # the rate of the steps after the first (listed): their FLOPs over their forward and backward
+    flops, seconds = results["p3_sft"]["flops_per_batch"], results["p3_sft"]["step_s"]
+    assert len(flops) == 2 and sum(flops) == results["p3_sft"]["flops_per_step"] * 2
+    assert results["p5_later_steps_mfu"] == flops[1] / seconds[1] / 1e9 / results["p5_matmul_peak_gflops"] > 0
     # each step's forward and backward timed, within the training's seconds (smoke: 2 steps of 2)
     steps = results["p3_sft"]["step_s"]
     assert len(steps) == 2 and 0 < sum(steps) <= results["p3_sft"]["train_s"]
@@ -114,10 +118,10 @@ def test_p5_counts_the_flops_training_runs(tiny_model, monkeypatch):
     task = get_task("triage")
     exs = examples(task, 4, "train")
     _, tokenizer, _ = load_model(tiny_model, "cpu")
-    packed, attention_share = sft_flops(str(tiny_model), tokenizer, task, exs, 4)
+    (packed,), attention_share = sft_flops(str(tiny_model), tokenizer, task, exs, 4)  # one batch of four
     load = config.load_config
     monkeypatch.setattr(config, "load_config", lambda *a, **k: load(overrides={"sft": {"share_prefix": False}}))
-    rows, _ = sft_flops(str(tiny_model), tokenizer, task, exs, 4)
+    (rows,), _ = sft_flops(str(tiny_model), tokenizer, task, exs, 4)
     assert 0 < packed < 0.8 * rows, (packed, rows)
     assert 0 < attention_share < 1
 

@@ -142,7 +142,7 @@ def training_block(model, device: str):
 class LeanSteps:
     """Trainer overrides that drop work each step repeated for nothing (a mixin before the trainer class).
 
-    With LoRA the model is a tree of thousands of modules (the embedded model: ~3,500), and Trainer walked it
+    With LoRA the model is a tree of thousands of modules (the embedded model: 2,499), and Trainer walked it
     again at every step: its FLOP estimate counted the parameters anew, and gradient clipping listed every
     parameter to find the few with a gradient. The count is kept from the first step and the trainable
     parameters are listed once; the numbers are the same. On one device only: under FSDP accelerate
