@@ -418,7 +418,7 @@ def sft_between_peaks(args, steps: int, batch: int, precision: str = "auto") -> 
 def mfu(prefix: str, sft: dict, peaks: list[float], steps: int) -> dict:
     achieved = sft["flops_per_step"] / (sft["train_s"] / steps) / 1e9
     # listed, not a goal: the forward and backward of the steps after the first, which also sets up the
-    # process's memory (page faults: 0.2-1.2 s more than a later step on this host, docs/performance.md)
+    # process's memory (page faults: 0.2-1.4 s more than a later step on this host, docs/performance.md)
     later = sum(sft["flops_per_batch"][1:]) / max(sum(sft["step_s"][1:]), 1e-9) / 1e9
     return {f"{prefix}_sft_mfu": achieved / max(peaks), f"{prefix}_later_steps_mfu": later / max(peaks),
             f"{prefix}_sft_gflops": achieved,
