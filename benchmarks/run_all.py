@@ -233,7 +233,7 @@ def child_train(kind: str, model_ref: str, steps: int, batch: int, out: Path, de
     exs = examples(task, steps * batch, "train")
     model, tokenizer, _ = load_model(model_ref, device)
     loaded_mb = peak_mb(device)
-    step_s = time_training_steps(device)
+    step_s, batches = time_training_steps(device)
     if kind == "sft":
         from medtune.train.sft import train_sft
 
@@ -252,36 +252,41 @@ def child_train(kind: str, model_ref: str, steps: int, batch: int, out: Path, de
     result = {"train_s": summary["train_runtime_s"], "items": items, "peak_mb": peak_mb(device), "loaded_mb": loaded_mb,
               "precision": summary["precision"], "step_s": step_s}
     if kind == "sft":
-        flops, attention_share = sft_flops(model_ref, tokenizer, task, exs, batch)
+        flops, attention_share = sft_flops(model_ref, tokenizer, batches)
         result.update(flops_per_step=sum(flops) / steps, flops_per_batch=flops, attention_flops_share=attention_share)
     return result
 
 
-def time_training_steps(device: str) -> list[float]:
+def time_training_steps(device: str) -> tuple[list[float], list[dict]]:
     """Seconds of each micro-batch's forward and backward (``Trainer.training_step``), filled in as training
-    runs: a process's first step costs more than the rest (one-time set-up), and the list shows how much."""
+    runs: a process's first step costs more than the rest (one-time set-up), and the list shows how much.
+    Beside them, a CPU copy of each batch the step was given, in the order training ran them (its sampler
+    shuffles the examples), for counting each step's FLOPs."""
     import torch
     from transformers import Trainer
 
-    seconds, step = [], Trainer.training_step
+    seconds, batches, step = [], [], Trainer.training_step
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
-    def timed(self, *args, **kwargs):
+    def timed(self, model, inputs, *args, **kwargs):
+        batches.append({key: value.detach().cpu().clone() for key, value in inputs.items()
+                        if isinstance(value, torch.Tensor)})
         sync()
         start = time.perf_counter()
-        loss = step(self, *args, **kwargs)
+        loss = step(self, model, inputs, *args, **kwargs)
         sync()
         seconds.append(round(time.perf_counter() - start, 4))
         return loss
 
     Trainer.training_step = timed
-    return seconds
+    return seconds, batches
 
 
-def sft_flops(model_ref, tokenizer, task, train_examples, batch: int) -> tuple[list[float], float]:
+def sft_flops(model_ref, tokenizer, batches: list[dict]) -> tuple[list[float], float]:
     """FLOPs of each SFT step's forward + backward (torch's FLOP counter) and the attention's share of them,
-    computed as training does: LoRA, loss on the completion only, TRL's fused LM head on the completion
-    positions, a batch's common prefix once where training packs it (sft.share_prefix). Counted on
+    over the batches training ran (``time_training_steps``), computed as training does: LoRA, loss on the
+    completion only, TRL's fused LM head on the completion positions, a batch's common prefix once where
+    training packs it (sft.share_prefix). Counted on
     the CPU in fp32 whatever the device trained on: the count is the same, and the counter does not
     know the fp32-accumulating matmul TRL uses on a GPU."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -301,21 +306,11 @@ def sft_flops(model_ref, tokenizer, task, train_examples, batch: int) -> tuple[l
     shared = SharedPromptForward(model, tokenizer.pad_token_id, example_trees) if cfg.share_prefix else None
     model = get_peft_model(model, lora_config(cfg.lora_r, cfg.lora_alpha, 0.0, cfg.lora_target_modules))
     per_batch, attention = [], 0.0
-    for start in range(0, len(train_examples), batch):
-        chunk = train_examples[start:start + batch]
-        prompts = [tokenizer.apply_chat_template(task.messages(ex), tokenize=False, add_generation_prompt=True)
-                   for ex in chunk]
-        texts = [tokenizer.apply_chat_template(task.messages(ex) + [{"role": "assistant", "content": task.reference(ex)}],
-                                               tokenize=False) for ex in chunk]
-        enc = tokenizer(texts, return_tensors="pt", padding=True, padding_side="right", add_special_tokens=False)
-        labels = enc["input_ids"].clone()
-        labels[enc["attention_mask"] == 0] = -100
-        for i, prompt in enumerate(prompts):  # right padding: each prompt starts its row
-            labels[i, :len(tokenizer(prompt, add_special_tokens=False)["input_ids"])] = -100
-        inputs = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+    for batch in batches:
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
         sharing = shared.batch(inputs) if shared else contextlib.nullcontext()
         with FlopCounterMode(display=False, custom_mapping=missing_flop_formulas()) as counter, sharing:
-            model(**inputs, labels=labels, fused_lm_head=True).loss.backward()
+            model(**inputs, labels=batch["labels"], fused_lm_head=True).loss.backward()
         per_batch.append(counter.get_total_flops())
         attention += sum(n for op, n in counter.get_flop_counts()["Global"].items() if "attention" in str(op))
     if shared and not shared.batches["packed"]:

@@ -104,24 +104,55 @@ def test_peak_memory_is_the_child_process_own():
     assert 0 < float(child.stdout) < 512, (child.stdout, len(ballast))
 
 
-def test_p5_counts_the_flops_training_runs(tiny_model, monkeypatch):
-    """SFT computes a batch's common prefix once, so p5 counts the packed layout's FLOPs, not TRL's rows'."""
+def test_each_step_is_timed_with_a_copy_of_the_batch_it_was_given(monkeypatch):
+    """p5 pairs each step's seconds with the FLOPs of the batch that step trained on, in training's order."""
+    import torch
+    from transformers import Trainer
+
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from run_all import examples, sft_flops
+    from run_all import time_training_steps
+
+    monkeypatch.setattr(Trainer, "training_step", lambda self, model, inputs, *a, **k: inputs["input_ids"].sum())
+    seconds, batches = time_training_steps("cpu")
+    given = [{"input_ids": torch.arange(6).view(2, 3), "labels": torch.zeros(2, 3), "num_items": 3},
+             {"input_ids": torch.ones(2, 5, dtype=torch.long)}]
+    losses = [Trainer.training_step(None, None, inputs) for inputs in given]
+    given[0]["input_ids"].add_(100)  # a trainer may reuse its tensors: the record is a copy
+    assert [loss.item() for loss in losses] == [15, 10]
+    assert len(seconds) == 2 and all(s >= 0 for s in seconds)
+    assert [sorted(b) for b in batches] == [["input_ids", "labels"], ["input_ids"]]
+    assert batches[0]["input_ids"].tolist() == [[0, 1, 2], [3, 4, 5]] and batches[1]["input_ids"].sum() == 10
+
+
+def test_p5_counts_the_flops_training_runs(tiny_model, monkeypatch, tmp_path):
+    """p5 counts the batch SFT trained on, and SFT computes a batch's common prefix once, so p5 counts the
+    packed layout's FLOPs, not TRL's rows'."""
+    from transformers import Trainer
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from run_all import sft_flops, time_training_steps
 
     from medtune import config
+    from medtune.data import bundled_path
+    from medtune.io import read_jsonl
     from medtune.models import load_model
     from medtune.tasks import get_task
     from medtune.train import shared_prompt
+    from medtune.train.sft import train_sft
 
     monkeypatch.setattr(shared_prompt, "key_cost", lambda cfg: 0.0)  # pack the tiny tokenizer's long rows too
+    monkeypatch.setattr(Trainer, "training_step", Trainer.training_step)  # put back after the test
+    _, batches = time_training_steps("cpu")
     task = get_task("triage")
-    exs = examples(task, 4, "train")
-    _, tokenizer, _ = load_model(tiny_model, "cpu")
-    (packed,), attention_share = sft_flops(str(tiny_model), tokenizer, task, exs, 4)  # one batch of four
+    model, tokenizer, _ = load_model(tiny_model, "cpu")
+    settings = config.load_config(overrides={"sft": {"max_steps": 1, "batch_size": 4, "max_length": 2048}}).sft
+    train_sft(model, tokenizer, str(tiny_model), task, read_jsonl(bundled_path(task, "train"))[:4], settings,
+              tmp_path / "sft", "cpu", 0)
+    assert len(batches) == 1 and batches[0]["input_ids"].shape[0] == 4
+    (packed,), attention_share = sft_flops(str(tiny_model), tokenizer, batches)
     load = config.load_config
     monkeypatch.setattr(config, "load_config", lambda *a, **k: load(overrides={"sft": {"share_prefix": False}}))
-    (rows,), _ = sft_flops(str(tiny_model), tokenizer, task, exs, 4)
+    (rows,), _ = sft_flops(str(tiny_model), tokenizer, batches)
     assert 0 < packed < 0.8 * rows, (packed, rows)
     assert 0 < attention_share < 1
 
