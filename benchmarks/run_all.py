@@ -286,9 +286,8 @@ def sft_flops(model_ref, tokenizer, batches: list[dict]) -> tuple[list[float], f
     """FLOPs of each SFT step's forward + backward (torch's FLOP counter) and the attention's share of them,
     over the batches training ran (``time_training_steps``), computed as training does: LoRA, loss on the
     completion only, TRL's fused LM head on the completion positions, a batch's common prefix once where
-    training packs it (sft.share_prefix). Counted on
-    the CPU in fp32 whatever the device trained on: the count is the same, and the counter does not
-    know the fp32-accumulating matmul TRL uses on a GPU."""
+    training packs it (sft.share_prefix). Counted on the CPU in fp32 whatever the device trained on: the
+    count is the same, and the counter does not know the fp32-accumulating matmul TRL uses on a GPU."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from medtune.config import load_config
