@@ -41,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results.json"
 DOC = ROOT / "docs" / "performance.md"
+BENCHMARKS = ("p1", "p2", "p3", "p4", "p4learn", "p5")
 # p4's "medtune not worse": its macro-F1 minus TRL's on the same test items (the CI is listed beside it),
 # judged at p4learn's budget: at p4's 40 + 4 steps both models are barely past chance and the difference
 # moves with the training seed (-0.058 to +0.024 over three seeds, every CI across 0), so p4's is listed only
@@ -516,7 +517,7 @@ def write_doc(results: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="p1,p2,p3,p4,p4learn,p5")
+    parser.add_argument("--only", default=",".join(BENCHMARKS))
     parser.add_argument("--model", default="embedded")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the harness in a minute")
     parser.add_argument("--study-run", help="reuse a finished quick study's elapsed time for p1")
@@ -539,6 +540,39 @@ def main() -> None:
                                      args.precision)))
         return
     which = set(args.only.split(","))
+    check_arguments(parser, args, which)
+    try:
+        run_benchmarks(args, which)
+    except subprocess.CalledProcessError as exc:
+        sys.exit(child_failed(exc))
+
+
+def check_arguments(parser: argparse.ArgumentParser, args, which: set[str]) -> None:
+    """A mistyped benchmark, a GPU torch does not see or a model folder that is not there stops the run at
+    once (exit 2), before results.json is touched."""
+    import torch
+
+    from medtune.errors import MedtuneError
+    from medtune.models import resolve_base
+
+    if unknown := which - set(BENCHMARKS):
+        parser.error(f"--only: no benchmark named {', '.join(sorted(unknown))}; they are {','.join(BENCHMARKS)}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: this torch sees no CUDA device")
+    try:
+        resolve_base(args.model)
+    except MedtuneError as exc:
+        parser.error(f"--model: {exc}")
+
+
+def child_failed(exc: subprocess.CalledProcessError) -> str:
+    """The message for a benchmark's process that failed: its command and the end of what it wrote."""
+    tail = "\n".join((exc.stderr or "").strip().splitlines()[-12:])
+    return f"error: a benchmark's process failed (exit {exc.returncode}): {' '.join(map(str, exc.cmd))}" + (
+        f"\n{tail}" if tail else "")
+
+
+def run_benchmarks(args, which: set[str]) -> None:
     saved = json.loads(RESULTS.read_text()) if RESULTS.is_file() and not args.smoke else {}
     results = saved.setdefault("gpu", {}) if args.device == "cuda" else saved
     import platform

@@ -223,3 +223,25 @@ def test_sft_step_benchmark_smoke(tiny_model):
     arms = ["medtune", "torch_dropout", "glibc_malloc", "no_dropout"]
     assert list(result["seconds"]) == arms and all(len(result["seconds"][arm]) == 1 for arm in arms)
     assert all(result["page_faults"][arm][0] > 0 for arm in arms) and result["over_medtune"]["medtune"] == 1
+
+
+def test_a_mistyped_run_stops_at_once(tiny_model):
+    """An unknown benchmark or a model folder that is not there: exit 2 and a message naming it, before any
+    benchmark runs (--smoke, so that a run that went on would not write results.json)."""
+    script = str(ROOT / "benchmarks" / "run_all.py")
+    for args, message in ((["--only", "p2,p9", "--model", str(tiny_model)], "no benchmark named p9"),
+                          (["--only", "p2", "--model", str(tiny_model / "missing")], "no such model folder")):
+        proc = subprocess.run([sys.executable, script, "--smoke", *args], capture_output=True, text=True, cwd=ROOT,
+                              timeout=600)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+
+
+def test_a_failed_child_is_reported_with_the_end_of_what_it_wrote():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from run_all import child_failed
+
+    exc = subprocess.CalledProcessError(1, ["python", "run_all.py", "--child", "sft"],
+                                        stderr="".join(f"line {i}\n" for i in range(30)) + "MedtuneError: bad row\n")
+    message = child_failed(exc)
+    assert message.startswith("error: a benchmark's process failed (exit 1): python run_all.py --child sft")
+    assert message.endswith("MedtuneError: bad row") and "line 19" in message and "line 18" not in message

@@ -48,3 +48,21 @@ def test_conversion_makes_a_loadable_chat_model(tmp_path, monkeypatch):
     mtime = (folder / "model.safetensors").stat().st_mtime
     assert embedded_model_dir() == folder  # second call reuses the cache
     assert (folder / "model.safetensors").stat().st_mtime == mtime
+
+
+@pytest.mark.parametrize("name", ["./my-model", "/no/such/model", "~/models/none", "runs/demo/sft/model"])
+def test_a_missing_model_folder_is_named_as_one(name):
+    from medtune.errors import MedtuneError
+    from medtune.models import resolve_base
+
+    with pytest.raises(MedtuneError, match="no such model folder"):
+        resolve_base(name)
+
+
+def test_hub_ids_and_folders_that_exist_pass(tmp_path):
+    from medtune.models import resolve_base
+
+    assert resolve_base("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert resolve_base("gpt2") == "gpt2"
+    (tmp_path / "config.json").write_text("{}")
+    assert resolve_base(str(tmp_path)) == str(tmp_path)

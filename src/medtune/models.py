@@ -123,6 +123,10 @@ def resolve_base(name: str) -> str:
         if not (path / "config.json").is_file():
             raise MedtuneError(f"{path}: not a Hugging Face model folder (no config.json)")
         return str(path)
+    # a hub id is "name" or "owner/name"; anything else was meant as a folder, and the hub's own error
+    # for it ("Repo id must use alphanumeric chars ...") would not say that the folder is missing
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+        raise MedtuneError(f"{name}: no such model folder")
     return name  # a hub id; loading fails with a clear message when offline
 
 
