@@ -100,4 +100,7 @@ def markdown(table: list[dict]) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    from run_all import reported_failures
+
+    with reported_failures():
+        main()

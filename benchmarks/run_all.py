@@ -541,10 +541,7 @@ def main() -> None:
         return
     which = set(args.only.split(","))
     check_arguments(parser, args, which)
-    try:
-        run_benchmarks(args, which)
-    except subprocess.CalledProcessError as exc:
-        sys.exit(child_failed(exc))
+    run_benchmarks(args, which)
 
 
 def check_arguments(parser: argparse.ArgumentParser, args, which: set[str]) -> None:
@@ -563,6 +560,20 @@ def check_arguments(parser: argparse.ArgumentParser, args, which: set[str]) -> N
         resolve_base(args.model)
     except MedtuneError as exc:
         parser.error(f"--model: {exc}")
+
+
+@contextlib.contextmanager
+def reported_failures():
+    """A benchmark's command ends with a message and a non-zero exit, not a traceback, where a process it
+    started fails or medtune rejects its input (a model folder that is not there, a task it does not know)."""
+    from medtune.errors import MedtuneError
+
+    try:
+        yield
+    except subprocess.CalledProcessError as exc:
+        sys.exit(child_failed(exc))
+    except MedtuneError as exc:
+        sys.exit(f"error: {exc}")
 
 
 def child_failed(exc: subprocess.CalledProcessError) -> str:
@@ -605,4 +616,5 @@ def run_benchmarks(args, which: set[str]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with reported_failures():
+        main()

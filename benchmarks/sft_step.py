@@ -86,4 +86,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from run_all import reported_failures
+
+    with reported_failures():
+        main()

@@ -6,6 +6,8 @@ import sys
 import unittest.mock
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -236,12 +238,22 @@ def test_a_mistyped_run_stops_at_once(tiny_model):
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
 
 
-def test_a_failed_child_is_reported_with_the_end_of_what_it_wrote():
+def test_a_failed_child_or_a_rejected_input_ends_with_a_message():
+    """The benchmarks' commands run under reported_failures: a failed child's command and the end of its
+    stderr, or medtune's own message, and a non-zero exit, in place of a traceback."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from run_all import child_failed
+    from run_all import reported_failures
 
-    exc = subprocess.CalledProcessError(1, ["python", "run_all.py", "--child", "sft"],
-                                        stderr="".join(f"line {i}\n" for i in range(30)) + "MedtuneError: bad row\n")
-    message = child_failed(exc)
+    from medtune.errors import MedtuneError
+
+    stderr = "".join(f"line {i}\n" for i in range(30)) + "MedtuneError: bad row\n"
+    with pytest.raises(SystemExit) as failed:
+        with reported_failures():
+            raise subprocess.CalledProcessError(1, ["python", "run_all.py", "--child", "sft"], stderr=stderr)
+    message = failed.value.code
     assert message.startswith("error: a benchmark's process failed (exit 1): python run_all.py --child sft")
     assert message.endswith("MedtuneError: bad row") and "line 19" in message and "line 18" not in message
+    with pytest.raises(SystemExit) as rejected:
+        with reported_failures():
+            raise MedtuneError("./none: no such model folder")
+    assert rejected.value.code == "error: ./none: no such model folder"
