@@ -550,12 +550,14 @@ def check_arguments(parser: argparse.ArgumentParser, args, which: set[str]) -> N
     import torch
 
     from medtune.errors import MedtuneError
-    from medtune.models import resolve_base
+    from medtune.models import MODEL_INFO, resolve_base
 
     if unknown := which - set(BENCHMARKS):
         parser.error(f"--only: no benchmark named {', '.join(sorted(unknown))}; they are {','.join(BENCHMARKS)}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: this torch sees no CUDA device")
+    if (Path(args.model) / MODEL_INFO).is_file():
+        return  # a stage's saved model, as load_model takes it
     try:
         resolve_base(args.model)
     except MedtuneError as exc:
