@@ -211,6 +211,7 @@ def test_study_hook_regrades_summaries_with_the_judge(server, tmp_path):
     assert [r["grade"] for r in judged] == [5, 2] and [r["builtin_grade"] for r in judged] == [5, 3]
     assert judged[1]["correct"] is False and judged[1]["coverage"] == 0.5 and judged[1]["grader"] == "llm"
     assert info == {"grader": "llm", "judge": {"base_url": server.base_url, "model": "tiny-judge",
+                                               "answered_by": [f"{server.base_url}/chat/completions"],
                                                "parse_failures": 0, "requests": 2}}
     assert len(list((tmp_path / "run" / "judge_cache").glob("*.json"))) == 2  # cached under the run dir
     regrade_summaries(cfg, task, examples, rows)

@@ -153,3 +153,17 @@ def test_dpo_health_says_what_the_guard_watched_and_kept():
                                         "reference_share": 0.42, "restored": {"step": 0, "heldout_task_accuracy": 0.3}}})
     assert ("fired at step 48, the last evaluation: the model answered 'hyponatremia' (label) to 95% of the "
             "held-out prompts, though 42% of their references say so") in by_label
+
+
+def test_report_md_escapes_hostile_ids(tmp_path):
+    """Ids come from the user's file: in report.md they are shown, never read as HTML or markdown."""
+    run = make_run(tmp_path)
+    hostile = "<img src=x onerror=alert(1)>[see](javascript:alert(1))|"
+    for path in run.glob("*/*/predictions.jsonl"):
+        rows = read_jsonl(path)
+        write_jsonl(path, [{**r, "id": f"{hostile}{k}"} for k, r in enumerate(rows)])
+    result = CliRunner().invoke(app, ["report", str(run)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    md = (run / "report.md").read_text(encoding="utf-8")
+    assert "Test examples" in md and "&lt;img src=x onerror=alert(1)&gt;" in md
+    assert "<img" not in md and "[see](javascript" not in md

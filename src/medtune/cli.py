@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import os
 from pathlib import Path
@@ -28,6 +30,11 @@ LossOpt = typer.Option(None, "--loss", help="DPO loss: sigmoid, ipo, robust, hin
 StrategyOpt = typer.Option(None, "--strategy", help="pair strategy: model_errors, label_swap, judge_ranked, human")
 
 
+# a file-system refusal is the machine's answer, not medtune's bug: one line naming the path
+FILE_SYSTEM_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+                      errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.EMFILE}
+
+
 def user_errors(fn):
     """A user's mistake becomes a clear message and exit code 2, never a traceback."""
     @functools.wraps(fn)
@@ -35,12 +42,29 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except MedtuneError as exc:
-            console.print(f"[bold red]error:[/] {exc}")
+            console.print(f"[bold red]error:[/] {exc}", highlight=False)
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:
+            if exc.errno not in FILE_SYSTEM_ERRORS:
+                raise
+            where = exc.filename or "a file medtune was writing"
+            console.print(f"[bold red]error:[/] {where}: {exc.strerror}", highlight=False)
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted.[/] Run the same command again to resume where it stopped.")
             raise typer.Exit(130) from None
     return wrapper
+
+
+def begin(model: str | None) -> None:
+    """Once per command, before any Hugging Face library is imported: offline unless ``model`` is a hub id
+    (the libraries read the switches when imported), and their own bars and logs quiet."""
+    from .network import offline_unless_hub
+    from .progress import quiet_libraries
+
+    if not offline_unless_hub(model):
+        console.print(f"model {model} is a hub id: the Hugging Face libraries may contact the hub", highlight=False)
+    quiet_libraries()
 
 
 def make_config(config: Optional[Path], preset=None, model=None, run_dir=None, device=None, tasks=None,
@@ -54,17 +78,28 @@ def make_config(config: Optional[Path], preset=None, model=None, run_dir=None, d
         overrides["dpo"] = dpo
     if strategy is not None:
         overrides["pairs"] = {"strategy": strategy}
-    return load_config(config, overrides, source=str(config) if config else "command line")
+    cfg = load_config(config, overrides, source=str(config) if config else "command line")
+    begin(cfg.model)
+    return cfg
 
 
-def setup_stage(config, preset, model, run_dir, device, task_name, **extra):
-    from .models import resolve_compute
-    from .study import check_run_dir
-
+@contextlib.contextmanager
+def stage_run(config, preset, model, run_dir, device, task_name, training: bool = True, **extra):
+    """A stage command's config, task and device, with its run directory held by this process."""
     task = get_task_or_exit(task_name)
-    cfg = make_config(config, preset, model, run_dir, device, **extra)
-    check_run_dir(cfg)
-    return cfg, task, resolve_compute(cfg.device, cfg.precision)
+    cfg = make_config(config, preset, model, run_dir, device, **extra)  # before the libraries are imported
+    from .models import resolve_compute
+    from .rundir import open_run
+    from .study import check_run_dir, preflight, release_held
+
+    dev = resolve_compute(cfg.device, cfg.precision)
+    preflight(cfg, dev, [task], training)
+    with open_run(Path(cfg.run_dir)):
+        check_run_dir(cfg)
+        try:
+            yield cfg, task, dev
+        finally:
+            release_held()  # the command's models go with it
 
 
 @app.command()
@@ -72,13 +107,15 @@ def setup_stage(config, preset, model, run_dir, device, task_name, **extra):
 def study(config: Optional[Path] = ConfigOpt, preset: Optional[str] = PresetOpt, model: Optional[str] = ModelOpt,
           run_dir: Optional[Path] = RunDirOpt, device: Optional[str] = DeviceOpt,
           tasks: Optional[str] = typer.Option(None, "--tasks", help="comma-separated task ids (default: all five)"),
-          restart: bool = typer.Option(False, "--restart", help="delete the run directory and start over"),
+          restart: bool = typer.Option(False, "--restart", help="empty the run directory (only one medtune made) and start over"),
           rounds: Optional[int] = RoundsOpt, loss: Optional[str] = LossOpt, strategy: Optional[str] = StrategyOpt):
     """Run the whole study: base -> SFT -> DPO, evaluated, compared, reported. Resumes if interrupted."""
-    from .study import run_study
-
-    task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+    task_list = None if tasks is None else [t.strip() for t in tasks.split(",") if t.strip()]
+    if task_list == []:
+        raise MedtuneError(f"--tasks {tasks!r} names no task; give comma-separated task ids (see `medtune tasks`)")
     cfg = make_config(config, preset, model, run_dir, device, task_list, rounds=rounds, loss=loss, strategy=strategy)
+    from .study import run_study  # after make_config: the libraries read the offline switches when imported
+
     results = run_study(cfg, restart=restart)
     print_summary(results, Path(cfg.run_dir))
 
@@ -90,6 +127,7 @@ def list_tasks():
     from .data import bundled_path
     from .tasks import TASKS
 
+    begin(None)
     table = Table(title="medtune tasks")
     table.add_column("task", no_wrap=True)  # the id users type must stay whole
     for col in ("what", "labels", "metrics (primary*)", "train", "test"):
@@ -112,14 +150,16 @@ def eval_cmd(task: str = TaskOpt, stage: str = typer.Option("base", "--stage", h
              config: Optional[Path] = ConfigOpt, preset: Optional[str] = PresetOpt, model: Optional[str] = ModelOpt,
              run_dir: Optional[Path] = RunDirOpt, device: Optional[str] = DeviceOpt, force: bool = ForceOpt):
     """Evaluate the base model, a stage's model, or any checkpoint on a task's test set."""
-    from .study import STAGES, evaluate_stage
+    from .rundir import STAGES
 
     if stage not in STAGES:
         raise MedtuneError(f"--stage must be one of {', '.join(STAGES)}, got {stage!r}")
     if checkpoint is not None and not checkpoint.exists():
         raise MedtuneError(f"{checkpoint}: no such model folder")
-    cfg, t, dev = setup_stage(config, preset, model, run_dir, device, task)
-    saved = evaluate_stage(cfg, t, stage, dev, force=force or checkpoint is not None, model_path=checkpoint)
+    with stage_run(config, preset, model, run_dir, device, task, training=False) as (cfg, t, dev):
+        from .study import evaluate_stage
+
+        saved = evaluate_stage(cfg, t, stage, dev, force=force or checkpoint is not None, model_path=checkpoint)
     print_metrics(t.name, stage, saved["metrics"])
 
 
@@ -129,10 +169,10 @@ def sft(task: str = TaskOpt, config: Optional[Path] = ConfigOpt, preset: Optiona
         model: Optional[str] = ModelOpt, run_dir: Optional[Path] = RunDirOpt, device: Optional[str] = DeviceOpt,
         force: bool = ForceOpt):
     """Supervised fine-tuning (LoRA by default; sft.method: full in the config)."""
-    from .study import sft_stage, stage_dir
+    with stage_run(config, preset, model, run_dir, device, task) as (cfg, t, dev):
+        from .study import sft_stage, stage_dir
 
-    cfg, t, dev = setup_stage(config, preset, model, run_dir, device, task)
-    summary = sft_stage(cfg, t, dev, force=force)
+        summary = sft_stage(cfg, t, dev, force=force)
     console.print(f"SFT done: {summary['steps']} steps, final loss {summary['final_loss']:.4f} -> "
                   f"{stage_dir(cfg, t, 'sft') / 'model'}")
 
@@ -143,10 +183,10 @@ def pairs(task: str = TaskOpt, config: Optional[Path] = ConfigOpt, preset: Optio
           model: Optional[str] = ModelOpt, run_dir: Optional[Path] = RunDirOpt, device: Optional[str] = DeviceOpt,
           force: bool = ForceOpt, strategy: Optional[str] = StrategyOpt):
     """Build preference pairs (default: from the SFT model's own errors on training prompts)."""
-    from .study import pairs_stage, stage_dir
+    with stage_run(config, preset, model, run_dir, device, task, strategy=strategy) as (cfg, t, dev):
+        from .study import pairs_stage, stage_dir
 
-    cfg, t, dev = setup_stage(config, preset, model, run_dir, device, task, strategy=strategy)
-    stats = pairs_stage(cfg, t, dev, force=force)
+        stats = pairs_stage(cfg, t, dev, force=force)
     rate = stats["sft_error_rate_on_train"]
     console.print(f"SFT error rate on sampled training outputs: {'n/a' if rate is None else f'{rate:.1%}'} -> "
                   f"{stage_dir(cfg, t, 'pairs') / 'pairs.jsonl'}")
@@ -158,10 +198,10 @@ def dpo(task: str = TaskOpt, config: Optional[Path] = ConfigOpt, preset: Optiona
         model: Optional[str] = ModelOpt, run_dir: Optional[Path] = RunDirOpt, device: Optional[str] = DeviceOpt,
         force: bool = ForceOpt, rounds: Optional[int] = RoundsOpt, loss: Optional[str] = LossOpt):
     """Direct Preference Optimization starting from the SFT model (and N on-policy rounds with --rounds)."""
-    from .study import dpo_stage, stage_dir
+    with stage_run(config, preset, model, run_dir, device, task, rounds=rounds, loss=loss) as (cfg, t, dev):
+        from .study import dpo_stage, stage_dir
 
-    cfg, t, dev = setup_stage(config, preset, model, run_dir, device, task, rounds=rounds, loss=loss)
-    summary = dpo_stage(cfg, t, dev, force=force)
+        summary = dpo_stage(cfg, t, dev, force=force)
     held = summary["heldout"][-1] if summary.get("heldout") else {}
     fired = (summary.get("collapse") or {}).get("fired")  # absent in runs made before the guard existed
     console.print(f"DPO done: {summary['steps']} steps on {summary.get('pairs')} pairs; held-out reward accuracy "
@@ -174,13 +214,17 @@ def dpo(task: str = TaskOpt, config: Optional[Path] = ConfigOpt, preset: Optiona
 def report(run: Path = typer.Argument(..., help="run directory of a study")):
     """Rebuild results.json, report.md and report.html from a run directory's saved predictions (no model needed)."""
     from .config import load_config
-    from .study import write_results
+    from .rundir import disk_errors_named, exclusive
 
     config_file = run / "config.yaml"
     if not config_file.is_file():
         raise MedtuneError(f"{run}: not a medtune run directory (no config.yaml)")
     cfg = load_config(config_file, {"run_dir": str(run)})
-    results = write_results(cfg)
+    begin(None)
+    from .study import write_results
+
+    with exclusive(run), disk_errors_named(run):  # the run's stages are only read: no orphans to clear
+        results = write_results(cfg)
     print_summary(results, run)
 
 
@@ -204,11 +248,13 @@ def data_check(file: Path = typer.Argument(..., help="CSV, JSONL, Parquet or a s
 
     from .data.doctor import check_pairs_file, check_task_file
     from .data.importer import parse_mapping
-    from .models import load_tokenizer, resolve_base
 
     t = get_task_or_exit(task)
     if kind not in ("task", "pairs"):
         raise MedtuneError(f"--kind must be task or pairs, got {kind!r}")
+    begin(model)
+    from .models import load_tokenizer, resolve_base
+
     tokenizer = load_tokenizer(resolve_base(model)) if model else None
     if kind == "task":
         diag = check_task_file(file, t, parse_mapping(mapping), tokenizer, max_length)
@@ -235,21 +281,31 @@ def data_import(file: Path = typer.Argument(..., help="training data (CSV, JSONL
                 test_fraction: float = typer.Option(0.2, "--test-fraction"),
                 seed: int = typer.Option(0, "--seed")):
     """Check a file, convert it to the task's canonical JSONL (train/test) and print the config to use it."""
-    from .config import Config, DataSettings, TaskData
+    from pydantic import ValidationError
+
+    from .config import Config, DataSettings, TaskData, format_validation_error
     from .data import task_data
     from .data.importer import parse_mapping
-    from .io import write_json, write_jsonl
+    from .io import json_text, jsonl_text, write_files
 
     t = get_task_or_exit(task)
-    source = TaskData(train=file, test=test, map=parse_mapping(mapping), test_fraction=test_fraction)
-    cfg = Config(seed=seed, data=DataSettings(tasks={t.name: source}))
+    if not 0 < test_fraction < 1:
+        raise MedtuneError(f"--test-fraction must be between 0 and 1 (the share of rows kept for testing), "
+                           f"got {test_fraction}")
+    out = out or Path("data") / t.name
+    if out.exists() and not out.is_dir():
+        raise MedtuneError(f"{out}: --out must be a folder, and this is a file")
+    try:
+        source = TaskData(train=file, test=test, map=parse_mapping(mapping), test_fraction=test_fraction)
+        cfg = Config(seed=seed, data=DataSettings(tasks={t.name: source}))
+    except ValidationError as exc:
+        raise MedtuneError(format_validation_error(exc, "data import")) from None
+    begin(None)
     data = task_data(cfg, t)
     for line in data["info"]["warnings"]:
         console.print(f"[yellow]{line}[/]", highlight=False)
-    out = out or Path("data") / t.name
-    write_jsonl(out / "train.jsonl", data["train"])
-    write_jsonl(out / "test.jsonl", data["test"])
-    write_json(out / "import.json", data["info"])
+    write_files(out, {"train.jsonl": jsonl_text(data["train"]), "test.jsonl": jsonl_text(data["test"]),
+                      "import.json": json_text(data["info"])})
     console.print(f"{len(data['train'])} train and {len(data['test'])} test examples -> {out}/")
     console.print(f"Use them in a config:\n  data:\n    tasks:\n      {t.name}: {{train: {out / 'train.jsonl'}, "
                   f"test: {out / 'test.jsonl'}}}", highlight=False)
@@ -266,6 +322,7 @@ def grader_check(file: Optional[Path] = typer.Option(None, "--file", help="hand-
     """Agreement of the built-in grader with the hand-graded summaries (quadratic-weighted kappa)."""
     from .evaluate.grader import HAND_GRADED, check_hand_graded
 
+    begin(None)
     path = file or HAND_GRADED
     if not Path(path).is_file():
         raise MedtuneError(f"{path}: no such hand-graded file")
@@ -327,9 +384,7 @@ def print_summary(results: dict, run_dir: Path) -> None:
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from .allocator import keep_freed_memory
-    from .progress import quiet_libraries
 
-    quiet_libraries()
     keep_freed_memory()
     app()
 

@@ -21,6 +21,12 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def steps_setting(value: int) -> int:
+    if value == 0:
+        raise ValueError("0 steps would train nothing; use -1 to train for `epochs`, or a number of steps >= 1")
+    return value
+
+
 class TaskData(Strict):
     """A user's own data for one task (CSV, JSONL, Parquet or a save_to_disk folder)."""
 
@@ -57,6 +63,11 @@ class SFTSettings(Strict):
     learning_rate: float = Field(2e-4, gt=0)
     epochs: float = Field(1.0, gt=0)
     max_steps: int = Field(-1, ge=-1, description="-1: train for `epochs`")
+
+    @field_validator("max_steps")
+    @classmethod
+    def some_steps(cls, value: int) -> int:
+        return steps_setting(value)
     batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
     max_length: int = Field(512, ge=16)
@@ -93,8 +104,13 @@ class DPOSettings(Strict):
     sft_weight: float = Field(1.0, gt=0, description="sigmoid+sft: weight of the NLL term on chosen")
     learning_rate: float = Field(5e-5, gt=0)
     epochs: float = Field(1.0, gt=0)
-    max_steps: int = Field(-1, ge=-1)
+    max_steps: int = Field(-1, ge=-1, description="-1: train for `epochs`")
     batch_size: int = Field(4, ge=1, description="pairs per optimizer step (per grad_accum)")
+
+    @field_validator("max_steps")
+    @classmethod
+    def some_steps(cls, value: int) -> int:
+        return steps_setting(value)
     pairs_per_forward: int | None = Field(
         None, ge=1, description="pairs in one forward pass; a batch runs as gradient-accumulated micro-batches "
         "of this many pairs (same update). null: half the batch, so DPO's activations stay at or below SFT's")
@@ -195,7 +211,8 @@ class Config(Strict):
     run_dir: Path = Path("runs/demo")
     preset: Literal["quick", "full"] = "quick"
     tasks: list[str] = Field(default_factory=lambda: list(TASK_NAMES))
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2 ** 32 - 1, description="one seed for data subsets, training and sampling "
+                      "(numpy's range: 0 to 2^32 - 1)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="the matmuls' number format. auto: bf16 on a GPU that has it and on a CPU that "

@@ -30,8 +30,16 @@ def write_text(path: Path, text: str) -> None:
         raise
 
 
+def json_text(data) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
+
+
+def jsonl_text(rows: Iterable[dict]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+
 def write_json(path: Path, data) -> None:
-    write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    write_text(path, json_text(data))
 
 
 def read_json(path: Path):
@@ -39,7 +47,22 @@ def read_json(path: Path):
 
 
 def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
-    write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    write_text(path, jsonl_text(rows))
+
+
+def write_files(folder: Path, texts: dict[str, str]) -> None:
+    """Several files into ``folder``, all or none: each is written in full beside the others first, and
+    they are renamed into place only when every one is complete."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".write.", suffix=".tmp", dir=folder))
+    try:
+        for name, text in texts.items():
+            (staging / name).write_text(text, encoding="utf-8")
+        for name in texts:
+            os.replace(staging / name, folder / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def read_jsonl(path: Path) -> list[dict]:

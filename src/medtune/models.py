@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import json
 import os
+import re
 import shutil
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from .embedded import EMBEDDED_NAMES, embedded_model_dir
 from .errors import MedtuneError
 from .io import read_json, write_json
+from .network import is_hub_id
 
 MODEL_INFO = "medtune_model.json"
 
@@ -118,16 +122,32 @@ def resolve_base(name: str) -> str:
     """A loadable path or hub id for the ``model`` setting."""
     if name in EMBEDDED_NAMES:
         return str(embedded_model_dir())
+    if is_hub_id(name):
+        return name  # loading fails with a clear message when offline
     path = Path(name).expanduser()
-    if path.exists():
-        if not (path / "config.json").is_file():
-            raise MedtuneError(f"{path}: not a Hugging Face model folder (no config.json)")
-        return str(path)
-    # a hub id is "name" or "owner/name"; anything else was meant as a folder, and the hub's own error
-    # for it ("Repo id must use alphanumeric chars ...") would not say that the folder is missing
-    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+    if not path.exists():  # meant as a folder: the hub's own error for it would not say it is missing
         raise MedtuneError(f"{name}: no such model folder")
-    return name  # a hub id; loading fails with a clear message when offline
+    if not path.is_dir() or not (path / "config.json").is_file():
+        raise MedtuneError(f"{path}: not a Hugging Face model folder (no config.json)")
+    check_no_custom_code(path)
+    return str(path)
+
+
+def check_no_custom_code(folder: Path) -> None:
+    """medtune never runs code shipped in a model folder (no trust_remote_code): a model whose architecture
+    transformers does not know, and that brings its own code for it, is refused up front."""
+    from transformers import CONFIG_MAPPING
+
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise MedtuneError(f"{folder / 'config.json'}: not a readable model config ({exc})") from None
+    if not isinstance(config, dict):
+        raise MedtuneError(f"{folder / 'config.json'}: not a model config (expected a JSON object)")
+    if "auto_map" in config and config.get("model_type") not in CONFIG_MAPPING:
+        raise MedtuneError(f"{folder}: the model declares custom code (auto_map in config.json) for an architecture "
+                           f"transformers does not know ({config.get('model_type')!r}); medtune does not run code "
+                           "from model folders. Use a model that transformers supports natively")
 
 
 def load_tokenizer(path: str):
@@ -135,8 +155,10 @@ def load_tokenizer(path: str):
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-    except OSError as exc:
-        raise MedtuneError(f"cannot load a tokenizer from {path!r}: {exc}") from None
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MedtuneError(f"{path}: cannot load a tokenizer (does the folder hold tokenizer.json and "
+                           f"tokenizer_config.json?): {first}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if tokenizer.chat_template is None:
@@ -171,33 +193,53 @@ def load_base(path: str, device: str, quantized: bool = False, dtype: torch.dtyp
     extra = {"quantization_config": quantization_config(device), "device_map": {"": device}} if quantized else {}
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or dtype_for(device), **extra)
-    except OSError as exc:
-        raise MedtuneError(f"cannot load model {path!r}: {exc}") from None
+    except (OSError, ValueError, SafetensorError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MedtuneError(f"{path}: cannot load the model (a missing, damaged or incomplete weights file?): "
+                           f"{first}") from None
     return model if quantized else model.to(device)
 
 
-def load_model(model_ref: str | Path, device: str, dtype: torch.dtype | None = None):
+def load_model(model_ref: str | Path, device: str, dtype: torch.dtype | None = None, chain: tuple = ()):
     """Load a base model (name/path) or a saved stage's ``model/`` folder, adapters merged; its weights in
     ``dtype`` (default: what ``device`` holds, ``dtype_for``).
 
     Adapters are merged into fp32 weights and the sum rounded once to ``dtype``. Added to bf16 weights (a GPU's),
     an update as small as two quick DPO steps' mostly rounded away (docs/performance.md). Where ``dtype`` is
     not fp32 the chain is therefore loaded and merged on the CPU in fp32 (so the GPU never holds the fp32
-    copy) and then moved."""
+    copy) and then moved. ``chain``: the stage folders already on the way down, so a loop is an error."""
     dtype = dtype or dtype_for(device)
     folder = Path(model_ref)
     if folder.is_dir() and (folder / MODEL_INFO).is_file():
-        info = read_json(folder / MODEL_INFO)
+        info = read_model_info(folder)
         if info["kind"] == "full":
             return load_base(str(folder), device, dtype=dtype), load_tokenizer(str(folder)), info
         parent = (folder / info["parent"]).resolve() if info.get("parent_is_stage") else info["parent"]
-        model, tokenizer, _ = load_model(parent, device if dtype == torch.float32 else "cpu", torch.float32)
+        chain = (*chain, folder.resolve())
+        if Path(parent).resolve() in chain:
+            raise MedtuneError(f"{folder / MODEL_INFO}: the model's parent {parent} is the model itself or one "
+                               "of its own descendants; the file is damaged")
+        model, tokenizer, _ = load_model(parent, device if dtype == torch.float32 else "cpu", torch.float32, chain)
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
         return model.to(device=device, dtype=dtype), tokenizer, info
     path = resolve_base(str(model_ref))
     return load_base(path, device, dtype=dtype), load_tokenizer(path), {"kind": "base", "base": str(model_ref)}
+
+
+def read_model_info(folder: Path) -> dict:
+    """A stage's ``medtune_model.json``, checked: what kind of model the folder holds and what it sits on."""
+    path = Path(folder) / MODEL_INFO
+    try:
+        info = read_json(path)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise MedtuneError(f"{path}: not readable ({exc})") from None
+    if not isinstance(info, dict) or info.get("kind") not in ("full", "lora", "qlora") or \
+            (info["kind"] != "full" and not isinstance(info.get("parent"), str)):
+        raise MedtuneError(f"{path}: not a medtune model description (expected kind full, lora or qlora, and "
+                           "the parent model a LoRA adapter sits on)")
+    return info
 
 
 def as_loaded(trained):
@@ -243,6 +285,35 @@ def save_model_info(folder: Path, kind: str, base: str, parent: str | Path, pare
         # folder is written under a temp name and renamed; resolve against its final location
         parent = os.path.join("..", parent)
     write_json(folder / MODEL_INFO, {"kind": kind, "base": base, "parent": str(parent), "parent_is_stage": parent_is_stage})
+
+
+def check_lora_targets(model_name: str, targets: str | list[str]) -> None:
+    """Fail now, not after the base model's evaluation, when ``sft.lora_target_modules`` names no module of
+    the model. As PEFT matches them: a list by module-name suffix, a string as a regex on the whole name.
+    The model is built on the meta device: its module names without its weights."""
+    if targets == "all-linear":
+        return
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    path = resolve_base(model_name)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise MedtuneError(f"{path}: cannot read the model's config: {exc}") from None
+    with torch.device("meta"):
+        names = [name for name, _ in AutoModelForCausalLM.from_config(config).named_modules() if name]
+    if isinstance(targets, str):
+        try:
+            found = any(re.fullmatch(targets, name) for name in names)
+        except re.error as exc:
+            raise MedtuneError(f"sft.lora_target_modules: {targets!r} is not a valid regular expression ({exc})") from None
+        missing = [] if found else [targets]
+    else:
+        missing = [t for t in targets if not any(name == t or name.endswith("." + t) for name in names)]
+    if missing:
+        linear = sorted({name.rsplit(".", 1)[-1] for name in names if ".layers." in name})
+        raise MedtuneError(f"sft.lora_target_modules: {', '.join(map(repr, missing))} matches no module of {model_name}; "
+                           f"its layers' modules are {', '.join(linear)} (or use all-linear)")
 
 
 def lora_config(r: int, alpha: int, dropout: float, target_modules, model=None, top_layers: int | None = None):

@@ -27,6 +27,7 @@ def quiet_libraries() -> None:
     # bitsandbytes (PEFT imports it where installed) warns at import, on a CPU with AVX512-BF16, that it could
     # not fetch an optional 4-bit kernel from the hub: medtune neither uses that kernel nor fetches anything
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    logging.getLogger("kernels").setLevel(logging.ERROR)  # offline, it says it skipped that kernel's trust check
 
 
 def progress(enabled: bool = True) -> Progress:

@@ -1,9 +1,9 @@
 """The study: base eval -> SFT -> pairs -> DPO -> SFT and DPO eval -> statistics -> report.
 
-Every stage writes into the run directory and is skipped when its output is
-already there, so an interrupted study (even killed with SIGKILL) resumes where
-it stopped. Stage outputs are written atomically; a stage's "done" marker is
-the last file it writes.
+Every stage writes into the run directory and is skipped when it is committed
+there, so an interrupted study (even killed with SIGKILL) resumes where it
+stopped. Files are written atomically, and each step's commit marker is the
+last file it writes (rundir.py).
 
     RUN/config.yaml
     RUN/<task>/base/{predictions.jsonl, metrics.json}
@@ -33,13 +33,13 @@ from .evaluate.metrics import label_breakdown, stage_metrics
 from .evaluate.predict import predict_each
 from .evaluate.stats import compare_stages, verdict
 from .io import read_json, read_jsonl, write_json, write_jsonl, write_text
-from .models import (MODEL_INFO, as_loaded, dtype_for, load_model, load_quantized, load_tokenizer,
-                     quantization_config, precision_name, resolve_base, resolve_compute)
+from .models import (MODEL_INFO, as_loaded, check_lora_targets, dtype_for, load_model, load_quantized, load_tokenizer,
+                     quantization_config, precision_name, read_model_info, resolve_base, resolve_compute)
 from .progress import console
+from .rundir import EVALUATED, MINED, STAGES, TRAINED, is_done, open_run
 from .tasks import get_task
 from .tasks.common import Task
 
-STAGES = ("base", "sft", "dpo")
 RESULTS_VERSION = 2  # docs/results.md; 2: per_class/confusion, p_holm, effect sizes, multiple_testing
 
 
@@ -52,7 +52,7 @@ def model_ref(cfg: Config, task: Task, stage: str) -> str | Path:
 
 
 def is_trained(cfg: Config, task: Task, stage: str) -> bool:
-    return (stage_dir(cfg, task, stage) / "model" / MODEL_INFO).is_file()
+    return is_done(stage_dir(cfg, task, stage), TRAINED)
 
 
 def free(*objects) -> None:
@@ -131,8 +131,8 @@ def evaluate_stage(cfg: Config, task: Task, stage: str, device: str, force: bool
                    model_path: str | Path | None = None) -> dict:
     """Evaluate a stage's model (or ``model_path``) on the test set; returns metrics."""
     out = stage_dir(cfg, task, stage)
-    if (out / "metrics.json").is_file() and not force:
-        return read_json(out / "metrics.json")
+    if is_done(out, EVALUATED) and not force:
+        return read_json(out / EVALUATED)
     ref = model_path or model_ref(cfg, task, stage)
     if stage != "base" and model_path is None and not is_trained(cfg, task, stage):
         raise MedtuneError(f"{task.name}: the {stage} model has not been trained yet (run `medtune {stage}` first)")
@@ -144,7 +144,7 @@ def evaluate_tuned(cfg: Config, task: Task, device: str) -> None:
     layers only (``dpo.lora_layers``: the quick preset's 8 of 30), the prompts' layers below them, which DPO
     left as SFT made them, run once for both; otherwise one model at a time, so two are never held at once
     (QLoRA too: it is chosen to fit one model in memory)."""
-    stages = [s for s in ("dpo", "sft") if not (stage_dir(cfg, task, s) / "metrics.json").is_file()]
+    stages = [s for s in ("dpo", "sft") if not is_done(stage_dir(cfg, task, s), EVALUATED)]
     if len(stages) == 2 and cfg.dpo.lora_layers and cfg.sft.method == "lora":  # DPO's model first: its stage held it
         evaluate_together(cfg, task, {s: model_ref(cfg, task, s) for s in stages}, device)
         return
@@ -190,7 +190,8 @@ def regrade_summaries(cfg: Config, task: Task, examples: list[dict], rows: list[
 
     judge = Judge.from_settings(cfg.eval.judge, Path(cfg.run_dir))
     rows = regrade_rows(judge, examples, rows)
-    return rows, {"grader": "llm", "judge": {"base_url": judge.base_url, "model": judge.model,
+    return rows, {"grader": "llm", "judge": {"base_url": judge.base_url, "answered_by": sorted(judge.answered_by),
+                                             "model": judge.model,
                                              "parse_failures": sum(r["judge_parse_failed"] for r in rows),
                                              "requests": judge.requests}}
 
@@ -200,7 +201,7 @@ def sft_stage(cfg: Config, task: Task, device: str, force: bool = False) -> dict
 
     out = stage_dir(cfg, task, "sft")
     if is_trained(cfg, task, "sft") and not force:
-        return read_json(out / "train_log.json")
+        return read_json(out / TRAINED)
     examples = stage_data(cfg, task)["train"]
     if cfg.sft.method == "qlora":
         release_held()
@@ -228,10 +229,10 @@ def pairs_stage(cfg: Config, task: Task, device: str, force: bool = False, round
     from .train.pairs import mine_pairs, needs_model
 
     out = round_dirs(cfg, task, round_k)[0]
-    if (out / "stats.json").is_file() and not force:
-        return read_json(out / "stats.json")
+    if is_done(out, MINED) and not force:
+        return read_json(out / MINED)
     parent = round_parent(cfg, task, round_k)
-    if not (parent / MODEL_INFO).is_file():
+    if not is_done(parent.parent, TRAINED):
         raise MedtuneError(f"{task.name}: pairs are mined from the model's own errors; train {parent.parent.name} "
                            f"first (`medtune {'sft' if round_k == 1 else 'dpo'}`)")
     examples = stage_data(cfg, task)["train"]
@@ -264,9 +265,9 @@ def dpo_round(cfg: Config, task: Task, device: str, force: bool, k: int) -> dict
     from .train.dpo import train_dpo
 
     pairs_dir, out = round_dirs(cfg, task, k)
-    if (out / "model" / MODEL_INFO).is_file() and not force:
-        return read_json(out / "train_log.json")
-    if not (pairs_dir / "stats.json").is_file():
+    if is_done(out, TRAINED) and not force:
+        return read_json(out / TRAINED)
+    if not is_done(pairs_dir, MINED):
         raise MedtuneError(f"{task.name}: no preference pairs yet (run `medtune pairs` first)")
     pairs_file = pairs_dir / "pairs.jsonl"
     pairs = checked_pairs(cfg, task, pairs_file)
@@ -274,7 +275,7 @@ def dpo_round(cfg: Config, task: Task, device: str, force: bool, k: int) -> dict
         raise MedtuneError(f"{task.name}: pair mining produced no pairs ({pairs_file}); DPO has nothing to learn from. "
                            "Sample more outputs (pairs.samples), raise pairs.temperature, or add pairs.max_prompts.")
     parent = round_parent(cfg, task, k)
-    if read_json(parent / MODEL_INFO)["kind"] == "qlora":  # DPO trains as SFT did: adapters on 4-bit weights
+    if read_model_info(parent)["kind"] == "qlora":  # DPO trains as SFT did: adapters on 4-bit weights
         release_held()
         model, tokenizer, info = load_quantized(parent, device, out / "scratch_model")
     else:
@@ -304,8 +305,8 @@ def checked_pairs(cfg: Config, task: Task, pairs_file: Path) -> list[dict]:
 
     tokenizer = load_tokenizer(resolve_base(cfg.model))
     diag = check_pairs_file(pairs_file, tokenizer=tokenizer, max_length=cfg.dpo.max_length,
-                            system_prompt=task.system_prompt)
-    raise_on_problems([diag], cfg.data.strict)
+                            system_prompt=task.system_prompt, mined=True)
+    raise_on_problems([diag], cfg.data.strict, stopped="DPO has not started")
     for line in diag.lines()[:10]:
         console.print(f"[yellow]{line}[/]")
     return [p for p in diag.records if p["chosen"] != p["rejected"]]
@@ -412,16 +413,31 @@ def imports_frozen():
         gc.unfreeze()
 
 
-def run_study(cfg: Config, restart: bool = False) -> dict:
-    import shutil
+def preflight(cfg: Config, device: str, tasks: list[Task], training: bool = True) -> None:
+    """What can be checked without a model, checked before any model loads or any file is written: the model
+    folder, and for training the adapters' target modules, QLoRA's needs and the pair settings."""
+    from .train.pairs import check_pair_settings
 
-    run_dir = Path(cfg.run_dir)
-    if restart and run_dir.exists():
-        shutil.rmtree(run_dir)
-    check_run_dir(cfg)
-    device = resolve_compute(cfg.device, cfg.precision)
+    resolve_base(cfg.model)
+    if not training:
+        return
     if cfg.sft.method == "qlora":
-        quantization_config(device)  # fails now rather than after the base model's evaluation
+        quantization_config(device)
+    check_lora_targets(cfg.model, cfg.sft.lora_target_modules)
+    check_pair_settings(tasks, cfg.pairs)
+
+
+def run_study(cfg: Config, restart: bool = False) -> dict:
+    device = resolve_compute(cfg.device, cfg.precision)
+    preflight(cfg, device, [get_task(name) for name in cfg.tasks])
+    with open_run(Path(cfg.run_dir), restart):
+        check_run_dir(cfg)
+        return study_in(cfg, device)
+
+
+def study_in(cfg: Config, device: str) -> dict:
+    """The study in its run directory, which this process holds."""
+    run_dir = Path(cfg.run_dir)
     console.print(f"[bold]medtune study[/] on {len(cfg.tasks)} task(s), model {cfg.model}, device {device} "
                   f"({precision_name(device)}), "
                   f"preset {cfg.preset} -> {run_dir}")

@@ -17,13 +17,13 @@ def bundled_path(task: Task, split: str) -> Path:
     return BUNDLED / task.name / f"{split}.jsonl"
 
 
-def raise_on_problems(diagnoses: list[Diagnosis], strict: bool) -> None:
-    """Errors (and, with strict, warnings) stop the run before anything is trained."""
+def raise_on_problems(diagnoses: list[Diagnosis], strict: bool, stopped: str = "nothing was trained") -> None:
+    """Errors (and, with strict, warnings) stop the run; ``stopped`` says what has not happened."""
     problems = [d for d in diagnoses if d.errors or (strict and d.warnings)]
     if problems:
         lines = [line for d in problems for line in d.lines()]
         hint = "" if any(d.errors for d in problems) else "\n(warnings count as errors because data.strict is on)"
-        raise MedtuneError("the data doctor found problems; nothing was trained:\n  " + "\n  ".join(lines) + hint)
+        raise MedtuneError(f"the data doctor found problems; {stopped}:\n  " + "\n  ".join(lines) + hint)
 
 
 def task_data(cfg, task: Task, tokenizer=None, max_length: int | None = None) -> dict:

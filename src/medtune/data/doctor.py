@@ -21,6 +21,7 @@ from ..errors import MedtuneError
 from ..tasks.common import Task
 from .importer import apply_mapping, canonical_label, is_empty, label_fields, openai_preference_row
 from .readers import ReadProblems, read_rows
+from .records import check_facts, check_id, check_label, check_number, check_text
 
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
 MAX_LISTED = 5  # rows named per warning; the count covers them all
@@ -95,17 +96,16 @@ def check_task_file(path: Path, task: Task, mapping: dict | None = None, tokeniz
                    f"{', '.join(sorted(present))}). Rename them, or map them with --map {missing[0]}=YOUR_COLUMN")
         return diag
     labels = label_fields(task)
-    records = []
     absent = [f for f in any_of if f not in present]  # a head the file does not carry is not evaluated
     if absent:
         diag.warn(f"no {', '.join(absent)} column: only {', '.join(f for f in any_of if f in present)} "
                   f"will be trained and evaluated for task {task.name}")
-    for number, row in rows:
-        record, problems = canonical_example(row, number, task, labels, source=Path(path).stem, skip=absent)
+    examples = [(n, *canonical_example(row, n, task, labels, source=Path(path).stem, skip=absent)) for n, row in rows]
+    for number, _, problems in examples:
         for problem in problems:
             diag.error(problem, [number])
-        if not problems:
-            records.append((number, record))
+    error_on_duplicate_ids(diag, [(number, record) for number, record, _ in examples])
+    records = [(number, record) for number, record, problems in examples if not problems]
     if diag.errors:
         return diag
     warn_duplicates(diag, records, labels)
@@ -119,7 +119,13 @@ def check_task_file(path: Path, task: Task, mapping: dict | None = None, tokeniz
 
 def canonical_example(row: dict, number: int, task: Task, labels: dict, source: str,
                       skip: list[str] = ()) -> tuple[dict, list[str]]:
-    problems, example = [], {"id": str(row.get("id") or f"{source}-{number}")}
+    """A user's row as the task's canonical example, or the problems that stop it (records.py)."""
+    problems, example = [], {}
+    example_id, problem = check_id(row["id"]) if not is_empty(row.get("id")) else (f"{source}-{number}", None)
+    if problem:
+        problems.append(problem)
+    else:
+        example["id"] = example_id
     for name in task.required_fields:
         if name in skip:
             continue
@@ -128,23 +134,36 @@ def canonical_example(row: dict, number: int, task: Task, labels: dict, source: 
             problems.append(f"empty {name!r}: every example needs a value here")
             continue
         if name in labels:
-            label = canonical_label(value, labels[name])
-            if label is None:
-                problems.append(f"{name} {value!r} is not one of the task's labels ({', '.join(labels[name])})")
-                continue
-            value = label
-        elif name == "facts" and isinstance(value, str):
-            value = [[f.strip()] for f in value.split(";") if f.strip()]  # CSV: facts separated by ';'
-        elif isinstance(value, str):
-            value = value.strip()
-        example[name] = value
+            value, problem = check_label(name, value, labels[name], canonical_label)
+        elif name == "facts":
+            value, problem = check_facts(value)
+        else:
+            value, problem = check_text(name, value)
+        if problem:
+            problems.append(problem)
+        else:
+            example[name] = value
     for name in task.extra.get("numeric_fields", ()):
         if name in row and not is_empty(row[name]):
-            try:
-                example[name] = float(row[name])
-            except (TypeError, ValueError):
-                problems.append(f"{name} {row[name]!r} is not a number; write it as digits without units (e.g. 131 or 131.5)")
+            value, problem = check_number(name, row[name])
+            if problem:
+                problems.append(problem)
+            else:
+                example[name] = value
     return example, problems
+
+
+def error_on_duplicate_ids(diag: Diagnosis, records: list[tuple[int, dict]]) -> None:
+    """Stages are compared item by item through the ids: one id on two rows would pair the wrong answers.
+    ``records`` may hold rows with other problems: every readable id counts."""
+    rows_of = defaultdict(list)
+    for number, record in records:
+        if "id" in record:
+            rows_of[record["id"]].append(number)
+    for item_id, numbers in rows_of.items():
+        if len(numbers) > 1:
+            diag.error(f"id {item_id!r} is on {len(numbers)} rows; ids must be unique (the stages' answers are "
+                       "paired by id)", numbers)
 
 
 def warn_duplicates(diag: Diagnosis, records: list[tuple[int, dict]], labels: dict) -> None:
@@ -200,7 +219,8 @@ def warn_too_long(diag: Diagnosis, records: list[tuple[int, dict]], task: Task, 
 # ------------------------------------------------------------------ preference pairs
 
 def check_pairs_file(path: Path, mapping: dict | None = None, tokenizer=None, max_length: int | None = None,
-                     system_prompt: str | None = None) -> Diagnosis:
+                     system_prompt: str | None = None, mined: bool = False) -> Diagnosis:
+    """``mined``: pairs medtune mined, whose answers are the model's own text."""
     diag = Diagnosis(str(path), "pairs")
     rows = read_or_record(path, diag)
     if rows is None:
@@ -216,18 +236,12 @@ def check_pairs_file(path: Path, mapping: dict | None = None, tokenizer=None, ma
         diag.error(f"missing column(s) {', '.join(missing)} for preference pairs (columns found: "
                    f"{', '.join(sorted(present))}); expected prompt, chosen, rejected or OpenAI's preference format")
         return diag
-    records = []
-    for number, row in converted:
-        empty = [f for f in PAIR_FIELDS if is_empty(row.get(f))]
-        if empty:
-            diag.error(f"empty {', '.join(empty)}: a preference pair needs a prompt and two different answers", [number])
-            continue
-        record = {"id": str(row.get("id") or f"{Path(path).stem}-{number}"),
-                  "prompt": str(row["prompt"]), "chosen": str(row["chosen"]),
-                  "rejected": str(row["rejected"]), "source": row.get("source") or "human"}
-        if not is_empty(row.get("example_id")):  # mined pairs: DPO holds out whole prompts by it
-            record["example_id"] = str(row["example_id"])
-        records.append((number, record))
+    pairs = [(number, *canonical_pair(row, number, Path(path).stem, mined)) for number, row in converted]
+    for number, _, problems in pairs:
+        for problem in problems:
+            diag.error(problem, [number])
+    error_on_duplicate_ids(diag, [(number, record) for number, record, _ in pairs])
+    records = [(number, record) for number, record, problems in pairs if not problems]
     if diag.errors:
         return diag
     same = [n for n, p in records if p["chosen"] == p["rejected"]]
@@ -240,6 +254,39 @@ def check_pairs_file(path: Path, mapping: dict | None = None, tokenizer=None, ma
         check_pair_tokens(diag, records, tokenizer, max_length, system_prompt)
     diag.records = [p for _, p in records]
     return diag
+
+
+def canonical_pair(row: dict, number: int, source: str, mined: bool = False) -> tuple[dict, list[str]]:
+    """A user's (or a mining round's) pair in TRL's format with its provenance, or the problems that stop it."""
+    problems = []
+    record = {}
+    for name in ("id", "example_id"):
+        if not is_empty(row.get(name)):
+            value, problem = check_id(row[name], name)
+            if problem:
+                problems.append(problem)
+            else:
+                record[name] = value
+    if is_empty(row.get("id")):
+        record["id"] = f"{source}-{number}"
+    empty = [f for f in PAIR_FIELDS if is_empty(row.get(f))]
+    if empty:
+        problems.append(f"empty {', '.join(empty)}: a preference pair needs a prompt and two different answers")
+    for name in PAIR_FIELDS:
+        if name not in empty:
+            value, problem = check_text(name, row[name], nul_ok=mined and name != "prompt")
+            if problem:
+                problems.append(problem)
+            else:
+                record[name] = row[name]  # as written: whitespace differences are the doctor's to report
+    record["source"] = "human"
+    if not is_empty(row.get("source")):
+        value, problem = check_text("source", row["source"])
+        if problem:
+            problems.append(problem)
+        else:
+            record["source"] = value
+    return {k: record[k] for k in ("id", "prompt", "chosen", "rejected", "source", "example_id") if k in record}, problems
 
 
 def check_pair_tokens(diag: Diagnosis, records, tokenizer, max_length: int | None, system_prompt: str | None) -> None:

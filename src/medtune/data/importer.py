@@ -89,7 +89,8 @@ def openai_preference_row(row: dict) -> dict | None:
             return messages[-1].get("content")
         return None
 
-    messages = row["input"].get("messages") or []
+    messages = row["input"].get("messages")
+    messages = messages if isinstance(messages, list) else []
     user = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
     return {"prompt": user[-1] if user else None, "chosen": last_text(row["preferred_output"]),
             "rejected": last_text(row["non_preferred_output"]), "id": row.get("id")}

@@ -17,6 +17,9 @@ Same rubric as the built-in grader (``grader.RUBRIC``, ``docs/grading.md``), ask
   messages, sampling settings), so a re-run never asks again.
 * Only the request itself leaves the machine: the standard library's ``urllib``, no SDK, no
   telemetry; loopback endpoints bypass any configured HTTP proxy.
+* The API key goes to the configured origin only: a redirect is followed only to the same scheme,
+  host and port, and only when it keeps the request a POST (307, 308); any other redirect is an
+  error naming where it pointed. ``answered_url`` records the address that answered.
 """
 
 from __future__ import annotations
@@ -94,6 +97,26 @@ def parse_grade(reply: str) -> int | None:
 
 # ---------------------------------------------------------------- the client
 
+def origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+
+
+class SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only within the judge's origin, as the same POST; never hand the key elsewhere."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        target = urllib.parse.urljoin(req.full_url, newurl)
+        if origin(target) != origin(req.full_url):
+            raise MedtuneError(f"LLM judge at {req.full_url} redirected to {target}, another host; medtune does not "
+                               "send the judge's API key to another address. Set eval.judge.base_url to the "
+                               "address that should answer")
+        if code not in (307, 308):
+            raise MedtuneError(f"LLM judge at {req.full_url} answered HTTP {code}, a redirect to {target} that would "
+                               "drop the request's body; set eval.judge.base_url to that address")
+        return urllib.request.Request(target, data=req.data, headers=dict(req.header_items()), method="POST")
+
+
 class Judge:
     def __init__(self, base_url: str, model: str, api_key_env: str = "MEDTUNE_JUDGE_API_KEY",
                  timeout_s: float = 60.0, max_retries: int = 4, cache_dir: Path | str | None = None,
@@ -108,11 +131,13 @@ class Judge:
         self.backoff_s = backoff_s
         self.max_tokens = max_tokens
         self.requests = 0  # HTTP requests actually sent (retries included)
+        self.answered_url: str | None = None  # the address the last answer came from
+        self.answered_by: set[str] = set()  # every address the grades came from, cached ones included
         host = urllib.parse.urlsplit(self.url).hostname or ""
         if not urllib.parse.urlsplit(self.url).scheme.startswith("http") or not host:
             raise MedtuneError(f"judge base_url {base_url!r} is not an http(s) URL")
         handlers = [urllib.request.ProxyHandler({})] if host in ("127.0.0.1", "localhost", "::1") else []
-        self.opener = urllib.request.build_opener(*handlers)
+        self.opener = urllib.request.build_opener(*handlers, SameOriginRedirects())
 
     @classmethod
     def from_settings(cls, settings, run_dir: Path | None = None) -> "Judge":
@@ -130,13 +155,17 @@ class Judge:
         path = self.cache_dir / f"{key}.json" if self.cache_dir else None
         if path is not None and path.is_file():
             try:
-                reply = read_json(path)["reply"]
+                cached = read_json(path)
+                reply = cached["reply"]
+                self.answered_by.add(cached.get("answered_url") or self.url)
                 return {"grade": parse_grade(reply), "reply": reply, "cached": True}
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, TypeError):
                 pass  # a damaged cache entry is asked again
         reply = self.complete(body)
+        self.answered_by.add(self.answered_url)
         if path is not None:
-            write_json(path, {"model": self.model, "base_url": self.base_url, "reply": reply})
+            write_json(path, {"model": self.model, "base_url": self.base_url, "answered_url": self.answered_url,
+                              "reply": reply})
         return {"grade": parse_grade(reply), "reply": reply, "cached": False}
 
     # -- the HTTP exchange
@@ -155,7 +184,8 @@ class Judge:
                 request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
                 with self.opener.open(request, timeout=self.timeout_s) as response:
                     payload = json.loads(response.read().decode("utf-8"))
-                return reply_text(payload, self.url)
+                    self.answered_url = response.geturl()
+                return reply_text(payload, self.answered_url)
             except urllib.error.HTTPError as exc:
                 detail = exc.read().decode("utf-8", "replace")[:300] if exc.fp else ""
                 last = f"HTTP {exc.code} {exc.reason} {detail}".strip()

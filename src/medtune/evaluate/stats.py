@@ -34,6 +34,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import binomtest, rankdata, wilcoxon
 
+from ..errors import MedtuneError
 from ..tasks.common import Metric, Task
 
 COMPARISONS = {"sft_vs_base": ("sft", "base"), "dpo_vs_sft": ("dpo", "sft"), "dpo_vs_base": ("dpo", "base")}
@@ -41,7 +42,14 @@ TEST_NAMES = {"mcnemar": "exact McNemar", "wilcoxon": "Wilcoxon signed-rank", "b
 
 
 def align(rows_a: list[dict], rows_b: list[dict]) -> tuple[list[dict], list[dict]]:
-    """The two stages' rows for the items both have, in the same order."""
+    """The two stages' rows for the items both have, in the same order. Ids are unique (the doctor sees to
+    it in the data); predictions that repeat one would pair the wrong answers, so they stop here."""
+    for rows in (rows_a, rows_b):
+        ids = [r["id"] for r in rows]
+        if len(set(ids)) != len(ids):
+            repeated = sorted({i for i in ids if ids.count(i) > 1})[:5]
+            raise MedtuneError(f"predictions repeat the test item id(s) {', '.join(map(repr, repeated))}; the "
+                               "stages cannot be paired. Give every test example its own id and evaluate again")
     by_id = {r["id"]: r for r in rows_b}
     pairs = [(r, by_id[r["id"]]) for r in rows_a if r["id"] in by_id]
     return [a for a, _ in pairs], [b for _, b in pairs]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from .tables import (BASELINE_LABELS, COMPARISON_LABELS, STAGE_LABELS, STAGES, VERDICT_WORDS, comparison_rows,
                      fmt_metric, fmt_p, heads, label_answers_note, p_text, n_items, number_formats, pairs_line,
                      per_class_rows, stage_rows, summary_rows, training_line)
@@ -9,14 +11,20 @@ from .tables import (BASELINE_LABELS, COMPARISON_LABELS, STAGE_LABELS, STAGES, V
 __all__ = ["render_markdown", "fmt_metric", "fmt_p", "VERDICT_WORDS"]
 
 
+MARKUP = re.compile(r"([\\`*\[\]|])")  # emphasis, code, links, tables: shown as the characters
+LINE_START = re.compile(r"^(\s*|\s*\d+)([#+=-]|(?<=\d)[.)])")  # a heading, list item or rule opening a line
+
+
 def escape(text) -> str:
-    """Text from models and data is shown, never interpreted: no raw HTML in the markdown."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Text from models, data and the user's settings is shown, never interpreted: no raw HTML, and no
+    markdown of its own (links, emphasis, headings, table cells)."""
+    text = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return "\n".join(LINE_START.sub(r"\1\\\2", MARKUP.sub(r"\\\1", line)) for line in text.split("\n"))
 
 
 def cell(text) -> str:
-    """A table cell: no pipes or newlines, no raw HTML."""
-    return " ".join(escape(text).replace("|", "\\|").split())
+    """A table cell: no pipes or newlines, no raw HTML or markdown."""
+    return " ".join(escape(text).split())
 
 
 def fmt_comparison(c: dict | None) -> str:
@@ -34,9 +42,9 @@ def table(header: list[str], rows: list[list]) -> list[str]:
 
 
 def task_section(name: str, task: dict, alpha: float, examples: list[dict] | None = None) -> list[str]:
-    lines = [f"## {name}", "", task["description"], ""]
+    lines = [f"## {escape(name)}", "", escape(task["description"]), ""]
     v = task["verdict"]
-    lines += [f"**Verdict: {VERDICT_WORDS[v['verdict']]}** — {v['reason']}", ""]
+    lines += [f"**Verdict: {VERDICT_WORDS[v['verdict']]}** — {escape(v['reason'])}", ""]
     comps = task["comparisons"]
     rows = []
     for r in stage_rows(task):
@@ -62,7 +70,7 @@ def task_section(name: str, task: dict, alpha: float, examples: list[dict] | Non
                         for r in crow])
         lines += ["", f"\\* significant at alpha = {alpha} after Holm correction (family: {holm_family_text(task)}).", ""]
     for head in heads(task):
-        lines += [f"### {head}: per class and confusion matrices", ""]
+        lines += [f"### {escape(head)}: per class and confusion matrices", ""]
         lines += table(["class", "support", *(f"{STAGE_LABELS[s]} P / R / F1" for s in STAGES)],
                        [[r["label"], r["support"], *r["cells"]] for r in per_class_rows(task, head)])
         lines.append("")
@@ -83,7 +91,7 @@ def task_section(name: str, task: dict, alpha: float, examples: list[dict] | Non
         lines += ["### Test examples", ""]
         for ex in examples:
             flag = " (the stages disagree)" if ex["stages_disagree"] else ""
-            lines.append(f"**{ex['id']}**{flag}")
+            lines.append(f"**{escape(ex['id'])}**{flag}")
             lines.append("")
             if ex.get("input"):
                 lines += ["> " + escape(line) for line in short(ex["input"], 600).splitlines()] + [""]
@@ -115,14 +123,14 @@ def render_markdown(results: dict, examples: dict[str, list[dict]] | None = None
     cfg = results["config"]
     alpha = cfg["stats"]["alpha"]
     lines = ["# medtune study report", "",
-             f"Model `{cfg['model']}`, preset `{cfg['preset']}`, seed {cfg['seed']}, "
+             f"Model {escape(cfg['model'])}, preset `{cfg['preset']}`, seed {cfg['seed']}, "
              f"SFT {cfg['sft']['method']}, DPO loss `{cfg['dpo']['loss_type']}` (beta {cfg['dpo']['beta']}). "
              f"Significance level alpha = {alpha}, Holm-adjusted within each task. {label_answers_note(results)}".strip(),
              "",
              "## Summary", ""]
     lines += summary_table(results) + [""]
     for name, task in results["tasks"].items():
-        lines.append(f"- **{name}: {VERDICT_WORDS[task['verdict']['verdict']]}** — {task['verdict']['reason']}")
+        lines.append(f"- **{escape(name)}: {VERDICT_WORDS[task['verdict']['verdict']]}** — {escape(task['verdict']['reason'])}")
     lines.append("")
     for name, task in results["tasks"].items():
         lines += task_section(name, task, alpha, (examples or {}).get(name))

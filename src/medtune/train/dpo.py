@@ -480,7 +480,7 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
                             "restored": restored},
                "log_history": history}
     write_json(out_dir / "heldout_log.json", guard.history)
-    write_json(out_dir / "train_log.json", summary)
+    write_json(out_dir / "train_log.json", summary)  # commits the stage: written last (rundir.py)
     clean_checkpoints(out_dir)
     return summary, trainer.model
 

@@ -67,6 +67,18 @@ def needs_model(strategy: str) -> bool:
     return strategy in ("model_errors", "judge_ranked")
 
 
+def check_pair_settings(tasks: list[Task], settings) -> None:
+    """The pair settings against the tasks, and the user's pairs file through the doctor, before any model
+    loads: a mistake here would otherwise show only after SFT has trained."""
+    for task in tasks:
+        check_strategy(task, settings.strategy)
+    if settings.strategy == "human" and not settings.human_file:
+        raise MedtuneError("pairs.strategy human trains on your own pairs only: set pairs.human_file to a file of "
+                           "prompt/chosen/rejected rows (or OpenAI preference JSONL)")
+    if settings.human_file:
+        human_pairs(Path(settings.human_file), tasks[0] if tasks else None)
+
+
 def check_strategy(task: Task, strategy: str) -> None:
     if strategy == "label_swap" and not task.labels:
         raise MedtuneError(f"pairs.strategy label_swap needs a label task; {task.name} has open answers "
@@ -129,8 +141,8 @@ def human_pairs(path: Path, task: Task) -> list[dict]:
     from ..data.doctor import check_pairs_file
 
     diag = check_pairs_file(path)
-    raise_on_problems([diag], strict=False)
-    return [{"id": f"human-{r.get('id') or i}", "example_id": f"human-{r.get('id') or i}", "task": task.name,
+    raise_on_problems([diag], strict=False, stopped="DPO has not started")
+    return [{"id": f"human-{r.get('id') or i}", "example_id": f"human-{r.get('id') or i}", "task": task and task.name,
              "prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"], "source": "human"}
             for i, r in enumerate(diag.records)]
 

@@ -74,6 +74,6 @@ def train_sft(model, tokenizer, base: str, task: Task, examples: list[dict], set
                "precision": precision_name(device),
                "shared_prefix_batches": trainer.batch_counts(),
                "log_history": trainer.state.log_history}
-    write_json(out_dir / "train_log.json", summary)
+    write_json(out_dir / "train_log.json", summary)  # commits the stage: written last (rundir.py)
     clean_checkpoints(out_dir)
     return summary, trainer.model
