@@ -35,7 +35,7 @@ def first_row(task) -> dict:
 
 
 def fields_of(task) -> list[str]:
-    return ["id", *task.required_fields, *task.extra.get("numeric_fields", ())]
+    return ["id", *task.required_fields, *task.numeric_fields]
 
 
 def write_rows(path: Path, rows: list[dict]) -> Path:
@@ -52,7 +52,7 @@ def assert_usable(task, record: dict) -> None:
     for head, labels in (task.labels or {}).items():
         field = head if head in task.required_fields else "target"
         assert record.get(field) is None or record[field] in labels
-    for name in task.extra.get("numeric_fields", ()):
+    for name in task.numeric_fields:
         assert name not in record or (isinstance(record[name], float) and math.isfinite(record[name]))
     task.messages(record)
     task.score(record, task.reference(record))

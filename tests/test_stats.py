@@ -59,8 +59,7 @@ def test_stage_metrics_have_ci_around_value():
 def fake_task() -> Task:
     return Task(name="t", description="", system_prompt="", labels={"label": ["a", "b"]},
                 metrics=[Metric("accuracy", accuracy, "mcnemar", item_key="correct")], primary_metrics=["accuracy"],
-                max_new_tokens=4, build_prompt=str, reference=str, score=lambda e, o: {}, wrong_completions=list,
-                generate_examples=lambda r, n: [])
+                max_new_tokens=4, build_prompt=str, reference=str, score=lambda e, o: {}, wrong_completions=list)
 
 
 def comp(diff: float, p: float) -> dict:

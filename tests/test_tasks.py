@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,10 @@ import pytest
 from medtune.tasks import TASK_NAMES, TASKS, get_task
 from medtune.tasks import clinical_reasoning, numeric_classification, summarization, triage
 
-BUNDLED = Path(__file__).resolve().parents[1] / "src" / "medtune" / "data" / "bundled"
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLED = ROOT / "src" / "medtune" / "data" / "bundled"
+sys.path.insert(0, str(ROOT / "scripts"))  # the bundled data's generators live in scripts/synthetic/
+from synthetic import GENERATORS  # noqa: E402
 CHATTER = "I'm sorry, I can't help with that. Is there anything else I can do for you today?"
 
 # one hand-written example per task, and a wrong answer for it
@@ -226,11 +230,11 @@ def test_reasoning_longest_match_and_spelling_variants():
 def test_reasoning_diagnosis_list_is_large_and_unambiguous():
     from medtune.tasks.common import normalize
     assert len(clinical_reasoning.DIAGNOSES) >= 60
-    forms = [normalize(f) for d in clinical_reasoning.DIAGNOSES for f in d.names]
+    forms = [normalize(f) for names in clinical_reasoning.DIAGNOSES for f in names]
     assert len(forms) == len(set(forms)), "a name or synonym belongs to two diagnoses"
-    for dx in clinical_reasoning.DIAGNOSES:  # every synonym parses back to its own diagnosis
-        for form in dx.names:
-            assert clinical_reasoning.parse_diagnosis(form) == dx.name, form
+    for names in clinical_reasoning.DIAGNOSES:  # every synonym parses back to its own diagnosis
+        for form in names:
+            assert clinical_reasoning.parse_diagnosis(form) == names[0], form
 
 
 # ---------------------------------------------------------------- summarization grader
@@ -302,15 +306,33 @@ def test_reasoning_accuracy_by_hand():
     assert get_task("clinical_reasoning").metric("accuracy").compute(rows) == pytest.approx(0.5)
 
 
-# ---------------------------------------------------------------- generators
+# ---------------------------------------------------------------- generators (scripts/synthetic/)
+
+def test_every_task_has_a_generator():
+    assert list(GENERATORS) == TASK_NAMES
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+@pytest.mark.parametrize("name", TASK_NAMES)
+def test_generator_is_deterministic(name, split):
+    generate = GENERATORS[name].generate_examples
+    first = generate(random.Random("x"), 30, split=split)
+    assert first == generate(random.Random("x"), 30, split=split)
+    assert len(first) == 30
+    assert first != generate(random.Random("y"), 30, split=split)
+
 
 @pytest.mark.parametrize("name", TASK_NAMES)
-def test_generator_is_deterministic(name):
+def test_generated_examples_fit_their_task(name):
     task = get_task(name)
-    first = task.generate_examples(random.Random("x"), 30)
-    assert first == task.generate_examples(random.Random("x"), 30)
-    assert len(first) == 30
-    assert first != task.generate_examples(random.Random("y"), 30)
+    for example in GENERATORS[name].generate_examples(random.Random("x"), 30):
+        assert all(example.get(field) not in (None, "", []) for field in task.required_fields), example
+        assert task.score(example, task.reference(example))["correct"] is True, example
+
+
+def test_vignette_pools_follow_the_diagnosis_list():
+    pools = GENERATORS["clinical_reasoning"].VIGNETTE_POOLS
+    assert [p.name for p in pools] == clinical_reasoning.DIAGNOSIS_NAMES
 
 
 # ---------------------------------------------------------------- bundled datasets
@@ -361,7 +383,7 @@ def test_bundled_vignettes_never_name_a_diagnosis():
 def test_bundled_summaries_are_short_and_grounded():
     for row in read_split("summarization", "test"):
         assert 120 <= len(row["input"].split()) <= 300, row["id"]
-        assert len(row["input"]) <= summarization.MAX_NOTE_CHARS, row["id"]  # fits 512 tokens with the summary
+        assert len(row["input"]) <= GENERATORS["summarization"].MAX_NOTE_CHARS, row["id"]  # fits 512 tokens
         assert len(row["target"].split()) <= 45, row["id"]
         assert 3 <= len(row["facts"]) <= 5
         for variants in row["facts"]:  # every fact can be found in the note it summarises

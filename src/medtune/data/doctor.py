@@ -86,7 +86,7 @@ def check_task_file(path: Path, task: Task, mapping: dict | None = None, tokeniz
     diag.rows = len(rows)
     rows = [(n, apply_mapping(r, mapping or {})) for n, r in rows]
     present = set().union(*(r.keys() for _, r in rows))
-    any_of = tuple(task.extra.get("any_of_fields", ()))  # triage: one of the two heads is enough
+    any_of = task.any_of_fields  # triage: one of the two heads is enough
     needed = ("input", *[f for f in task.required_fields if f != "input" and f not in any_of])
     if any_of and not any(f in present for f in any_of):
         needed = (*needed, *any_of)
@@ -143,7 +143,7 @@ def canonical_example(row: dict, number: int, task: Task, labels: dict, source: 
             problems.append(problem)
         else:
             example[name] = value
-    for name in task.extra.get("numeric_fields", ()):
+    for name in task.numeric_fields:
         if name in row and not is_empty(row[name]):
             value, problem = check_number(name, row[name])
             if problem:

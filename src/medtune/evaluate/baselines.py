@@ -1,9 +1,10 @@
 """Baselines that show how much headroom a task leaves (scikit-learn).
 
 * majority: always the most frequent training label (per head);
-* tfidf_logreg: TF-IDF word n-grams + logistic regression, per head; for
-  clinical reasoning the classes are the training diagnoses;
-* lead: summarization only, the first sentences of the note.
+* tfidf_logreg: TF-IDF word n-grams + logistic regression, per head; for an
+  open-answer task with a ``class_field`` (clinical reasoning) the classes are
+  the training values of that field (the diagnoses);
+* lead: graded free-text tasks only (summarization), the first sentences of the note.
 
 Baseline answers are rendered with the task's own ``reference`` and scored by
 its own ``score``, so they are measured exactly like a model's answers.
@@ -24,10 +25,10 @@ from ..tasks.common import Task
 
 def head_fields(task: Task, train: list[dict]) -> list[str]:
     """The fields a classifier predicts: label heads the data carries (a triage file may have one),
-    or the diagnosis for open-answer reasoning."""
+    or the task's ``class_field`` for an open-answer task (reasoning's diagnosis)."""
     fields = [f for f in label_fields(task) if any(ex.get(f) is not None for ex in train)]
-    if not fields and task.name == "clinical_reasoning":
-        fields = ["target"]
+    if not fields and task.class_field:
+        fields = [task.class_field]
     return fields
 
 
@@ -68,7 +69,7 @@ def tfidf_logreg(task: Task, train: list[dict], test: list[dict], seed: int = 0)
 
 
 def lead(task: Task, test: list[dict], sentences: int = 2) -> dict | None:
-    if task.name != "summarization":
+    if not task.graded:
         return None
     rows = []
     for example in test:

@@ -2,7 +2,11 @@
 
 A task is one file under ``medtune/tasks/`` that ends with ``TASK = Task(...)``.
 The engine (evaluation, pair mining, statistics, report) only talks to a task
-through this interface, so a task file can be read top to bottom on its own.
+through this interface, so a task file can be read top to bottom on its own:
+what differs between tasks is a field of ``Task``, never a branch on a task's
+name elsewhere. A task file holds what reads and scores any data (prompt,
+reference, parser, metrics); the generators of the bundled synthetic data live
+in ``scripts/synthetic/``.
 
 Scored prediction rows
 ----------------------
@@ -19,10 +23,9 @@ plus whatever the task's metrics read (e.g. ``gold``/``pred`` for label tasks).
 
 from __future__ import annotations
 
-import random
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Literal
 
 import numpy as np
@@ -67,11 +70,19 @@ class Task:
     score: Callable[[dict, str], Row]
     # example -> wrong completions for label-swap pairs ([] for open tasks)
     wrong_completions: Callable[[dict], list[str]]
-    # (rng, n) -> n fresh examples; used to build the bundled dataset files
-    generate_examples: Callable[[random.Random, int], list[dict]]
     # fields an example must carry besides "id"
     required_fields: tuple[str, ...] = ("input", "target")
-    extra: dict = field(default_factory=dict)
+    # required fields of which one is enough (triage: a user's file may carry only one head);
+    # a head the file lacks is neither taught nor scored
+    any_of_fields: tuple[str, ...] = ()
+    # optional example fields that must hold a number when present (numeric_classification: "value")
+    numeric_fields: tuple[str, ...] = ()
+    # open answers graded 1-5 in the scored row's "grade" (summarization): samples can be ranked into
+    # judge_ranked pairs, the LLM judge can re-grade them, and the lead-sentences baseline applies
+    graded: bool = False
+    # open answers that still come from a closed set (clinical_reasoning's diagnoses): the example
+    # field a classifier baseline learns to predict
+    class_field: str | None = None
 
     def metric(self, name: str) -> Metric:
         for m in self.metrics:
@@ -140,7 +151,7 @@ def macro_f1(rows: list[Row], labels: list[str], gold_key: str = "gold", pred_ke
 
     Same definition as ``sklearn.metrics.f1_score(average="macro", labels=labels,
     zero_division=0)`` (tests check they agree), computed from counts because the
-    bootstrap calls it thousands of times and sklearn's input checks cost ~3 ms a call.
+    bootstrap calls it thousands of times and sklearn's input checks dominate such small calls.
     """
     if not rows:
         return 0.0
