@@ -1,13 +1,14 @@
 """DPO loss variants x tasks, measured on a finished study's SFT models and pairs.
 
-    python benchmarks/dpo_variants.py runs/demo [--losses sigmoid,ipo,...] [--tasks ...] [--device cuda] [--no-stop]
+    python benchmarks/dpo_variants.py runs/demo [--losses sigmoid,ipo,...] [--tasks ...] [--device cuda] [--accel off] [--no-stop]
 
 For every loss variant, a run directory ``RUN/variants/<loss>/`` links the
 study's ``sft/`` and ``pairs/`` folders (same SFT model, same pairs, same test
 items), trains DPO with that loss and evaluates it; the table compares each
 variant's primary metric with SFT on the same items (paired test, raw p).
-Writes ``RUN/variants/table.json`` and prints a Markdown table for docs/dpo.md.
-Resumable like a study: a finished variant is not retrained.
+Writes ``RUN/variants/table.json`` and prints a Markdown table (the loss-variant tables of dev/LOG.md).
+Resumable like a study: a finished variant is not retrained. It computes as the study did (its device,
+precision and speed switch) unless --device or --accel says otherwise.
 """
 
 from __future__ import annotations
@@ -20,16 +21,17 @@ from pathlib import Path
 from medtune.config import DPO_LOSSES, load_config
 from medtune.evaluate.stats import compare
 from medtune.io import read_jsonl, write_json
-from medtune.models import resolve_device
-from medtune.study import dpo_stage, evaluate_stage, stage_dir
+from medtune.models import resolve_compute
+from medtune.study import Run, dpo_stage, evaluate_stage, stage_dir
 from medtune.tasks import get_task
 
 EXTRA = {"robust": {"label_smoothing": 0.1}}
 
 
-def variant_config(run: Path, loss: str, tasks: list[str], stop: bool = True):
+def variant_config(run: Path, loss: str, tasks: list[str], stop: bool = True, accel: str | None = None):
     dpo = {"loss_type": loss, **EXTRA.get(loss, {}), **({} if stop else {"stop_on_collapse": False})}
-    return load_config(run / "config.yaml", {"run_dir": str(run / "variants" / loss), "tasks": tasks, "dpo": dpo})
+    return load_config(run / "config.yaml", {"run_dir": str(run / "variants" / loss), "tasks": tasks, "dpo": dpo,
+                                             "accel": accel})
 
 
 def link_stages(run: Path, cfg, task) -> None:
@@ -45,22 +47,26 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--losses", default=",".join(DPO_LOSSES))
     parser.add_argument("--tasks", default=None)
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="default: the study's")
+    parser.add_argument("--accel", choices=["auto", "off"], default=None, help="medtune's speed switch; default: "
+                        "the study's")
     parser.add_argument("--no-stop", action="store_true", help="train every variant to the end (the collapse guard "
                         "records but does not stop or restore), to see what each loss does")
     args = parser.parse_args()
-    base_cfg = load_config(args.run / "config.yaml")
-    device = resolve_device(args.device)
+    base_cfg = load_config(args.run / "config.yaml", {"accel": args.accel})
+    compute = resolve_compute(args.device or base_cfg.device, base_cfg.precision, base_cfg.accel)
     tasks = args.tasks.split(",") if args.tasks else base_cfg.tasks
     table = []
     for loss in args.losses.split(","):
-        cfg = variant_config(args.run, loss, tasks, stop=not args.no_stop)
+        cfg = variant_config(args.run, loss, tasks, stop=not args.no_stop, accel=args.accel)
+        run = Run(cfg, compute)
         for name in tasks:
             task = get_task(name)
             link_stages(args.run, cfg, task)
             start = time.perf_counter()
-            log = dpo_stage(cfg, task, device)
-            evaluate_stage(cfg, task, "dpo", device)
+            log = dpo_stage(run, task)
+            evaluate_stage(run, task, "dpo")
+            run.release()  # the next task starts from its own SFT model
             sft_rows = read_jsonl(args.run / name / "sft" / "predictions.jsonl")
             dpo_rows = read_jsonl(stage_dir(cfg, task, "dpo") / "predictions.jsonl")
             for metric_name in task.primary_metrics:

@@ -18,6 +18,8 @@ def setup():
     # training seed (LoRA init, data order); default: each tool's own (medtune 0, TRL 42)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--task", default="text_classification")
+    # medtune's speed switch (the config key accel); TRL's side runs stock TRL and does not read it
+    parser.add_argument("--accel", choices=["auto", "off"], default="auto")
     args = parser.parse_args()
     quiet_libraries()
     task = get_task(args.task)

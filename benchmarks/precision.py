@@ -1,6 +1,6 @@
 """The quick study in fp32 and in bf16 (``precision``), side by side: time, answers and results.
 
-    .venv/bin/python benchmarks/precision.py [--tasks text_classification,triage] [--repeats 1] [--model PATH]
+    .venv/bin/python benchmarks/precision.py [--tasks text_classification,triage] [--repeats 1] [--model PATH] [--accel off]
 
 Each run is `medtune study --preset quick` on the given tasks in its own process, the two formats
 alternating. Prints each run's wall seconds, the fp32 / bf16 ratio of the means, and per task: each
@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 FORMATS = ("fp32", "bf16")
 
 
-def study(model: str, tasks: list[str], precision: str, run_dir: Path) -> float:
+def study(model: str, tasks: list[str], precision: str, accel: str, run_dir: Path) -> float:
     config = run_dir.parent / f"{run_dir.name}.yaml"
     config.write_text(json.dumps({"model": model, "preset": "quick", "tasks": tasks, "precision": precision,
-                                  "run_dir": str(run_dir)}))  # JSON is YAML
+                                  "accel": accel, "run_dir": str(run_dir)}))  # JSON is YAML
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "medtune", "study", "--config", str(config), "--restart"], check=True,
                    cwd=ROOT, stdout=subprocess.DEVNULL)
@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--model", default="embedded")
     parser.add_argument("--tasks", default="text_classification")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each format, alternating")
+    parser.add_argument("--accel", choices=["auto", "off"], default="auto", help="medtune's speed switch, both formats")
     args = parser.parse_args()
     from medtune.models import cpu_has_native_bf16
 
@@ -69,9 +70,9 @@ def main() -> None:
         runs = {fmt: Path(tmp) / f"run_{fmt}" for fmt in FORMATS}
         for _ in range(args.repeats):
             for fmt in FORMATS:
-                seconds[fmt].append(study(args.model, tasks, fmt, runs[fmt]))
+                seconds[fmt].append(study(args.model, tasks, fmt, args.accel, runs[fmt]))
                 print(f"{fmt}: {seconds[fmt][-1]:.1f} s", file=sys.stderr)
-        result = {"tasks": tasks, "cpu_native_bf16": cpu_has_native_bf16(), "seconds": seconds,
+        result = {"tasks": tasks, "cpu_native_bf16": cpu_has_native_bf16(), "accel": args.accel, "seconds": seconds,
                   "fp32_over_bf16": statistics.mean(seconds["fp32"]) / statistics.mean(seconds["bf16"]),
                   "per_task": {task: task_figures(runs, task) for task in tasks}}
     print(json.dumps(result))

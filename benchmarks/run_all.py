@@ -1,22 +1,26 @@
 """medtune's performance benchmarks, each a ratio measured side by side in one run.
 
-    make bench                                   # p1-p5 and p4learn, embedded model (~31 min on 2 cores in bf16, 65-80 in fp32)
-    .venv/bin/python benchmarks/run_all.py --only p2,p5 [--model PATH] [--smoke] [--device cuda]
+    make bench                                   # p1-p5 and p4learn, embedded model, accel: auto
+    .venv/bin/python benchmarks/run_all.py --only p2,p5 [--model PATH] [--smoke] [--device cuda] [--accel off]
 
-Writes benchmarks/results.json (with --device cuda: its "gpu" section) and the
-results section of docs/performance.md. Heavy steps run in child processes so
-their peak memory is their own (peak RSS on a CPU, peak allocated GPU memory on
-a GPU).
+Writes benchmarks/results.json and the results section of docs/performance.md. The figures of a run go
+to one section of results.json, by device and speed switch (``accel``, docs/performance.md): the top
+level (CPU, auto), "gpu" (--device cuda), "cpu_accel_off" (--accel off), "gpu_accel_off" (both); each
+section records its run's setting (``accel``) and the pieces that setting chose (``accel_pieces``).
+``--accel`` reaches every benchmark: the quick study's config (p1), the Compute p2-p5 evaluate and train
+with (medtune's side only; p4's TRL side is stock TRL either way). Heavy steps run in child processes so
+their peak memory is their own (peak RSS on a CPU, peak allocated GPU memory on a GPU).
 
 p1  quick five-task study wall seconds (goal <= 600)
 p2  medtune evaluation vs a plain per-example model.generate loop (goal >= 8x), with agreement, and the
-    ceiling on this machine: the plain loop's time over the prompts' decoder FLOPs at the matmul peak;
-    also eval.label_answers: choose against the same loop (p2_choose_*)
-p3  DPO vs SFT: peak memory and time per pair / per example (goals <= 1.2 and <= 2.0)
+    ceiling on this machine: the plain loop's time over the tokens medtune's evaluation computes through the
+    decoder at the matmul peak; also eval.label_answers: choose against the same loop (p2_choose_*)
+p3  DPO vs SFT: peak memory and time per pair / per example (goals <= 1.2 and <= 2.0); with the
+    shared_prompt piece, also DPO without it (TRL's layout of two rows per pair, p3_trl_layout_*)
 p4  medtune SFT+DPO vs plain TRL with its defaults, same steps and data (goal >= 1.5x), with both metrics
     (text_classification, 40 + 4 steps of 4: both recipes barely past chance)
-p4learn  p4 at a budget where the recipes learn the task well (80 + 8 steps of 8; 15-60 min on 2 cores):
-         goals >= 1.5x and metric not worse
+p4learn  p4 at a budget where the recipes learn the task well (80 + 8 steps of 8): goals >= 1.5x and metric
+         not worse
 p5  SFT achieved FLOP rate (the faster of two runs) / measured matmul peak (the higher of two) in the format
     SFT computes in (precision auto: bf16 on a GPU and on a CPU with bf16 in hardware, fp32 on other CPUs)
     (goal >= 0.5 on CPU); on a CPU with bf16 in hardware also p5_fp32: the same SFT with precision: fp32
@@ -43,11 +47,17 @@ RESULTS = HERE / "results.json"
 DOC = ROOT / "docs" / "performance.md"
 BENCHMARKS = ("p1", "p2", "p3", "p4", "p4learn", "p5")
 # p4's "medtune not worse": its macro-F1 minus TRL's on the same test items (the CI is listed beside it),
-# judged at p4learn's budget: at p4's 40 + 4 steps both models are barely past chance and the difference
-# moves with the training seed (-0.058 to +0.024 over three seeds, every CI across 0), so p4's is listed only
+# judged at p4learn's budget: at p4's both models are barely past chance and the difference moves with the
+# training seed (dev/LOG.md), so p4's is listed only
 GOALS = {"p1_quick_study_s": ("<=", 600), "p2_eval_speedup": (">=", 8), "p3_dpo_mem_ratio": ("<=", 1.2),
          "p3_dpo_time_ratio": ("<=", 2.0), "p4_vs_trl_speedup": (">=", 1.5), "p4learn_vs_trl_speedup": (">=", 1.5),
          "p4learn_metric_difference": (">=", 0), "p5_sft_mfu": (">=", 0.5), "p5_fp32_sft_mfu": (">=", 0.5)}
+ACCEL = ("auto", "off")
+# results.json's section for each device and speed switch; None: the file's top level (older runs' layout)
+SECTIONS = {("cpu", "auto"): None, ("cuda", "auto"): "gpu", ("cpu", "off"): "cpu_accel_off",
+            ("cuda", "off"): "gpu_accel_off"}
+TITLES = {None: "CPU", "gpu": "GPU (`--device cuda`)", "cpu_accel_off": "CPU, `accel: off` (`--accel off`)",
+          "gpu_accel_off": "GPU, `accel: off` (`--device cuda --accel off`)"}
 
 
 def default_eval_batch() -> int:
@@ -62,8 +72,8 @@ def peak_mb(device: str) -> float:
         import torch
 
         return torch.cuda.max_memory_allocated() / 2**20
-    # this process's own high-water mark: Linux keeps ru_maxrss across exec, so a child started by a
-    # parent holding 1.5 GB (p2's models) read at least 1.5 GB; VmHWM starts afresh with the new program
+    # this process's own high-water mark: Linux keeps ru_maxrss across exec, so a child would read at least
+    # what its parent held when it started it (p2's models); VmHWM starts afresh with the new program
     status = Path("/proc/self/status")
     if status.is_file():
         for line in status.read_text().splitlines():
@@ -96,20 +106,44 @@ def settings(section: str, **values):
     return getattr(load_config(overrides={section: values}), section)
 
 
+def compute_for(device: str, accel: str, precision: str = "auto"):
+    """Where and how medtune's side computes (device, number format, speed pieces), as a study resolves it."""
+    from medtune.models import resolve_compute
+
+    return resolve_compute(device, precision, accel)
+
+
+def accel_imported() -> bool:
+    """Whether this process imported anything of medtune/accel/ (with ``accel: off`` it must not)."""
+    return any(name == "medtune.accel" or name.startswith("medtune.accel.") for name in sys.modules)
+
+
 # ---------------------------------------------------------------- p1
 
 def p1(args) -> dict:
     if args.study_run:
         results = json.loads((Path(args.study_run) / "results.json").read_text())
-        return {"p1_quick_study_s": results.get("elapsed_s"), "p1_run_dir": args.study_run}
-    run_dir = HERE / "out" / "quick_study"
-    cmd = [sys.executable, "-m", "medtune", "study", "--preset", "quick", "--run-dir", str(run_dir), "--restart",
-           "--model", args.model, "--device", args.device]
+        return {"p1_quick_study_s": results.get("elapsed_s"), "p1_run_dir": args.study_run,
+                "p1_accel": study_accel(results)}
+    run_dir = HERE / "out" / ("quick_study" if args.accel == "auto" else f"quick_study_accel_{args.accel}")
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    # the CLI has no flag for the switch: a config file sets it, the flags the rest
+    config = run_dir.parent / f"{run_dir.name}.yaml"
+    config.write_text(json.dumps({"accel": args.accel}) + "\n")  # JSON is YAML
+    cmd = [sys.executable, "-m", "medtune", "study", "--config", str(config), "--preset", "quick", "--run-dir",
+           str(run_dir), "--restart", "--model", args.model, "--device", args.device]
     if args.smoke:
         cmd += ["--tasks", "triage"]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT)
-    return {"p1_quick_study_s": time.perf_counter() - start, "p1_run_dir": str(run_dir.relative_to(ROOT))}
+    return {"p1_quick_study_s": time.perf_counter() - start, "p1_run_dir": str(run_dir.relative_to(ROOT)),
+            "p1_accel": args.accel}
+
+
+def study_accel(results: dict) -> str:
+    """The speed switch a finished study ran with (a study from before the switch ran medtune's speed work)."""
+    accel = (results.get("config") or {}).get("accel", "auto")
+    return accel if isinstance(accel, str) else ",".join(accel)
 
 
 # ---------------------------------------------------------------- p2
@@ -132,29 +166,33 @@ def parsed(row: dict) -> tuple:
 
 
 def p2(args) -> dict:
+    import copy
+
+    import torch
+
     from medtune.evaluate.predict import predict
-    from medtune.models import generation_copy, load_model, precision_name
+    from medtune.models import load_model
     from medtune.tasks import get_task
 
     n = 4 if args.smoke else 24
+    compute = compute_for(args.device, args.accel)
     peaks = [matmul_peak_gflops(args.device, peak_size(args))]
-    model, tokenizer, _ = load_model(args.model, args.device)
-    # the plain loop as a user writes it runs the model as loaded (fp32 on a CPU); where medtune generates
-    # in bf16 on a CPU, the same loop on a bf16 copy shows what the number format alone gives
-    in_bf16 = generation_copy(model)
-    if in_bf16 is model:
-        in_bf16 = None
-    else:  # the model as loaded, in bf16: with its own attention, not medtune's (medtune/attention.py)
-        in_bf16.set_attn_implementation(model.config._attn_implementation)
+    model, tokenizer, _ = load_model(args.model, compute.device, compute.weights)
+    # the plain loop as a user writes it runs the model as loaded (fp32 on a CPU); where medtune computes in
+    # bf16 on a CPU, the same loop on a bf16 copy (model.to(bfloat16), as a user would) shows what the number
+    # format alone gives
+    in_bf16 = None
+    if compute.device == "cpu" and compute.dtype == torch.bfloat16:
+        in_bf16 = copy.deepcopy(model).to(torch.bfloat16)
     fast_s = plain_s = plain_bf16_s = choose_s = 0.0
     same = same_bf16 = total = tokens = 0
     well_formed = chose_same = parsed_items = chose_parsed = 0
     for name in ("text_classification", "numeric_classification", "triage"):
         task = get_task(name)
         exs = examples(task, n, "test")
-        tokens += prompt_tokens(tokenizer, [task.messages(ex) for ex in exs])
+        tokens += prompt_tokens(tokenizer, [task.messages(ex) for ex in exs], compute)
         start = time.perf_counter()
-        fast = predict(model, tokenizer, task, exs, batch_size=default_eval_batch(), desc=f"p2 {name} medtune")
+        fast = predict(model, tokenizer, task, exs, compute, default_eval_batch(), f"p2 {name} medtune")
         fast_s += time.perf_counter() - start
         start = time.perf_counter()
         plain = [task.score(ex, plain_generate(model, tokenizer, task, ex)) for ex in exs]
@@ -162,7 +200,7 @@ def p2(args) -> dict:
         same += sum(parsed(a) == parsed(b) for a, b in zip(fast, plain))
         total += len(exs)
         start = time.perf_counter()
-        chosen = predict(model, tokenizer, task, exs, batch_size=default_eval_batch(), desc=f"p2 {name} choose",
+        chosen = predict(model, tokenizer, task, exs, compute, default_eval_batch(), f"p2 {name} choose",
                          label_answers="choose")
         choose_s += time.perf_counter() - start
         for ex, generated, choice in zip(exs, fast, chosen):
@@ -178,12 +216,12 @@ def p2(args) -> dict:
             plain_bf16_s += time.perf_counter() - start
             same_bf16 += sum(parsed(a) == parsed(b) for a, b in zip(fast, plain))
     peaks.append(matmul_peak_gflops(args.device, peak_size(args)))
-    # an evaluation that computes each prompt cannot beat its tokens through every decoder weight at the peak
+    # an evaluation that computes these tokens cannot beat them through every decoder weight at the peak
     floor_s = 2 * decoder_weights(model) * tokens / (max(peaks) * 1e9)
     out = {"p2_eval_speedup": plain_s / fast_s, "p2_agreement": same / total, "p2_examples": total,
-           "p2_medtune_s": fast_s, "p2_plain_s": plain_s, "p2_precision": precision_name(args.device),
+           "p2_medtune_s": fast_s, "p2_plain_s": plain_s, "p2_precision": compute.precision,
            "p2_prompt_tokens": tokens, "p2_prefill_floor_s": floor_s, "p2_speedup_ceiling": plain_s / floor_s,
-           "p2_matmul_peak_gflops": max(peaks),
+           "p2_matmul_peak_gflops": max(peaks), "p2_accel_imported": accel_imported(),
            # eval.label_answers: choose, against the same plain loop; its agreement with medtune's generation
            # where that wrote a well-formed answer (exact by construction up to rounding), and where a label
            # could be read from it at all (chatter such as "Current smoker." is read, but not well-formed)
@@ -198,21 +236,32 @@ def p2(args) -> dict:
     return out
 
 
-def prompt_tokens(tokenizer, prompts: list[list[dict]]) -> int:
-    """Tokens an evaluation must compute for these prompts: the prefix they all share once (medtune's
-    generate computes it once per call), then each prompt's own part."""
-    from medtune.generate import encode_prompts, shared_prefix_length
+def prompt_tokens(tokenizer, prompts: list[list[dict]], compute) -> int:
+    """Tokens medtune's evaluation computes for these prompts: with the fast_generation piece the prefix they
+    all share once (it is prefilled once per call), then each prompt's own part; without it every prompt
+    whole, as transformers' generate computes it."""
+    from medtune.generate import encode_prompts
 
     encoded = encode_prompts(tokenizer, prompts)
+    if not compute.uses("fast_generation"):
+        return sum(len(seq) for seq in encoded)
+    from medtune.accel.generation import shared_prefix_length
+
     shared = shared_prefix_length(encoded)
     return shared + sum(len(seq) - shared for seq in encoded)
 
 
+def decoder_layers(model):
+    """The decoder layers of a transformers causal LM (``model.model.layers``), or None."""
+    import torch
+
+    layers = getattr(getattr(model, "model", None), "layers", None)
+    return layers if isinstance(layers, torch.nn.ModuleList) else None
+
+
 def decoder_weights(model) -> int:
     """Weights a token passes through in the decoder layers (2 FLOPs each): all but the embeddings and
-    the LM head, which medtune applies to one position per prompt. Attention scores are left out too."""
-    from medtune.train.shared_trunk import decoder_layers
-
+    the LM head, which generation applies to one position per prompt. Attention scores are left out too."""
     layers = decoder_layers(model)
     if layers is not None:
         return sum(p.numel() for p in layers.parameters())
@@ -223,38 +272,43 @@ def decoder_weights(model) -> int:
 
 # ---------------------------------------------------------------- p3 / p5 (child processes)
 
-def child_train(kind: str, model_ref: str, steps: int, batch: int, out: Path, device: str, precision: str) -> dict:
+def child_train(kind: str, model_ref: str, steps: int, batch: int, out: Path, device: str, precision: str,
+                accel: str) -> dict:
     """Train SFT or DPO on the same text_classification examples; report time, memory and FLOPs.
-    ``dpo_trl_layout``: DPO with each pair as TRL's two rows (the prompt computed twice), for comparison."""
-    from medtune.models import load_model, use_precision
+    ``dpo_trl_layout``: DPO without the shared_prompt piece (each pair as TRL's two rows, the prompt computed
+    twice), for comparison."""
+    import dataclasses
+
+    from medtune.models import load_model
     from medtune.tasks import get_task
 
-    use_precision(precision)
+    compute = compute_for(device, accel, precision)
+    if kind == "dpo_trl_layout":
+        compute = dataclasses.replace(compute, accel=compute.accel - {"shared_prompt"})
     task = get_task("text_classification")
     exs = examples(task, steps * batch, "train")
-    model, tokenizer, _ = load_model(model_ref, device)
+    model, tokenizer, _ = load_model(model_ref, compute.device, compute.weights)
     loaded_mb = peak_mb(device)
     step_s, batches = time_training_steps(device)
     if kind == "sft":
         from medtune.train.sft import train_sft
 
         summary, _ = train_sft(model, tokenizer, model_ref, task, exs,
-                               settings("sft", max_steps=steps, batch_size=batch), out, device, 0)
-        items = steps * batch
+                               settings("sft", max_steps=steps, batch_size=batch), out, compute, 0)
     else:
         from medtune.train.dpo import train_dpo
 
         summary, _ = train_dpo(model, tokenizer, model_ref, Path(model_ref), "lora", task, label_swap_pairs(task, exs),
                                # lora_layers None: the same adapter layout as SFT, whatever the preset says
                                settings("dpo", max_steps=steps, batch_size=batch, heldout_fraction=0.0,
-                                        lora_layers=None, share_prompt=kind == "dpo"),
-                               out, device, 0)
-        items = steps * batch
-    result = {"train_s": summary["train_runtime_s"], "items": items, "peak_mb": peak_mb(device), "loaded_mb": loaded_mb,
-              "precision": summary["precision"], "step_s": step_s}
+                                        lora_layers=None),
+                               out, compute, 0)
+    result = {"train_s": summary["train_runtime_s"], "items": steps * batch, "peak_mb": peak_mb(device),
+              "loaded_mb": loaded_mb, "precision": summary["precision"], "accel": summary["accel"], "step_s": step_s}
     if kind == "sft":
-        flops, attention_share = sft_flops(model_ref, tokenizer, batches)
+        flops, attention_share = sft_flops(model_ref, tokenizer, batches, compute)
         result.update(flops_per_step=sum(flops) / steps, flops_per_batch=flops, attention_flops_share=attention_share)
+    result["accel_imported"] = accel_imported()
     return result
 
 
@@ -283,36 +337,43 @@ def time_training_steps(device: str) -> tuple[list[float], list[dict]]:
     return seconds, batches
 
 
-def sft_flops(model_ref, tokenizer, batches: list[dict]) -> tuple[list[float], float]:
+def sft_flops(model_ref, tokenizer, batches: list[dict], compute) -> tuple[list[float], float]:
     """FLOPs of each SFT step's forward + backward (torch's FLOP counter) and the attention's share of them,
-    over the batches training ran (``time_training_steps``), computed as training does: LoRA, loss on the
-    completion only, TRL's fused LM head on the completion positions, a batch's common prefix once where
-    training packs it (sft.share_prefix). Counted on the CPU in fp32 whatever the device trained on: the
-    count is the same, and the counter does not know the fp32-accumulating matmul TRL uses on a GPU."""
+    over the batches training ran (``time_training_steps``), computed as training does with ``compute``'s
+    pieces: LoRA, loss on the completion only, TRL's fused LM head (on the completion positions only on a GPU
+    and with compact_lm_head), a batch's common prefix once where training packs it (shared_prompt). Counted
+    on the CPU in fp32 whatever the device trained on: the count is the same, and the counter does not know
+    the fp32-accumulating matmul TRL uses on a GPU."""
+    from peft import get_peft_model
     from torch.utils.flop_counter import FlopCounterMode
+    from trl.trainer.utils import add_fused_lm_head
 
     from medtune.config import load_config
     from medtune.models import load_model, lora_config
-    from medtune.train.common import compact_lm_head_everywhere, fused_lora_everywhere
-    from medtune.train.shared_prompt import SharedPromptForward, example_trees
-    from peft import get_peft_model
-    from trl.trainer.utils import add_fused_lm_head
 
     cfg = load_config().sft
     model, _, _ = load_model(model_ref, "cpu")
-    compact_lm_head_everywhere()
-    fused_lora_everywhere()
     add_fused_lm_head(model)
-    shared = SharedPromptForward(model, tokenizer.pad_token_id, example_trees) if cfg.share_prefix else None
+    counting = contextlib.ExitStack()
+    if compute.device != "cpu" or compute.uses("compact_lm_head"):  # TRL's own choice on a GPU
+        from medtune.accel.training import compact_lm_head
+
+        counting.enter_context(compact_lm_head())
+    shared = None
+    if compute.uses("shared_prompt"):
+        from medtune.accel.shared_prompt import SharedPromptForward, example_trees
+
+        shared = SharedPromptForward(model, tokenizer.pad_token_id, example_trees)
     model = get_peft_model(model, lora_config(cfg.lora_r, cfg.lora_alpha, 0.0, cfg.lora_target_modules))
     per_batch, attention = [], 0.0
-    for batch in batches:
-        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-        sharing = shared.batch(inputs) if shared else contextlib.nullcontext()
-        with FlopCounterMode(display=False, custom_mapping=missing_flop_formulas()) as counter, sharing:
-            model(**inputs, labels=batch["labels"], fused_lm_head=True).loss.backward()
-        per_batch.append(counter.get_total_flops())
-        attention += sum(n for op, n in counter.get_flop_counts()["Global"].items() if "attention" in str(op))
+    with counting:
+        for batch in batches:
+            inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+            sharing = shared.batch(inputs) if shared else contextlib.nullcontext()
+            with FlopCounterMode(display=False, custom_mapping=missing_flop_formulas()) as counter, sharing:
+                model(**inputs, labels=batch["labels"], fused_lm_head=True).loss.backward()
+            per_batch.append(counter.get_total_flops())
+            attention += sum(n for op, n in counter.get_flop_counts()["Global"].items() if "attention" in str(op))
     if shared and not shared.batches["packed"]:
         print("p5: no SFT batch packed its common prefix", file=sys.stderr)
     return per_batch, attention / sum(per_batch)
@@ -321,10 +382,9 @@ def sft_flops(model_ref, tokenizer, batches: list[dict]) -> tuple[list[float], f
 def missing_flop_formulas() -> dict:
     """Formulas torch 2.13's FLOP counter lacks for kernels SFT runs, each one torch already has for the
     same computation: the CPU's fused attention (counted as 0: pytorch/pytorch#195460, fixed upstream by
-    registering the same SDPA formulas), and the in-place ``addmm_`` that adds a LoRA update
-    (train.common.fused_lora_everywhere). Attention is dense over the row, as for every other SDPA
-    kernel: the CPU kernel computes every score whatever the mask (is_causal takes as long as no mask),
-    so a packed row's masked-out scores are computed too."""
+    registering the same SDPA formulas), and the in-place ``addmm_`` with which TRL's fused LM head adds up
+    its gradient chunk by chunk on a CPU. Attention is dense over the row, as for every other SDPA kernel:
+    the CPU kernel computes every score whatever the mask, so a packed row's masked-out scores count too."""
     from torch.ops import aten
     from torch.utils.flop_counter import flop_registry
 
@@ -343,7 +403,8 @@ def missing_flop_formulas() -> dict:
 def run_child(kind: str, args, steps: int, batch: int, precision: str = "auto") -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, str(Path(__file__)), "--child", kind, "--model", args.model, "--steps", str(steps),
-               "--batch", str(batch), "--out", tmp, "--device", args.device, "--precision", precision]
+               "--batch", str(batch), "--out", tmp, "--device", args.device, "--precision", precision,
+               "--accel", args.accel]
         proc = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -353,9 +414,9 @@ def matmul_peak_gflops(device: str, size: int = 2048, reps: int = 8, dtype=None)
     auto``): bf16 on a GPU and on a CPU that multiplies bf16 in hardware, fp32 on other CPUs."""
     import torch
 
-    from medtune.models import compute_dtype
+    from medtune.models import compute_format
 
-    dtype = dtype or compute_dtype(device)
+    dtype = dtype or compute_format(device, "auto")
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     torch.mm(a, b)  # warm-up
@@ -378,13 +439,14 @@ def p3_p5(args, which: set[str]) -> dict:
     out = {"p3_sft": sft}
     if "p3" in which:
         dpo = run_child("dpo", args, steps, batch)
-        trl_layout = run_child("dpo_trl_layout", args, steps, batch)
         per_example = sft["train_s"] / sft["items"]
         out.update(p3_dpo=dpo, p3_dpo_mem_ratio=dpo["peak_mb"] / sft["peak_mb"],
-                   p3_dpo_time_ratio=(dpo["train_s"] / dpo["items"]) / per_example,
-                   # the same DPO with the prompt computed twice per pair, as TRL lays a batch out
-                   p3_dpo_trl_layout=trl_layout, p3_trl_layout_mem_ratio=trl_layout["peak_mb"] / sft["peak_mb"],
-                   p3_trl_layout_time_ratio=(trl_layout["train_s"] / trl_layout["items"]) / per_example)
+                   p3_dpo_time_ratio=(dpo["train_s"] / dpo["items"]) / per_example)
+        if "shared_prompt" in dpo["accel"]:  # without the piece, DPO already runs in TRL's layout
+            # the same DPO with the prompt computed twice per pair, as TRL lays a batch out
+            trl_layout = run_child("dpo_trl_layout", args, steps, batch)
+            out.update(p3_dpo_trl_layout=trl_layout, p3_trl_layout_mem_ratio=trl_layout["peak_mb"] / sft["peak_mb"],
+                       p3_trl_layout_time_ratio=(trl_layout["train_s"] / trl_layout["items"]) / per_example)
     if "p5" in which:
         out.update(mfu("p5", sft, peaks, steps))
         if sft["precision"] != "fp32" and args.device == "cpu":
@@ -396,9 +458,8 @@ def p3_p5(args, which: set[str]) -> dict:
 
 def sft_between_peaks(args, steps: int, batch: int, precision: str = "auto") -> tuple[dict, list[float]]:
     """The faster of two SFT children, and the matmul peak in the format they compute in, measured just before
-    and just after them: each side the best of two, so a slow moment of a shared host lowers neither. One peak
-    taken in such a moment read 106 GFLOP/s between 166 and 175 (p5 0.94); one SFT child in whole runs took
-    7.1-7.6 s where it takes 4.8-5.2 s alone (p5 0.23 against 0.37, docs/performance.md)."""
+    and just after them: each side the best of two, so a slow moment of a shared host lowers neither (such
+    moments moved single readings of both, dev/LOG.md)."""
     import torch
 
     size = peak_size(args)
@@ -413,7 +474,7 @@ def sft_between_peaks(args, steps: int, batch: int, precision: str = "auto") -> 
 def mfu(prefix: str, sft: dict, peaks: list[float], steps: int) -> dict:
     achieved = sft["flops_per_step"] / (sft["train_s"] / steps) / 1e9
     # listed, not a goal: the forward and backward of the steps after the first, which also sets up the
-    # process's memory (page faults: 0.2-1.4 s more than a later step on this host, docs/performance.md)
+    # process's memory (page faults, dev/LOG.md)
     later = sum(sft["flops_per_batch"][1:]) / max(sum(sft["step_s"][1:]), 1e-9) / 1e9
     return {f"{prefix}_sft_mfu": achieved / max(peaks), f"{prefix}_later_steps_mfu": later / max(peaks),
             f"{prefix}_sft_gflops": achieved,
@@ -425,18 +486,17 @@ def mfu(prefix: str, sft: dict, peaks: list[float], steps: int) -> dict:
 # ---------------------------------------------------------------- p4
 
 def p4(args) -> dict:
-    """40 SFT + 4 DPO steps of 4 on text_classification: both recipes answer a little beyond chance (kappa
-    0.05-0.21 over three seeds). The quick preset's 6 + 2 steps on numeric_classification, p4 until
-    2026-11-24, left both at chance (kappa 0.00 and 0.04), where macro-F1 only counts how many labels a
-    model guesses. "medtune not worse" is judged at p4learn's budget (GOALS)."""
+    """40 SFT + 4 DPO steps of 4 on text_classification: the smallest budget at which both recipes answer a
+    little beyond chance (below it macro-F1 only counts how many labels a model guesses; dev/LOG.md).
+    "medtune not worse" is judged at p4learn's budget (GOALS)."""
     sft_steps, dpo_steps, batch = (1, 1, 2) if args.smoke else (40, 4, 4)
     return p4_compare(args, "text_classification", sft_steps, dpo_steps, batch, "p4")
 
 
 def p4_learn(args) -> dict:
     """p4 at a budget where the recipes learn the task well: 80 SFT steps of 8 on text_classification, as in
-    docs/dpo.md's CPU run (SFT macro-F1 0.605), then 8 DPO steps of 8. 15-60 min on 2 CPU cores (TRL's side
-    14-38 min of it)."""
+    the CPU run of 2026-11-23 in dev/LOG.md, then 8 DPO steps of 8. The longest benchmark: TRL's side takes
+    most of it."""
     sft_steps, dpo_steps, batch = (1, 1, 2) if args.smoke else (80, 8, 8)
     return p4_compare(args, "text_classification", sft_steps, dpo_steps, batch, "p4learn")
 
@@ -450,18 +510,23 @@ def p4_compare(args, task_name: str, sft_steps: int, dpo_steps: int, batch: int,
     task = get_task(task_name)
     # the whole test split: on 40 items two near-chance models differ by noise alone
     n_test = 4 if args.smoke else 200
+    compute = compute_for(args.device, args.accel)  # both models are evaluated alike
     out, rows = {f"{prefix}_task": task_name, f"{prefix}_steps": f"SFT {sft_steps} + DPO {dpo_steps}, batch {batch}"}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        for who, script in (("medtune", [str(HERE / "p4_medtune.py")]), ("trl", [str(HERE / "trl_plain.py")])):
+        # the speed switch is medtune's: TRL's side is stock TRL whatever it says
+        for who, script in (("medtune", [str(HERE / "p4_medtune.py"), "--accel", args.accel]),
+                            ("trl", [str(HERE / "trl_plain.py")])):
             model_dir = Path(tmp) / who
             cmd = [sys.executable, *script, "--model", args.model, "--out", str(model_dir), "--sft-steps",
                    str(sft_steps), "--dpo-steps", str(dpo_steps), "--batch", str(batch), "--device", args.device,
                    "--task", task_name]
             proc = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
             timing = json.loads(proc.stdout.strip().splitlines()[-1])
-            model, tokenizer, _ = load_model(timing["model_dir"], args.device)
-            rows[who] = predict(model, tokenizer, task, examples(task, n_test, "test"), default_eval_batch(),
+            model, tokenizer, _ = load_model(timing["model_dir"], compute.device, compute.weights)
+            rows[who] = predict(model, tokenizer, task, examples(task, n_test, "test"), compute, default_eval_batch(),
                                 f"{prefix} eval {who}")
+            if who == "medtune":
+                out[f"{prefix}_medtune_accel"] = timing["accel"]
             out[f"{prefix}_{who}_train_s"] = timing["train_s"]
             out[f"{prefix}_metric_{who}"] = task.metric("macro_f1").compute(rows[who])
             out.update(chance_check(prefix, who, rows[who]))
@@ -493,36 +558,62 @@ def met(key: str, value) -> str:
     return "yes" if (value <= goal if op == "<=" else value >= goal) else "no"
 
 
-def results_table(results: dict) -> list[str]:
-    rows = [f"Measured {results['measured']} on {results['machine']}.", "",
-            "| figure | value | goal | met |", "|---|---|---|---|"]
+def results_table(results: dict, auto: dict | None = None) -> list[str]:
+    """A section's figures against their goals; ``auto``: the same device's figures with ``accel: auto``,
+    listed beside those of a run with it off."""
+    def shown(value) -> str:
+        return "not measured" if value is None else f"{value:.3g}"
+
+    head, rule = "| figure | value | goal | met |", "|---|---|---|---|"
+    if auto is not None:
+        head, rule = head + " with `accel: auto` |", rule + "---|"
+    # runs from before the switch existed record no setting
+    setting = f", `accel: {results['accel']}`" if "accel" in results else ""
+    rows = [f"Measured {results.get('measured')} on {results.get('machine')}{setting}.", "", head, rule]
     for key, (op, goal) in GOALS.items():
         value = results.get(key)
-        rows.append(f"| `{key}` | {value:.3g} | {op} {goal} | {met(key, value)} |" if value is not None
-                    else f"| `{key}` | not measured | {op} {goal} | |")
+        verdict = met(key, value)
+        row = f"| `{key}` | {shown(value)} | {op} {goal} | {verdict + ' ' if verdict else ''}|"
+        rows.append(row if auto is None else f"{row} {shown(auto.get(key))} |")
     extra = [f"- `{k}`: {v:.4g}" if isinstance(v, float) else f"- `{k}`: {v}"
              for k, v in results.items() if k not in GOALS and not isinstance(v, dict)]
     return [*rows, "", *extra]
 
 
-def write_doc(results: dict) -> None:
-    lines = ["<!-- results: written by benchmarks/run_all.py -->", "### CPU", "", *results_table(results)]
-    if results.get("gpu"):
-        lines += ["", "### GPU (`--device cuda`)", "", *results_table(results["gpu"])]
-    section = "\n".join([*lines, "<!-- end results -->"])
+def section(saved: dict, device: str, accel: str) -> dict:
+    """One device's and switch's figures in results.json (empty where none were measured)."""
+    key = SECTIONS[(device, accel)]
+    return saved if key is None else saved.get(key) or {}
+
+
+def write_doc(saved: dict) -> None:
+    blocks = []
+    for device in ("cpu", "cuda"):
+        for accel in ACCEL:
+            figures = section(saved, device, accel)
+            if "measured" in figures:
+                auto = section(saved, device, "auto") if accel != "auto" else None
+                title = TITLES[SECTIONS[(device, accel)]]
+                blocks.append("\n".join([f"### {title}", "", *results_table(figures, auto)]))
+    section_text = "\n".join(["<!-- results: written by benchmarks/run_all.py -->", "\n\n".join(blocks),
+                              "<!-- end results -->"])
     text = DOC.read_text() if DOC.is_file() else "# Performance\n\n<!-- results: -->\n<!-- end results -->\n"
     start, end = text.index("<!-- results:"), text.index("<!-- end results -->") + len("<!-- end results -->")
-    DOC.write_text(text[:start] + section + text[end:])
+    DOC.write_text(text[:start] + section_text + text[end:])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(BENCHMARKS))
     parser.add_argument("--model", default="embedded")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the harness in a minute")
-    parser.add_argument("--study-run", help="reuse a finished quick study's elapsed time for p1")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the harness")
+    parser.add_argument("--study-run", help="reuse a finished quick study's elapsed time for p1 (it must have run "
+                        "with the --accel setting given here)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                         help="cuda: measure on the GPU and store the figures under results.json's \"gpu\"")
+    parser.add_argument("--accel", choices=ACCEL, default="auto",
+                        help="medtune's speed switch for every benchmark (the config key accel); off: the figures "
+                        "go to results.json's \"cpu_accel_off\" or \"gpu_accel_off\"")
     parser.add_argument("--child", choices=["sft", "dpo", "dpo_trl_layout"], help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
@@ -530,14 +621,12 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from medtune.allocator import keep_freed_memory
     from medtune.progress import quiet_libraries
 
     quiet_libraries()
-    keep_freed_memory()  # as the medtune command does
     if args.child:
         print(json.dumps(child_train(args.child, args.model, args.steps, args.batch, args.out, args.device,
-                                     args.precision)))
+                                     args.precision, args.accel)))
         return
     which = set(args.only.split(","))
     check_arguments(parser, args, which)
@@ -556,6 +645,16 @@ def check_arguments(parser: argparse.ArgumentParser, args, which: set[str]) -> N
         parser.error(f"--only: no benchmark named {', '.join(sorted(unknown))}; they are {','.join(BENCHMARKS)}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: this torch sees no CUDA device")
+    if args.study_run and "p1" in which:
+        results = Path(args.study_run) / "results.json"
+        if not results.is_file():
+            parser.error(f"--study-run: {results} is not there (a finished study writes it)")
+        finished = json.loads(results.read_text())
+        if finished.get("elapsed_s") is None:  # p1 would record no time
+            parser.error(f"--study-run: {results} records no elapsed_s (the study's wall seconds)")
+        ran = study_accel(finished)
+        if ran != args.accel:  # its time would be filed with the other setting's figures
+            parser.error(f"--study-run: the study ran with accel {ran}, this run is --accel {args.accel}")
     if (Path(args.model) / MODEL_INFO).is_file():
         return  # a stage's saved model, as load_model takes it
     try:
@@ -587,7 +686,8 @@ def child_failed(exc: subprocess.CalledProcessError) -> str:
 
 def run_benchmarks(args, which: set[str]) -> None:
     saved = json.loads(RESULTS.read_text()) if RESULTS.is_file() and not args.smoke else {}
-    results = saved.setdefault("gpu", {}) if args.device == "cuda" else saved
+    key = SECTIONS[(args.device, args.accel)]
+    results = saved if key is None else saved.setdefault(key, {})
     import platform
 
     import torch
@@ -599,7 +699,10 @@ def run_benchmarks(args, which: set[str]) -> None:
         from medtune.models import cpu_has_native_bf16
 
         machine += ", bf16 in hardware" if cpu_has_native_bf16() else ", no bf16 in hardware"
-    results.update(measured=time.strftime("%Y-%m-%d"), model=args.model, smoke=args.smoke, machine=machine)
+    # the run's switch, and the pieces it chose here in the format medtune computes in (each child records its own)
+    pieces = sorted(compute_for(args.device, args.accel).accel)
+    results.update(measured=time.strftime("%Y-%m-%d"), model=args.model, smoke=args.smoke, machine=machine,
+                   accel=args.accel, accel_pieces=pieces)
     steps = [("p1", lambda: p1(args)), ("p2", lambda: p2(args)), ("p3p5", lambda: p3_p5(args, which)),
              ("p4", lambda: p4(args)), ("p4learn", lambda: p4_learn(args))]
     for name, run in steps:

@@ -13,7 +13,7 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
-from medtune.models import compute_dtype, resolve_base
+from medtune.models import compute_format, resolve_base
 
 from p4_common import setup
 
@@ -29,11 +29,11 @@ dpo_data = Dataset.from_list([{"prompt": [system, {"role": "user", "content": p[
                                "chosen": [{"role": "assistant", "content": p["chosen"]}],
                                "rejected": [{"role": "assistant", "content": p["rejected"]}]} for p in pairs])
 # TRL's configs default to bf16=True even on a CPU. Where the CPU multiplies bf16 in hardware, that is also
-# medtune's format (autocast over fp32 weights), so both sides compute alike. Where bf16 is emulated
-# (6 SFT steps had not finished after 11 minutes), bf16 off, as medtune: the comparison is about the recipe.
+# medtune's format (autocast over fp32 weights), so both sides compute alike. Where bf16 is emulated (many
+# times slower), bf16 off, as medtune: the comparison is about the recipe.
 # On a GPU, TRL's defaults as they are (bf16 mixed precision).
 on_cpu = args.device == "cpu"
-cpu_bf16 = compute_dtype("cpu") == torch.bfloat16
+cpu_bf16 = compute_format("cpu", "auto") == torch.bfloat16
 common = dict(per_device_train_batch_size=args.batch, report_to="none", save_strategy="no",
               **({"use_cpu": True, "bf16": cpu_bf16} if on_cpu else {}),
               **({} if args.seed is None else {"seed": args.seed}))

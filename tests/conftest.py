@@ -20,6 +20,9 @@ os.environ.setdefault("MEDTUNE_NATIVE_BF16", "0")
 # one thread: the tiny models gain nothing from two, and two busy-waiting OpenMP pools on a
 # shared 2-core machine (a study next to the tests) slow both down many times over
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# no hub in the tests: the libraries' own offline switches, as the medtune command sets them
+for _switch in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
+    os.environ.setdefault(_switch, "1")
 
 CHATML = (
     "{% for message in messages %}"
@@ -89,11 +92,3 @@ stats: {{bootstrap_samples: 200}}
 """)
     return path
 
-
-@pytest.fixture(autouse=True)
-def default_precision():
-    """A study sets its ``precision`` for the whole process: each test starts from the default."""
-    from medtune.models import use_precision
-
-    yield
-    use_precision("auto")

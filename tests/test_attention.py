@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from medtune.attention import grouped_attention
+from medtune.accel.attention import grouped_attention
 
 GQA = SimpleNamespace(num_key_value_groups=2, is_causal=True)  # 4 query heads over 2 key/value heads
 
@@ -99,45 +99,6 @@ def test_grouped_attention_trains_as_sdpa_does():
         grads[name] = (out.detach(), query.grad, key.grad, value.grad)
     for mine, theirs in zip(grads["grouped"], grads["sdpa"]):
         torch.testing.assert_close(mine, theirs)
-
-
-def test_training_leaves_attention_with_many_scores_to_sdpa(monkeypatch):
-    """Training keeps each layer's probabilities for the backward: past TRAINING_SCORES a call goes to sdpa's
-    kernel, which keeps one number a row. Without gradients (generating) nothing is kept."""
-    import medtune.attention as attention
-
-    calls = []
-    monkeypatch.setattr(attention, "sdpa_attention_forward", lambda *args, **kwargs: calls.append(1) or (None, None))
-    query, key, value = qkv(2, 6, 10)  # 2 x 4 heads x 6 x 10 = 480 scores
-    monkeypatch.setattr(attention, "TRAINING_SCORES", 480)
-    assert grouped_attention(GQA, query, key, value, None)[0] is not None and not calls
-    monkeypatch.setattr(attention, "TRAINING_SCORES", 479)
-    grouped_attention(GQA, query, key, value, None)
-    assert calls == [1]
-    with torch.no_grad():
-        assert grouped_attention(GQA, query, key, value, None)[0] is not None and calls == [1]
-
-
-def autograd_nodes(tensor: torch.Tensor) -> set[str]:
-    seen, names, todo = set(), set(), [tensor.grad_fn]
-    while todo:
-        node = todo.pop()
-        if node is None or node in seen:
-            continue
-        seen.add(node)
-        names.add(type(node).__name__)
-        todo.extend(next_node for next_node, _ in node.next_functions)
-    return names
-
-
-def test_training_attention_backward_makes_no_pass_for_the_mask_or_the_scale():
-    """The mask is filled outside autograd and the scale goes on the queries: the backward has no masking of
-    the scores' gradient, and no copy through the scores' view that an in-place scale made it take."""
-    query, key, value = (t.requires_grad_() for t in qkv(1, 12, 12))
-    out, _ = grouped_attention(GQA, query, key, value, packed_mask([4, 3, 5]), scaling=0.3)
-    nodes = autograd_nodes(out)
-    assert "SoftmaxBackward0" in nodes  # the walk reached the scores
-    assert not {name for name in nodes if "MaskedFill" in name or "CopySlices" in name or "AsStrided" in name}
 
 
 def test_grouped_attention_in_bf16_scales_queries_to_the_same_bits_as_scores():

@@ -1,21 +1,42 @@
-"""The benchmark harness runs end to end at tiny sizes on the tiny random model."""
+"""The benchmark harness runs end to end at tiny sizes on the tiny random model, with medtune's speed switch
+(``accel``) on and off, and its arithmetic (FLOPs, tokens, peaks, results.json's sections) holds.
 
+Slow (``make test-slow``): the smoke runs train and evaluate in several processes each."""
+
+import dataclasses
 import json
 import subprocess
 import sys
-import unittest.mock
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
 
 
-def test_benchmark_harness_smoke(tiny_model):
+@pytest.mark.parametrize("accel", ["auto", "off"])
+def test_benchmark_harness_smoke(tiny_model, accel):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--smoke", "--only", "p2,p3,p4,p5",
-                           "--model", str(tiny_model)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+                           "--model", str(tiny_model), "--accel", accel], capture_output=True, text=True, cwd=ROOT,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads(proc.stdout[proc.stdout.index("{"):])
+    # the run's setting recorded with its figures, and every part of it ran with that setting
+    assert results["accel"] == accel
+    children = [results["p3_sft"], results["p3_dpo"]]
+    if accel == "off":  # stock code only: nothing of medtune/accel/ imported, in this process or a child
+        assert results["accel_pieces"] == [] and results["p4_medtune_accel"] == []
+        assert results["p2_accel_imported"] is False
+        assert all(child["accel"] == [] and child["accel_imported"] is False for child in children)
+    else:  # the tests' fp32 CPU: the pieces auto chooses there, in every child
+        import torch
+
+        from medtune.accel import choose
+
+        chosen = sorted(choose("auto", "cpu", torch.float32))
+        assert results["accel_pieces"] == chosen == results["p4_medtune_accel"]
+        assert all(child["accel"] == chosen for child in children) and "shared_prompt" in chosen
     assert results["p2_agreement"] == 1.0  # batched and per-example greedy decoding agree
     assert results["p2_eval_speedup"] > 0 and results["p3_dpo_time_ratio"] > 0
     assert results["p2_speedup_ceiling"] == results["p2_plain_s"] / results["p2_prefill_floor_s"] > 0
@@ -45,8 +66,15 @@ def test_benchmark_harness_smoke(tiny_model):
     assert results["p4_vs_trl_speedup"] > 0 and 0 <= results["p4_metric_medtune"] <= 1
     assert results["p4_metric_difference"] == results["p4_metric_medtune"] - results["p4_metric_trl"]
     assert results["p4_metric_ci_low"] <= results["p4_metric_difference"] <= results["p4_metric_ci_high"]
-    # the TRL-layout DPO run beside the default one (each prompt once): both measured
-    assert results["p3_dpo_trl_layout"]["items"] == results["p3_dpo"]["items"] > 0
+    # with the shared_prompt piece, the TRL-layout DPO run beside the default one (each prompt once), the piece
+    # off in it alone; without the piece DPO already runs in TRL's layout, so there is nothing to set beside it
+    if accel == "off":
+        assert not any(key.startswith(("p3_dpo_trl_layout", "p3_trl_layout")) for key in results)
+    else:
+        layout = results["p3_dpo_trl_layout"]
+        assert layout["items"] == results["p3_dpo"]["items"] > 0
+        assert layout["accel"] == [piece for piece in results["p3_dpo"]["accel"] if piece != "shared_prompt"]
+        assert results["p3_trl_layout_time_ratio"] > 0
     assert -1 <= results["p4_kappa_medtune"] <= 1 and 1 <= results["p4_labels_used_trl"] <= 4
 
 
@@ -65,17 +93,21 @@ def test_p4_chance_check_separates_skill_from_spread():
     assert spread["p4_labels_used_x"] == 2 and abs(spread["p4_kappa_x"]) < 0.1
 
 
-def test_p2_floor_counts_the_tokens_evaluation_computes(tiny_model, monkeypatch):
-    """p2's ceiling divides by the prompt tokens an evaluation cannot skip: the shared prefix once and
-    each prompt's own part. On prompts without padding, that is what enters the first decoder layer
-    when medtune generates one token for each."""
+@pytest.mark.parametrize("pieces", [frozenset(), frozenset({"fast_generation"})], ids=["stock", "fast_generation"])
+def test_p2_floor_counts_the_tokens_evaluation_computes(tiny_model, monkeypatch, pieces):
+    """p2's ceiling divides by the prompt tokens medtune's evaluation computes: stock generate computes every
+    prompt whole; with fast_generation the shared prefix once and each prompt's own part. On prompts without
+    padding, that is what enters the first decoder layer when medtune generates one token for each."""
+    import torch
+
     sys.path.insert(0, str(ROOT / "benchmarks"))
+    import run_all
     from run_all import decoder_weights, prompt_tokens
 
     from medtune.generate import encode_prompts, generate
-    from medtune.models import load_model
-    from medtune.train import shared_trunk
+    from medtune.models import Compute, load_model
 
+    compute = Compute("cpu", torch.float32, pieces)
     model, tokenizer, _ = load_model(str(tiny_model), "cpu")
     system = {"role": "system", "content": "Read the laboratory report and answer with one label only. " * 4}
     prompts = [[system, {"role": "user", "content": f"sodium {n} mmol/L"}] for n in range(130, 142)]
@@ -84,15 +116,19 @@ def test_p2_floor_counts_the_tokens_evaluation_computes(tiny_model, monkeypatch)
     entered = []
     hook = model.model.layers[0].register_forward_pre_hook(lambda m, args, kw: entered.append(
         (args[0] if args else kw["hidden_states"]).shape[:2].numel()), with_kwargs=True)
-    generate(model, tokenizer, prompts, max_new_tokens=1, batch_size=4, desc=None)
+    generate(model, tokenizer, prompts, max_new_tokens=1, compute=compute, batch_size=4, desc=None)
     hook.remove()
-    assert prompt_tokens(tokenizer, prompts) == sum(entered) < sum(lengths)  # the prefix once, not per prompt
+    assert prompt_tokens(tokenizer, prompts, compute) == sum(entered)
+    if pieces:
+        assert sum(entered) < sum(lengths)  # the prefix once, not per prompt
+    else:
+        assert sum(entered) == sum(lengths)
     # every weight but the embeddings, the LM head (tied or not) and the final norm
     outside = {id(m.weight): m.weight.numel() for m in (model.get_input_embeddings(), model.get_output_embeddings(),
                                                         model.model.norm)}
     assert decoder_weights(model) == sum(p.numel() for p in model.parameters()) - sum(outside.values()) > 0
     # other layouts count everything but the embeddings and the LM head (here: plus the final norm)
-    monkeypatch.setattr(shared_trunk, "decoder_layers", lambda m: None)
+    monkeypatch.setattr(run_all, "decoder_layers", lambda m: None)
     layers = sum(p.numel() for p in model.model.layers.parameters())
     assert decoder_weights(model) == layers + model.model.norm.weight.numel()
 
@@ -127,19 +163,21 @@ def test_each_step_is_timed_with_a_copy_of_the_batch_it_was_given(monkeypatch):
 
 
 def test_p5_counts_the_flops_training_runs(tiny_model, monkeypatch, tmp_path):
-    """p5 counts the batch SFT trained on, and SFT computes a batch's common prefix once, so p5 counts the
-    packed layout's FLOPs, not TRL's rows'."""
+    """p5 counts the batch SFT trained on, as training computed it with the run's pieces: with shared_prompt a
+    batch's common prefix once (the packed layout's FLOPs, not TRL's rows'), with compact_lm_head the LM head
+    on the completion's positions only."""
+    import torch
     from transformers import Trainer
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from run_all import sft_flops, time_training_steps
 
     from medtune import config
+    from medtune.accel import shared_prompt
     from medtune.data import bundled_path
     from medtune.io import read_jsonl
-    from medtune.models import load_model
+    from medtune.models import Compute, load_model
     from medtune.tasks import get_task
-    from medtune.train import shared_prompt
     from medtune.train.sft import train_sft
 
     monkeypatch.setattr(shared_prompt, "key_cost", lambda cfg: 0.0)  # pack the tiny tokenizer's long rows too
@@ -148,26 +186,33 @@ def test_p5_counts_the_flops_training_runs(tiny_model, monkeypatch, tmp_path):
     task = get_task("triage")
     model, tokenizer, _ = load_model(tiny_model, "cpu")
     settings = config.load_config(overrides={"sft": {"max_steps": 1, "batch_size": 4, "max_length": 2048}}).sft
-    train_sft(model, tokenizer, str(tiny_model), task, read_jsonl(bundled_path(task, "train"))[:4], settings,
-              tmp_path / "sft", "cpu", 0)
+    compute = Compute("cpu", torch.float32, frozenset({"shared_prompt", "compact_lm_head"}))
+    summary, _ = train_sft(model, tokenizer, str(tiny_model), task, read_jsonl(bundled_path(task, "train"))[:4],
+                           settings, tmp_path / "sft", compute, 0)
+    assert summary["shared_prefix_batches"] == {"packed": 1, "trl_layout": 0}  # training packed it
     assert len(batches) == 1 and batches[0]["input_ids"].shape[0] == 4
-    (packed,), attention_share = sft_flops(str(tiny_model), tokenizer, batches)
-    load = config.load_config
-    monkeypatch.setattr(config, "load_config", lambda *a, **k: load(overrides={"sft": {"share_prefix": False}}))
-    (rows,), _ = sft_flops(str(tiny_model), tokenizer, batches)
-    assert 0 < packed < 0.8 * rows, (packed, rows)
+
+    def counted(*pieces):
+        return sft_flops(str(tiny_model), tokenizer, batches, dataclasses.replace(compute, accel=frozenset(pieces)))
+
+    (packed,), attention_share = counted("shared_prompt", "compact_lm_head")
+    (rows,), _ = counted("compact_lm_head")
+    (every_position,), _ = counted()
+    assert 0 < packed < 0.8 * rows < 0.8 * every_position, (packed, rows, every_position)
     assert 0 < attention_share < 1
 
 
-def test_p5_counts_the_cpu_attention_kernel_and_the_fused_lora_update():
+def test_p5_counts_the_cpu_attention_kernel_and_the_lm_head_gradient(tiny_model):
     """torch 2.13's FLOP counter counts CPU attention and in-place addmm_ as 0; p5 counts them with torch's
-    own formulas for the same computations."""
+    own formulas for the same computations. TRL's fused LM head adds up the hidden states' gradient with
+    addmm_ on a CPU: 2 FLOPs per scored position, vocabulary entry and hidden unit."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from peft.tuners.lora.layer import Linear
+    from torch.ops import aten
     from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+    from trl.trainer.utils import add_fused_lm_head
 
-    from medtune.train.common import fused_lora_everywhere
+    from medtune.models import load_model
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from run_all import missing_flop_formulas
@@ -180,25 +225,32 @@ def test_p5_counts_the_cpu_attention_kernel_and_the_fused_lora_update():
     expected = sdpa_flop_count(q.shape, k.shape, v.shape) + sdpa_backward_flop_count(out.shape, q.shape, k.shape, v.shape)
     assert counter.get_total_flops() == expected > 0
 
-    fused_lora_everywhere()
-    model = get_peft_model(torch.nn.Sequential(torch.nn.Linear(64, 128)), LoraConfig(r=8, target_modules=["0"]))
-    x = torch.randn(3, 10, 64, requires_grad=True)
+    model, _, _ = load_model(str(tiny_model), "cpu")
+    add_fused_lm_head(model)
+    model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj"]))  # the head frozen, as in SFT
+    ids = torch.randint(3, model.config.vocab_size, (2, 12))
+    labels = ids.clone()
+    labels[:, :5] = -100
     counts = []
-    for forward in (Linear.forward.peft_forward, Linear.forward):  # PEFT's scale-and-add, then medtune's addmm_
-        with FlopCounterMode(display=False, custom_mapping=missing_flop_formulas()) as counter:
-            with unittest.mock.patch.object(Linear, "forward", forward):
-                model(x).sum().backward()
+    without_addmm = {op: formula for op, formula in missing_flop_formulas().items() if op is not aten.addmm_}
+    for mapping in (without_addmm, missing_flop_formulas()):
+        with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+            model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels, fused_lm_head=True).loss.backward()
         counts.append(counter.get_total_flops())
-    assert counts[0] == counts[1] > 0
+    # the stock CPU path scores every position but the last of each row
+    scored = ids.shape[0] * (ids.shape[1] - 1)
+    assert counts[1] - counts[0] == 2 * scored * model.config.vocab_size * model.config.hidden_size > 0
 
 
 def test_dpo_reference_benchmark_smoke(tiny_model):
-    # precomputed reference log-probs against TRL's reference forward: 16 pairs, 2 epochs, both logging the same
+    # dpo.precompute_reference always (TRL's precompute) against never (TRL's reference forward each time):
+    # 16 pairs, 2 epochs, both logging the same
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "dpo_reference.py"), "--model", str(tiny_model),
                            "--pairs", "16", "--repeats", "1"], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["precomputed"] == ["train", "eval"] and result["evaluations"] >= 2
+    assert result["precomputed"] == {"never": False, "always": True} and result["evaluations"] >= 2
+    assert len(result["never_s"]) == len(result["always_s"]) == 1 and result["accel"] == "auto"
     assert result["same_logged_metrics"] is True and result["dpo_reference_speedup"] > 0
 
 
@@ -216,23 +268,25 @@ def test_precision_benchmark_smoke(tiny_model):
     assert 0 <= figures["base_answers_same"] <= 1 and figures["bf16"]["dpo_answers_changed"] >= 0
 
 
-def test_sft_step_benchmark_smoke(tiny_model):
-    # p5's SFT child in four arms (medtune, torch's dropout, glibc's malloc, no dropout), once each
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sft_step.py"), "--model", str(tiny_model),
-                           "--repeats", "1"], capture_output=True, text=True, cwd=ROOT, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    arms = ["medtune", "torch_dropout", "glibc_malloc", "no_dropout"]
-    assert list(result["seconds"]) == arms and all(len(result["seconds"][arm]) == 1 for arm in arms)
-    assert all(result["page_faults"][arm][0] > 0 for arm in arms) and result["over_medtune"]["medtune"] == 1
-
-
-def test_a_mistyped_run_stops_at_once(tiny_model):
-    """An unknown benchmark or a model folder that is not there: exit 2 and a message naming it, before any
-    benchmark runs (--smoke, so that a run that went on would not write results.json)."""
+def test_a_mistyped_run_stops_at_once(tiny_model, tmp_path):
+    """An unknown benchmark, a model folder that is not there, or a finished study for p1 that ran with the
+    other speed switch: exit 2 and a message naming it, before any benchmark runs (--smoke, so that a run
+    that went on would not write results.json)."""
     script = str(ROOT / "benchmarks" / "run_all.py")
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "results.json").write_text(json.dumps({"elapsed_s": 1.0, "config": {"accel": "auto"}}))
+    untimed = tmp_path / "untimed"
+    untimed.mkdir()
+    (untimed / "results.json").write_text(json.dumps({"config": {"accel": "auto"}}))
     for args, message in ((["--only", "p2,p9", "--model", str(tiny_model)], "no benchmark named p9"),
-                          (["--only", "p2", "--model", str(tiny_model / "missing")], "no such model folder")):
+                          (["--only", "p2", "--model", str(tiny_model / "missing")], "no such model folder"),
+                          (["--only", "p1", "--model", str(tiny_model), "--study-run", str(study), "--accel", "off"],
+                           "the study ran with accel auto, this run is --accel off"),
+                          (["--only", "p1", "--model", str(tiny_model), "--study-run", str(tmp_path / "none")],
+                           "results.json is not there"),
+                          (["--only", "p1", "--model", str(tiny_model), "--study-run", str(untimed)],
+                           "records no elapsed_s")):
         proc = subprocess.run([sys.executable, script, "--smoke", *args], capture_output=True, text=True, cwd=ROOT,
                               timeout=600)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
@@ -257,3 +311,54 @@ def test_a_failed_child_or_a_rejected_input_ends_with_a_message():
         with reported_failures():
             raise MedtuneError("./none: no such model folder")
     assert rejected.value.code == "error: ./none: no such model folder"
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_figures_with_accel_off_go_to_their_own_section(tmp_path, monkeypatch, device):
+    """results.json keeps the figures of a run with accel: auto where they were (the top level on a CPU, "gpu"),
+    a run with it off files its own under "cpu_accel_off" / "gpu_accel_off" with the setting recorded, and
+    docs/performance.md's block lists each section, an off section beside the same device's auto figures."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import argparse
+
+    import run_all
+
+    doc = tmp_path / "performance.md"
+    doc.write_text("# Performance\n\nbefore\n\n<!-- results: old -->\nold figures\n<!-- end results -->\n\nafter\n")
+    saved = {"measured": "2026-11-25", "machine": "cpu host", "p2_eval_speedup": 9.5, "p1_quick_study_s": 166.0,
+             "gpu": {"measured": "2026-11-23", "machine": "gpu host", "p2_eval_speedup": 4.4}}
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(saved))
+    monkeypatch.setattr(run_all, "RESULTS", results)
+    monkeypatch.setattr(run_all, "DOC", doc)
+    monkeypatch.setattr(run_all, "p2", lambda args: {"p2_eval_speedup": 3.0, "p2_accel_imported": False})
+    if device == "cuda":  # no GPU here: its name and its Compute (no pieces, as with accel off) stand in
+        import torch
+
+        from medtune.models import Compute
+
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "a GPU")
+        monkeypatch.setattr(run_all, "compute_for", lambda *a, **k: Compute("cuda"))
+    args = argparse.Namespace(smoke=False, device=device, accel="off", model="embedded", study_run=None)
+    run_all.run_benchmarks(args, {"p2"})
+
+    after = json.loads(results.read_text())
+    off_key = {"cpu": "cpu_accel_off", "cuda": "gpu_accel_off"}[device]
+    assert after[off_key]["p2_eval_speedup"] == 3.0
+    assert after[off_key]["accel"] == "off" and after[off_key]["accel_pieces"] == []
+    # the figures with accel: auto are untouched
+    assert {k: after[k] for k in saved} == saved
+    text = doc.read_text()
+    assert text.startswith("# Performance\n\nbefore\n\n<!-- results: written by benchmarks/run_all.py -->")
+    assert text.endswith("<!-- end results -->\n\nafter\n") and "old figures" not in text
+    titles = [line for line in text.splitlines() if line.startswith("### ")]
+    off_title = {"cpu": "### CPU, `accel: off` (`--accel off`)",
+                 "cuda": "### GPU, `accel: off` (`--device cuda --accel off`)"}[device]
+    expected = ["### CPU", "### GPU (`--device cuda`)"]
+    expected.insert(1 if device == "cpu" else 2, off_title)
+    assert titles == expected
+    off_block = text[text.index(off_title):]
+    auto_value = {"cpu": "9.5", "cuda": "4.4"}[device]
+    assert "| figure | value | goal | met | with `accel: auto` |" in off_block
+    assert f"| `p2_eval_speedup` | 3 | >= 8 | no | {auto_value} |" in off_block
+    assert "`accel: off`." in off_block

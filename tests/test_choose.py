@@ -17,6 +17,7 @@ from medtune.cli import app
 from medtune.data import bundled_path
 from medtune.evaluate.choose import STOP, Tree, answer_tokens, choose_each
 from medtune.io import read_jsonl
+from medtune.models import Compute
 from medtune.tasks import get_task
 from test_generate import prompt_sensitive_model
 
@@ -100,8 +101,9 @@ def other_answers(tokenizer, text: str, where: tuple[int, ...]) -> list[str]:
     return others
 
 
+@pytest.mark.parametrize("compute", [Compute(), Compute(accel=frozenset({"fast_generation"}))], ids=["stock", "fast"])
 @pytest.mark.parametrize("task_name", ["triage", "text_classification"])
-def test_choice_is_the_greedy_answer_wherever_that_is_well_formed(tiny_model, task_name):
+def test_choice_is_the_greedy_answer_wherever_that_is_well_formed(tiny_model, task_name, compute):
     """Where greedy decoding writes one of the well-formed answers, choosing gives that answer: among answers
     that leave it at the first, second and last token, or at the last only (a run of forced tokens first, so
     the prompts feed runs of different lengths in one round), with prompts computed through the shared prefix
@@ -120,12 +122,12 @@ def test_choice_is_the_greedy_answer_wherever_that_is_well_formed(tiny_model, ta
     answers = [sorted({greedy[i], *other_answers(tokenizer, greedy[i], (0, 1, 2) if j % 2 else (2,)),
                        *([g] if g else [])}) for j, (i, g) in enumerate(zip(kept, greedy_other))]
     assert all(len(a) >= 2 for a in answers)
-    chosen, chosen_other = choose_each([model, other], tokenizer, prompts, answers, batch_size=8, desc=None)
+    chosen, chosen_other = choose_each([model, other], tokenizer, prompts, answers, compute, batch_size=8, desc=None)
     assert chosen == [greedy[i] for i in kept]
     formed = [j for j, g in enumerate(greedy_other) if g is not None]
     assert len(formed) >= 2 and [chosen_other[j] for j in formed] == [greedy_other[j] for j in formed]
     assert chosen_other != chosen
-    assert choose_each([model], tokenizer, prompts, answers, batch_size=1, desc=None)[0] == chosen  # one at a time
+    assert choose_each([model], tokenizer, prompts, answers, compute, batch_size=1, desc=None)[0] == chosen  # one at a time
 
 
 def test_a_study_with_chosen_label_answers_records_it_and_refuses_to_mix(tiny_config):

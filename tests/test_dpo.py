@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import random
-import weakref
 
 import pytest
 
@@ -13,10 +11,12 @@ from medtune.config import DPOSettings, PairSettings, load_config
 from medtune.data import bundled_path
 from medtune.errors import MedtuneError
 from medtune.io import read_jsonl
-from medtune.models import load_model
+from medtune.models import Compute, load_model
 from medtune.tasks import get_task
 from medtune.train.dpo import fit_pairs, split_heldout, train_dpo
 from medtune.train.pairs import make_pair, mine_pairs, pairs_from_errors, pairs_from_ranking
+
+CPU = Compute()
 
 TEXT = get_task("text_classification")
 SUMMARY = get_task("summarization")
@@ -128,13 +128,13 @@ def varied_preference_pairs(n: int) -> list[dict]:
             for i, pair in enumerate(constant_preference_pairs(n))]
 
 
-def run_dpo(tiny_model, tmp_path, method="lora", pairs=None, **settings):
+def run_dpo(tiny_model, tmp_path, method="lora", pairs=None, accel=(), **settings):
     model, tokenizer, _ = load_model(tiny_model, "cpu")
     base = dict(max_steps=12, batch_size=4, learning_rate=2e-3, max_length=2048, heldout_fraction=0.2,
                 eval_steps=4, save_steps=100, beta=0.1)
     base.update(settings)
     return train_dpo(model, tokenizer, str(tiny_model), tiny_model, method, TEXT, pairs or constant_preference_pairs(40),
-                     DPOSettings(**base), tmp_path / "dpo", "cpu", 0)[0]
+                     DPOSettings(**base), tmp_path / "dpo", Compute(accel=frozenset(accel)), 0)[0]
 
 
 def test_dpo_raises_heldout_reward_accuracy_and_margin_and_guard_stays_silent(tiny_model, tmp_path):
@@ -187,28 +187,21 @@ def test_micro_batches_make_the_same_update_as_the_whole_batch(tiny_model, tmp_p
         assert logged[n] == pytest.approx(logged[4], rel=1e-4)
 
 
-def test_shared_prompt_rows_train_as_trl_layout_does(tiny_model, tmp_path, monkeypatch):
+def test_shared_prompt_rows_train_as_trl_layout_does(tiny_model, tmp_path):
     # each pair's prompt once (policy and reference) or twice (TRL's rows): the same losses, gradients
     # and held-out metrics at every step, with LoRA and with a full fine-tuning reference copy
-    from medtune.train import shared_prompt
-
-    packed_rows = []
-    layout = shared_prompt.layout
-    monkeypatch.setattr(shared_prompt, "layout",
-                        lambda rows, *args: packed_rows.append(len(rows)) or layout(rows, *args))
     for method in ("lora", "full"):
         runs = {share: run_dpo(tiny_model, tmp_path / f"{method}-{share}", method=method, max_steps=4, eval_steps=2,
-                               share_prompt=share) for share in (True, False)}
+                               precompute_reference="never", accel={"shared_prompt"} if share else ())
+                for share in (True, False)}
         assert runs[True]["shared_prompt_batches"]["packed"] >= 4 + 2 * 2  # train micro-batches + held-out batches
         assert runs[True]["shared_prompt_batches"]["trl_layout"] == 0
-        assert runs[False]["shared_prompt_batches"]["packed"] == 0
+        assert runs[False]["shared_prompt_batches"] is None
         logged = {share: [v for h in run["log_history"] for k, v in sorted(h.items())
                           if k.startswith(("loss", "grad_norm", "eval_rewards", "eval_logps"))]
                   for share, run in runs.items()}
         # 4 steps x (loss, grad norm) + 2 evaluations x (4 rewards + 2 log-probs)
         assert len(logged[True]) == 4 * 2 + 2 * 6 and logged[True] == pytest.approx(logged[False], rel=1e-3, abs=1e-5)
-    # every micro-batch's pairs (2 in training, 4 in the held-out evaluation) shared one row and its common prefix
-    assert packed_rows and set(packed_rows) == {1}
 
 
 def logged_metrics(run: dict) -> list[float]:
@@ -217,26 +210,20 @@ def logged_metrics(run: dict) -> list[float]:
             if k.startswith(("loss", "grad_norm", "eval_rewards", "eval_logps", "eval_loss"))]
 
 
-def test_reference_pass_reuses_the_policy_pass_below_the_adapters(tiny_model, tmp_path, monkeypatch):
+@pytest.mark.parametrize("accel", [{"shared_trunk"}, {"shared_trunk", "shared_prompt"}], ids=["trunk", "trunk+prompt"])
+def test_reference_pass_reuses_the_policy_pass_below_the_adapters(tiny_model, tmp_path, monkeypatch, accel):
     # adapters on the top layer only: the reference pass starts from the policy pass's hidden state
     # below it, with the same losses, gradients and held-out metrics as running every layer again
-    from medtune.train.shared_trunk import SharedTrunk
+    from medtune.accel.shared_trunk import SharedTrunk
 
     trunks = []
     init = SharedTrunk.__init__
     monkeypatch.setattr(SharedTrunk, "__init__", lambda self, model: trunks.append(self) or init(self, model))
-    runs = {}
-    for shared in (True, False):
-        with monkeypatch.context() as patch:
-            if not shared:
-                patch.setattr(SharedTrunk, "active", property(lambda self: False))
-            trunks.clear()
-            runs[shared] = run_dpo(tiny_model, tmp_path / str(shared), pairs=varied_preference_pairs(40), max_steps=4,
-                                   eval_steps=2, lora_layers=1, precompute_reference="never")
-            runs[shared]["replays"] = trunks[0].replayed
-            assert trunks[0].below and not any("forward" in vars(layer) for layer in trunks[0].below)  # restored
-    # 4 steps x 2 micro-batches + 2 evaluations x 2 batches, each one reference pass
-    assert runs[True]["replays"] == 4 * 2 + 2 * 2 and runs[False]["replays"] == 0
+    runs = {shared: run_dpo(tiny_model, tmp_path / str(shared), pairs=varied_preference_pairs(40), max_steps=4,
+                            eval_steps=2, lora_layers=1, precompute_reference="never", accel=accel if shared else ())
+            for shared in (True, False)}
+    assert len(trunks) == 1 and trunks[0].replayed > 0  # the piece ran
+    assert not any("forward" in vars(layer) for layer in trunks[0].below)  # and the layers are as they were
     logged = {shared: logged_metrics(run) for shared, run in runs.items()}
     assert len(logged[True]) == 4 * 2 + 2 * 7 and logged[True][1] > 0
     assert logged[True] == pytest.approx(logged[False], rel=1e-5, abs=1e-7)
@@ -245,8 +232,8 @@ def test_reference_pass_reuses_the_policy_pass_below_the_adapters(tiny_model, tm
 def test_shared_trunk_only_where_layers_below_the_adapters_are_frozen(tiny_model):
     from peft import get_peft_model
 
+    from medtune.accel.shared_trunk import SharedTrunk
     from medtune.models import lora_config
-    from medtune.train.shared_trunk import SharedTrunk
 
     def trunk(layers):
         model, _, _ = load_model(tiny_model, "cpu")
@@ -256,77 +243,35 @@ def test_shared_trunk_only_where_layers_below_the_adapters_are_frozen(tiny_model
     assert not trunk(None).active  # adapters on every layer: nothing below them
 
 
-def test_precomputed_reference_trains_as_the_reference_forward_does(tiny_model, tmp_path, monkeypatch):
-    # 2 epochs over 32 pairs with 4 held-out evaluations: the reference log-probs once per pair before
-    # training give the same losses, gradients and held-out metrics as TRL's reference forward at every
-    # step and evaluation; with full fine-tuning the reference copy is let go before training
-    import trl.trainer.dpo_trainer as trl_dpo
-
-    from medtune.train.shared_prompt import SharedPromptDPOTrainer
-
-    precomputed, disabled, released, at_train = [], [], [], []
-    compute, drop, train = (SharedPromptDPOTrainer.compute_ref_log_probs, SharedPromptDPOTrainer.drop_reference_model,
-                            SharedPromptDPOTrainer.train)
-    use_adapter = trl_dpo.use_adapter
-
-    def counting(self, model, inputs):
-        precomputed.append(inputs["input_ids"].shape[0] // 2)  # pairs in the batch
-        return compute(self, model, inputs)
-
-    def dropping(self):
-        released.append(weakref.ref(self.ref_model))
-        drop(self)
-
-    def training(self, **kwargs):
-        gc.collect()
-        at_train.append({"reference": self.ref_model, "copies": [ref() for ref in released]})
-        disabled.clear()  # from here on: reference forwards during training
-        return train(self, **kwargs)
-
-    monkeypatch.setattr(SharedPromptDPOTrainer, "compute_ref_log_probs", counting)
-    monkeypatch.setattr(SharedPromptDPOTrainer, "drop_reference_model", dropping)
-    monkeypatch.setattr(SharedPromptDPOTrainer, "train", training)
-    monkeypatch.setattr(trl_dpo, "use_adapter", lambda *args, **kwargs: disabled.append(1) or use_adapter(*args, **kwargs))
+def test_precomputed_reference_trains_as_the_reference_forward_does(tiny_model, tmp_path):
+    # 2 epochs over 32 pairs with 4 held-out evaluations: the reference log-probs computed once per pair before
+    # training (TRL's precompute_ref_log_probs) give the same losses, gradients and held-out metrics as TRL's
+    # reference forward at every step and evaluation, with LoRA and with full fine-tuning
     for method in ("lora", "full"):
-        runs = {}
-        for mode in ("always", "never"):
-            for seen in (precomputed, disabled, released, at_train):
-                seen.clear()
-            run = run_dpo(tiny_model, tmp_path / f"{method}-{mode}", method=method, pairs=varied_preference_pairs(40),
-                          max_steps=16, eval_steps=4, precompute_reference=mode)
-            runs[mode] = {**run, "precomputed_pairs": sum(precomputed), "disabled_in_training": len(disabled),
-                          **at_train[0]}
-        always, never = runs["always"], runs["never"]
-        assert always["reference_precomputed"] == ["train", "eval"] and never["reference_precomputed"] == []
-        # 32 training pairs and 8 held-out pairs, each scored once, and no reference forward in training
-        assert always["precomputed_pairs"] == 40 and never["precomputed_pairs"] == 0
-        assert always["reference"] is None and always["disabled_in_training"] == 0
-        if method == "lora":  # the reference is the model with its adapter disabled: once per micro-batch
-            assert never["disabled_in_training"] == 16 * 2 + 4 * 2
-        else:  # the copy TRL's reference forward runs on, which precomputing let go
-            assert never["reference"] is not None and always["copies"] == [None]
+        runs = {mode: run_dpo(tiny_model, tmp_path / f"{method}-{mode}", method=method, pairs=varied_preference_pairs(40),
+                              max_steps=16, eval_steps=4, precompute_reference=mode) for mode in ("always", "never")}
+        assert runs["always"]["reference_precomputed"] is True and runs["never"]["reference_precomputed"] is False
         logged = {mode: logged_metrics(run) for mode, run in runs.items()}
         assert len(logged["always"]) == 16 * 2 + 4 * 7
         assert logged["always"] == pytest.approx(logged["never"], rel=1e-3, abs=1e-5)
 
 
 def test_reference_is_precomputed_where_a_pair_would_be_scored_twice():
-    from medtune.train.dpo import reference_plan
+    from medtune.train.dpo import precompute_reference
 
     def plan(method="lora", pairs=32, heldout=8, **settings):
-        return reference_plan(DPOSettings(**{"batch_size": 4, "eval_steps": 4, **settings}), method, pairs, heldout)
+        return precompute_reference(DPOSettings(**{"batch_size": 4, "eval_steps": 4, **settings}), method, pairs,
+                                    heldout)
 
-    assert plan(max_steps=8) == ["eval"]  # one pass over 32 pairs in steps of 4, evaluated at step 4 and 8
-    assert plan(max_steps=4) == [] and plan(max_steps=3) == []  # the held-out pairs evaluated once
-    assert plan(max_steps=9) == ["train", "eval"]  # past one pass; evaluated at 4, 8 and the end
-    assert plan(epochs=2) == ["train", "eval"]
-    assert plan(max_steps=2, eval_steps=1) == ["eval"]
-    assert plan(max_steps=2, heldout=0, eval_steps=1) == []
-    assert plan(max_steps=2, method="full") == ["train", "eval"]  # the reference copy can go
-    assert plan(max_steps=2, method="full", heldout=0) == ["train"]
-    assert plan(max_steps=2, precompute_reference="always") == ["train", "eval"]
-    assert plan(epochs=3, method="full", precompute_reference="never") == []
-    assert plan(max_steps=8, batch_size=8, pairs_per_forward=8, pairs=30) == ["train", "eval"]  # 4 steps a pass
+    assert plan(max_steps=8)  # one pass over 32 pairs in steps of 4, the held-out pairs evaluated at step 4 and 8
+    assert not plan(max_steps=4) and not plan(max_steps=3)  # every pair scored once
+    assert plan(max_steps=9)  # past one pass
+    assert plan(epochs=2)
+    assert not plan(max_steps=2, heldout=0, eval_steps=1)
+    assert plan(max_steps=2, method="full")  # then no reference copy is needed
+    assert plan(max_steps=2, precompute_reference="always")
+    assert not plan(epochs=3, method="full", precompute_reference="never")
+    assert plan(max_steps=8, batch_size=8, pairs_per_forward=8, pairs=30)  # 4 steps a pass
 
 
 def test_dpo_splits_a_batch_of_pairs_into_halves_by_default():
@@ -492,21 +437,21 @@ def test_task_check_answers_only_prompts_dpo_does_not_train_on(tiny_model):
     pairs = constant_preference_pairs(40)
     exs = examples_of(pairs)
     heldout, train = pairs[:5], pairs[5:30]  # the last 10 examples gave no pair at all
-    check, info = task_check(TEXT, tokenizer, exs, heldout, train, DPOSettings())
+    check, info = task_check(TEXT, tokenizer, exs, heldout, train, DPOSettings(), CPU)
     assert check is None and info["active"] is False and info["prompts"] == 15 and "fewer than 16" in info["reason"]
     # one more example outside the training pairs makes 16: the held-out prompts first, then the unpaired ones
-    check, info = task_check(TEXT, tokenizer, exs, heldout, pairs[5:29], DPOSettings())
+    check, info = task_check(TEXT, tokenizer, exs, heldout, pairs[5:29], DPOSettings(), CPU)
     assert info == {"active": True, "prompts": 16, "from_heldout_pairs": 5}
     assert [ex["id"] for ex in check.examples] == [f"e{i}" for i in [0, 1, 2, 3, 4, 29, *range(30, 40)]]
-    check, info = task_check(TEXT, tokenizer, exs, pairs[:20], pairs[20:], DPOSettings(task_check_prompts=18))
+    check, info = task_check(TEXT, tokenizer, exs, pairs[:20], pairs[20:], DPOSettings(task_check_prompts=18), CPU)
     assert info == {"active": True, "prompts": 18, "from_heldout_pairs": 18}
     # a training pair without its example: any example might be trained on, so only held-out prompts count
     unnamed = [{**p, "example_id": None} for p in pairs[5:29]]
-    check, info = task_check(TEXT, tokenizer, exs, heldout, unnamed, DPOSettings())
+    check, info = task_check(TEXT, tokenizer, exs, heldout, unnamed, DPOSettings(), CPU)
     assert check is None and info["prompts"] == 5
-    check, info = task_check(TEXT, tokenizer, exs, pairs[:20], pairs[20:], DPOSettings(task_check_prompts=0))
+    check, info = task_check(TEXT, tokenizer, exs, pairs[:20], pairs[20:], DPOSettings(task_check_prompts=0), CPU)
     assert check is None and info["reason"] == "off"
-    assert task_check(TEXT, tokenizer, None, pairs, [], DPOSettings())[0] is None
+    assert task_check(TEXT, tokenizer, None, pairs, [], DPOSettings(), CPU)[0] is None
 
 
 def answers_as_before(model, tokenizer, exs):
@@ -534,7 +479,7 @@ def test_task_check_end_to_end_restores_the_starting_answers(tiny_model, tmp_pat
     settings = DPOSettings(max_steps=12, batch_size=4, learning_rate=0.1, max_length=2048, heldout_fraction=0.2,
                            eval_steps=2, save_steps=100, collapse_threshold=1000.0)
     summary, _ = train_dpo(model, tokenizer, str(tiny_model), tiny_model, "full", task, pairs, settings,
-                           tmp_path / "dpo", "cpu", 0, examples=exs)
+                           tmp_path / "dpo", CPU, 0, examples=exs)
     assert summary["task_check"] == {"active": True, "prompts": 20, "from_heldout_pairs": 20, "accuracy_start": 1.0}
     collapse = summary["collapse"]
     assert collapse["fired"] and collapse["reason"] == "task_accuracy" and summary["steps"] < 12
@@ -590,7 +535,7 @@ def test_guard_state_survives_a_resume(tmp_path):
     assert third.task_start is None and third.history == []
 
 
-@pytest.mark.parametrize("precompute", ["auto", "always"])  # auto: the held-out pairs' only; always: the training pairs' too
+@pytest.mark.parametrize("precompute", ["never", "always"])
 def test_an_interrupted_dpo_run_resumes_with_its_guard_history(tiny_model, tmp_path, monkeypatch, precompute):
     import medtune.train.dpo as dpo
     from medtune.train.common import RichProgress
@@ -611,7 +556,7 @@ def test_an_interrupted_dpo_run_resumes_with_its_guard_history(tiny_model, tmp_p
     def run(name):
         fresh, _, _ = load_model(tiny_model, "cpu")
         return train_dpo(fresh, tokenizer, str(tiny_model), tiny_model, "lora", task, pairs, settings,
-                         tmp_path / name, "cpu", 0, examples=exs)[0]
+                         tmp_path / name, CPU, 0, examples=exs)[0]
 
     whole = run("whole")
     with monkeypatch.context() as patch:
@@ -624,8 +569,7 @@ def test_an_interrupted_dpo_run_resumes_with_its_guard_history(tiny_model, tmp_p
     assert [h["step"] for h in resumed["heldout"]] == [2, 4, 6, 8]
     assert resumed["heldout"][:2] == whole["heldout"][:2]  # kept from before the interruption
     # and the run goes on as if never stopped, its reference log-probs computed again from the SFT model
-    assert resumed["reference_precomputed"] == whole["reference_precomputed"] == \
-        (["eval"] if precompute == "auto" else ["train", "eval"])
+    assert resumed["reference_precomputed"] == whole["reference_precomputed"] == (precompute == "always")
     for after, before in zip(resumed["heldout"][2:], whole["heldout"][2:]):
         assert after["rewards/margins"] == pytest.approx(before["rewards/margins"], rel=1e-3, abs=1e-5)
         assert after["task_accuracy"] == before["task_accuracy"]

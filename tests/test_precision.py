@@ -11,8 +11,11 @@ import torch
 from typer.testing import CliRunner
 
 import medtune.models as models
+from medtune.accel.generation import generation_copy
 from medtune.cli import app
-from medtune.models import compute_dtype, dtype_for, generation_copy, load_model, save_model_info, use_precision
+from medtune.models import Compute, load_model, resolve_compute, save_model_info
+
+BF16 = Compute("cpu", torch.bfloat16, frozenset({"fast_generation", "grouped_attention"}))
 
 
 @pytest.mark.parametrize("setting, native, expected", [
@@ -20,9 +23,10 @@ from medtune.models import compute_dtype, dtype_for, generation_copy, load_model
     ("fp32", "1", torch.float32), ("bf16", "0", torch.bfloat16)])
 def test_precision_picks_the_cpu_compute_format_and_keeps_fp32_weights(monkeypatch, setting, native, expected):
     monkeypatch.setenv("MEDTUNE_NATIVE_BF16", native)
-    use_precision(setting)
-    assert compute_dtype("cpu") == expected
-    assert dtype_for("cpu") == torch.float32  # weights: fp32 on a CPU whatever it computes in
+    compute = resolve_compute("cpu", setting)
+    assert compute.dtype == expected and compute.accel == frozenset()
+    assert compute.weights == torch.float32  # weights: fp32 on a CPU whatever it computes in
+    assert Compute("cuda", torch.bfloat16).weights == torch.bfloat16  # a GPU holds the compute format
 
 
 @pytest.mark.parametrize("flags, native", [
@@ -39,18 +43,18 @@ def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch, tmp_path, flags, na
 def test_generation_copy_is_bf16_and_leaves_the_model_as_it_was(tiny_model):
     model, _, _ = load_model(tiny_model, "cpu")
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    use_precision("fp32")
-    assert generation_copy(model) is model
-    use_precision("bf16")
-    copy = generation_copy(model)
+    assert generation_copy(model, Compute()) is model
+    copy = generation_copy(model, BF16)
     assert copy is not model and copy.dtype == torch.bfloat16
     assert model.dtype == torch.float32
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     # every weight is the model's rounded to bf16, and the tied LM head is still the embedding
     assert all(torch.equal(v, before[k].to(torch.bfloat16)) for k, v in copy.state_dict().items())
     assert copy.get_output_embeddings().weight is copy.get_input_embeddings().weight
-    # the copy attends with medtune's grouped matmuls (faster than torch's kernel in bf16), the model as it was
+    # the copy attends with the grouped matmuls where the run uses that piece, the model as it was
     assert copy.config._attn_implementation == "medtune_grouped" and model.config._attn_implementation == "sdpa"
+    plain = generation_copy(model, Compute("cpu", torch.bfloat16, frozenset({"fast_generation"})))
+    assert plain.config._attn_implementation == "sdpa"
 
 
 def kept_share(update: torch.Tensor, before: torch.Tensor, after: torch.Tensor) -> float:
@@ -86,9 +90,8 @@ def test_a_small_adapter_update_survives_a_bf16_evaluation(tiny_model, tmp_path)
     weights and then copied to bf16, 95-97% (in expectation: each weight rounds up or down)."""
     folder, deltas = small_update_adapter(tiny_model, tmp_path)
     original, _, _ = load_model(tiny_model, "cpu")
-    use_precision("bf16")
     merged, _, _ = load_model(folder, "cpu")
-    evaluated = dict(generation_copy(merged).named_parameters())
+    evaluated = dict(generation_copy(merged, BF16).named_parameters())
     start = {name: p.detach().bfloat16() for name, p in original.named_parameters()}
     update = torch.cat([d.flatten() for d in deltas.values()])
     before = torch.cat([start[f"{name}.weight"].flatten() for name in deltas])
@@ -99,18 +102,16 @@ def test_a_small_adapter_update_survives_a_bf16_evaluation(tiny_model, tmp_path)
     assert kept_share(update, before, into_bf16) < 0.5
 
 
-def test_a_device_holding_bf16_weights_merges_adapters_in_fp32(tiny_model, tmp_path, monkeypatch):
-    """A GPU holds its weights in bf16 (``dtype_for``). Loading a stage there merges the adapter into fp32
+def test_a_device_holding_bf16_weights_merges_adapters_in_fp32(tiny_model, tmp_path):
+    """A GPU holds its weights in bf16 (``Compute.weights``). Loading a stage there merges the adapter into fp32
     weights and rounds the sum once, so the small update survives as on a CPU; the trained model is not
     handed on in memory, where its adapters would be merged into the bf16 weights."""
-    import medtune.models as models
-    import medtune.study as study
+    from medtune.config import Config
+    from medtune.study import Run
 
     folder, deltas = small_update_adapter(tiny_model, tmp_path)
     original, _, _ = load_model(tiny_model, "cpu")
-    monkeypatch.setattr(models, "dtype_for", lambda device: torch.bfloat16)  # the CPU stands in for a GPU
-    monkeypatch.setattr(study, "dtype_for", models.dtype_for)
-    merged, _, _ = load_model(folder, "cpu")
+    merged, _, _ = load_model(folder, "cpu", torch.bfloat16)  # the CPU stands in for a GPU's bf16 weights
     assert merged.dtype == torch.bfloat16
     loaded = dict(merged.named_parameters())
     start = {name: p.detach().bfloat16() for name, p in original.named_parameters()}
@@ -118,9 +119,12 @@ def test_a_device_holding_bf16_weights_merges_adapters_in_fp32(tiny_model, tmp_p
     before = torch.cat([start[f"{name}.weight"].flatten() for name in deltas])
     after = torch.cat([loaded[f"{name}.weight"].detach().flatten() for name in deltas])
     assert kept_share(update, before, after) > 0.8
-    study.release_held()
-    study.hand_on(folder, merged, None, "lora")
-    assert not study._held  # the next stage loads the folder
+    run = Run(Config(), Compute("cuda", torch.bfloat16, frozenset({"trained_handoff"})))
+    run.hand_on(folder, merged, None, "lora")
+    assert run.held is None  # the next stage loads the folder
+    run = Run(Config(), Compute("cpu", torch.float32, frozenset({"trained_handoff"})))
+    run.hand_on(folder, merged, None, "lora")
+    assert run.held is not None and run.held.trained  # fp32 weights: handed on, merged as loading merges
 
 
 def test_a_bf16_study_records_its_number_format(tiny_config):
@@ -129,7 +133,7 @@ def test_a_bf16_study_records_its_number_format(tiny_config):
     result = CliRunner().invoke(app, ["study", "--config", str(tiny_config), "--tasks", "numeric_classification"],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "(bf16)" in result.output
+    assert "(bf16," in result.output
     run = tiny_config.parent / "run"
     task = json.loads((run / "results.json").read_text())["tasks"]["numeric_classification"]
     assert {task["stages"][s]["precision"] for s in ("base", "sft", "dpo")} == {"bf16"}
@@ -153,7 +157,7 @@ def test_training_holds_frozen_weights_in_bf16_and_gives_the_fp32_weights_back(t
     block the same fp32 parameters are back, the LM head tied to the embedding again."""
     from peft import LoraConfig, get_peft_model
 
-    from medtune.train.common import frozen_weights_in_compute_format
+    from medtune.accel.training import bf16_frozen_weights
 
     base, _, _ = load_model(tiny_model, "cpu")
     model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"]))
@@ -161,10 +165,9 @@ def test_training_holds_frozen_weights_in_bf16_and_gives_the_fp32_weights_back(t
     head, embedding = model.get_output_embeddings(), model.get_input_embeddings()
     assert head.weight is embedding.weight
     ids = torch.tensor([[5, 9, 14, 3, 7, 11]])
-    use_precision("bf16")
     with torch.autocast("cpu", dtype=torch.bfloat16):
         cast_each_time = model(input_ids=ids).logits
-    with frozen_weights_in_compute_format(model, "cpu"):
+    with bf16_frozen_weights(model, torch.bfloat16):
         q_proj = model.base_model.model.model.layers[0].self_attn.q_proj
         assert q_proj.base_layer.weight.dtype == torch.bfloat16 and head.weight.dtype == torch.bfloat16
         assert q_proj.lora_A["default"].weight.dtype == torch.float32  # what trains stays fp32
@@ -174,50 +177,3 @@ def test_training_holds_frozen_weights_in_bf16_and_gives_the_fp32_weights_back(t
     assert torch.equal(cast_each_time, held)
     assert all(p is before[name] for name, p in model.named_parameters())
     assert head.weight is embedding.weight and head.weight.dtype == torch.float32
-    use_precision("fp32")
-    with frozen_weights_in_compute_format(model, "cpu"):
-        assert model.get_output_embeddings().weight.dtype == torch.float32  # nothing to hold in fp32
-
-
-@pytest.mark.parametrize("precision", ["bf16", "fp32"])
-def test_bf16_training_on_a_cpu_attends_with_grouped_matmuls(tiny_model, tmp_path, monkeypatch, precision):
-    """SFT in bf16 on a CPU attends with medtune's grouped matmuls (faster there than torch's kernel), its
-    shared-prefix rows still packed (the grouped attention takes sdpa's boolean masks); fp32 keeps sdpa. After
-    training the model attends as before. In bf16 the LM head's gradient products use its fp32 copy cast once
-    (train.common.lm_head_cast_once): none of them reaches TRL's own product, which casts at every call."""
-    from transformers import AttentionInterface
-    from trl.kernels import chunked_logprob
-
-    import medtune.attention as attention
-    from medtune.config import load_config
-    from medtune.data import bundled_path
-    from medtune.io import read_jsonl
-    from medtune.tasks import get_task
-    from medtune.train import shared_prompt
-    from medtune.train.sft import train_sft
-
-    calls = []
-
-    def spy(module, query, *args, **kwargs):
-        calls.append(torch.is_grad_enabled() and query.requires_grad)
-        return attention.grouped_attention(module, query, *args, **kwargs)
-
-    monkeypatch.setitem(AttentionInterface._global_mapping, attention.GROUPED, spy)
-    trl_products = []
-    trl_product = chunked_logprob._addmm_fp32
-    monkeypatch.setattr(chunked_logprob, "_addmm_fp32", lambda *args: trl_products.append(1) or trl_product(*args))
-    monkeypatch.setattr(shared_prompt, "key_cost", lambda config: 0.0)  # pack as the embedded model's batches pack
-    use_precision(precision)
-    task = get_task("triage")
-    model, tokenizer, _ = load_model(tiny_model, "cpu")
-    settings = load_config(overrides={"sft": {"max_steps": 2, "batch_size": 4, "max_length": 4096}}).sft
-    summary, _ = train_sft(model, tokenizer, str(tiny_model), task, read_jsonl(bundled_path(task, "train"))[:8],
-                           settings, tmp_path, "cpu", 0)
-    assert summary["shared_prefix_batches"] == {"packed": 2, "trl_layout": 0}
-    assert model.config._attn_implementation == "sdpa"
-    if precision == "bf16":
-        assert calls and all(calls)  # every layer of every step, with gradients
-        assert not trl_products
-    else:
-        assert not calls
-        assert trl_products  # an fp32 head: TRL's product, as it is

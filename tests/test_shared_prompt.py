@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from medtune.models import load_model
-from medtune.train.shared_prompt import (SharedPromptForward, cheapest, cost, example_trees, key_cost, layout, pack,
+from medtune.accel.shared_prompt import (SharedPromptForward, cheapest, cost, example_trees, key_cost, layout, pack,
                                          pair_trees)
+from medtune.models import Compute, load_model
 
 FIELDS = ("log_probs", "entropy", "mean_logits", "is_top1")
 
@@ -234,7 +234,7 @@ def test_sft_with_a_shared_prefix_trains_as_trl_layout_does(tiny_model, tmp_path
     from medtune.data import bundled_path
     from medtune.io import read_jsonl
     from medtune.tasks import get_task
-    from medtune.train import shared_prompt
+    from medtune.accel import shared_prompt
     from medtune.train.sft import train_sft
 
     # the tiny tokenizer spells a prompt in ~10x the embedded model's tokens: let attention cost nothing, so
@@ -244,13 +244,24 @@ def test_sft_with_a_shared_prefix_trains_as_trl_layout_does(tiny_model, tmp_path
     runs = {}
     for share in (True, False):
         model, tokenizer, _ = load_model(tiny_model, "cpu")
-        settings = load_config(overrides={"sft": {"max_steps": 3, "batch_size": 4, "max_length": 4096,
-                                                  "share_prefix": share}}).sft
+        settings = load_config(overrides={"sft": {"max_steps": 3, "batch_size": 4, "max_length": 4096}}).sft
+        compute = Compute(accel=frozenset({"shared_prompt"} if share else set()))
         runs[share] = train_sft(model, tokenizer, str(tiny_model), task, read_jsonl(bundled_path(task, "train"))[:12],
-                                settings, tmp_path / str(share), "cpu", 0)[0]
+                                settings, tmp_path / str(share), compute, 0)[0]
     assert runs[True]["shared_prefix_batches"] == {"packed": 3, "trl_layout": 0}
-    assert runs[False]["shared_prefix_batches"] == {"packed": 0, "trl_layout": None}
+    assert runs[False]["shared_prefix_batches"] is None
     logged = {share: [v for h in run["log_history"] for k, v in sorted(h.items()) if k in ("loss", "grad_norm")]
               for share, run in runs.items()}
     assert len(logged[True]) >= 2 and logged[True][0] > 0
     assert logged[True] == pytest.approx(logged[False], rel=1e-4)
+
+
+def test_sharing_gives_each_model_its_own_forward_back(tiny_model):
+    from medtune.accel.shared_prompt import Sharing
+
+    model = fused_model(tiny_model, "sdpa")
+    trls = model.forward
+    sharing = Sharing([model], pad_id=2, plan=pair_trees)
+    assert model.forward != trls
+    sharing.unwrap()
+    assert model.forward == trls

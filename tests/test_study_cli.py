@@ -27,7 +27,17 @@ def run_dir_of(config: Path) -> Path:
     return config.parent / "run"
 
 
-def test_full_five_task_study(tiny_config):
+def with_accel(config: Path, accel: str) -> Path:
+    config.write_text(config.read_text() + f"accel: {accel}\n")
+    return config
+
+
+CORE = pytest.mark.parametrize("accel", ["auto", "off"])  # the stock path is the reference: both run
+
+
+@CORE
+def test_full_five_task_study(tiny_config, accel):
+    with_accel(tiny_config, accel)
     result = run_cli("study", "--config", tiny_config)
     assert result.exit_code == 0, result.output
     run = run_dir_of(tiny_config)
@@ -77,8 +87,10 @@ def test_full_five_task_study(tiny_config):
     assert (run / "report.md").read_text() == report  # same numbers, recomputed from saved predictions
 
 
-def test_study_resumes_after_sigkill(tiny_config):
+@CORE
+def test_study_resumes_after_sigkill(tiny_config, accel):
     """Kill the study hard in the middle of SFT training; the next run finishes it."""
+    with_accel(tiny_config, accel)
     run = run_dir_of(tiny_config)
     text = tiny_config.read_text().replace("max_steps: 3, batch_size: 4", "max_steps: 40, batch_size: 4")
     tiny_config.write_text(text)
@@ -140,8 +152,10 @@ def test_run_dir_refuses_a_different_config(tiny_config):
     assert result.exit_code == 2 and "different configuration" in result.output and "seed" in result.output
 
 
-def test_stages_one_by_one(tiny_config):
+@CORE
+def test_stages_one_by_one(tiny_config, accel):
     """Each stage is usable alone, in order, through its own sub-command."""
+    with_accel(tiny_config, accel)
     for cmd in ("sft", "pairs", "dpo"):
         result = runner.invoke(app, [cmd, "--task", "text_classification", "--config", str(tiny_config)])
         assert result.exit_code == 0, result.output
@@ -151,33 +165,25 @@ def test_stages_one_by_one(tiny_config):
     assert (run / "text_classification" / "dpo" / "metrics.json").is_file()
 
 
-def test_stages_hand_their_model_on_with_the_same_outputs(tiny_config, monkeypatch):
-    """Each task loads the base model and, for the evaluation after DPO, the SFT model once more (DPO changed
-    the one it was handed): a trained model is handed on to the stages after its training (pair mining, DPO,
-    evaluation) as loading it would give it; every output is what loading the model in each stage gives."""
-    import medtune.study as study
-
-    loads, original = [], study.load_model
-    monkeypatch.setattr(study, "load_model", lambda ref, device: loads.append(str(ref)) or original(ref, device))
+def test_handing_models_on_gives_the_outputs_loading_them_gives(tiny_config):
+    """A stage's model handed on in memory to the next stage (the ``trained_handoff`` piece for trained ones)
+    gives every output that loading the saved model in each stage gives."""
     run = run_dir_of(tiny_config) / "text_classification"
 
     def outputs():
         return {p.relative_to(run): p.read_text() for p in sorted(run.rglob("*.jsonl"))}
 
-    result = runner.invoke(app, ["study", "--config", str(tiny_config), "--tasks", "text_classification"])
-    assert result.exit_code == 0, result.output
-    assert len(loads) == 2 and not loads[0].endswith("model") and loads[1].endswith("sft/model"), loads
-    held = outputs()
-    assert {str(p) for p in held} >= {"base/predictions.jsonl", "sft/predictions.jsonl", "pairs/pairs.jsonl",
-                                      "dpo/predictions.jsonl"}
-
-    monkeypatch.setattr(study, "hold", lambda *args, **kwargs: None)  # every stage loads its model itself
-    loads.clear()
-    result = runner.invoke(app, ["study", "--config", str(tiny_config), "--tasks", "text_classification",
-                                 "--restart"])
-    assert result.exit_code == 0, result.output
-    assert len(loads) == 6
-    assert outputs() == held
+    held = {}
+    for pieces in ("[trained_handoff, shared_prompt]", "[shared_prompt]"):
+        text = tiny_config.read_text().split("accel:")[0] + f"accel: {pieces}\n"
+        tiny_config.write_text(text)
+        result = runner.invoke(app, ["study", "--config", str(tiny_config), "--tasks", "text_classification",
+                                     "--restart"])
+        assert result.exit_code == 0, result.output
+        held[pieces] = outputs()
+    assert {str(p) for p in held["[shared_prompt]"]} >= {"base/predictions.jsonl", "sft/predictions.jsonl",
+                                                         "pairs/pairs.jsonl", "dpo/predictions.jsonl"}
+    assert held["[trained_handoff, shared_prompt]"] == held["[shared_prompt]"]
 
 
 def test_full_fine_tuning_saves_weights_and_dpo_uses_a_frozen_reference(tiny_config):
@@ -294,57 +300,17 @@ def test_a_checkpoint_cut_short_by_a_kill_is_skipped(tmp_path):
     assert last_checkpoint(tmp_path / "nothing") is None
 
 
-def test_study_freezes_the_imports_for_the_collector_but_frees_its_models(tiny_config, monkeypatch):
-    """During a study the collector skips the objects that existed before it (imports); the models loaded in
-    it are still freed (each before the next one loads), and nothing stays frozen afterwards, also when a
-    stage fails."""
-    import gc
-    import weakref
-
-    import medtune.study as study
-    from medtune.errors import MedtuneError
-
-    seen, alive_at_load, original = [], [], study.load_model
-
-    def spy(ref, device):
-        alive_at_load.append(sum(model() is not None for _, model in seen))
-        loaded = original(ref, device)
-        seen.append((gc.get_freeze_count(), weakref.ref(loaded[0])))
-        return loaded
-
-    monkeypatch.setattr(study, "load_model", spy)
-    result = runner.invoke(app, ["study", "--config", str(tiny_config), "--tasks",
-                                 "text_classification,numeric_classification", "--restart"])
-    assert result.exit_code == 0, result.output
-    # each task's base model, and its SFT model again for the evaluation beside DPO's, in the block
-    assert len(seen) == 4 and all(count > 0 for count, _ in seen)
-    # the first task's models were freed before the second task's loaded; only DPO's (trained from the
-    # base model loaded first) is alive when the SFT model loads to be evaluated beside it
-    assert alive_at_load == [0, 1, 0, 1]
-    gc.collect()
-    assert [ref() for _, ref in seen] == [None] * 4
-    assert gc.get_freeze_count() == 0
-
-    def fail(*args):
-        raise MedtuneError("stop here")
-
-    monkeypatch.setattr(study, "sft_stage", fail)
-    result = runner.invoke(app, ["study", "--config", str(tiny_config), "--tasks", "text_classification",
-                                 "--restart"])
-    assert result.exit_code != 0 and "stop here" in result.output
-    assert gc.get_freeze_count() == 0
-
-
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_a_trained_model_as_loaded_is_what_loading_its_folder_gives(tiny_model, tmp_path, method):
     """What the study hands on after training: the same logits as the saved stage loaded from disk, and none
     of the trainers' additions (instance forwards, gradient checkpointing, training mode)."""
     import torch
 
+    from medtune.accel.handoff import as_loaded
     from medtune.config import load_config
     from medtune.data import bundled_path
     from medtune.io import read_jsonl
-    from medtune.models import as_loaded, load_model
+    from medtune.models import Compute, load_model
     from medtune.tasks import get_task
     from medtune.train.sft import train_sft
 
@@ -353,7 +319,7 @@ def test_a_trained_model_as_loaded_is_what_loading_its_folder_gives(tiny_model, 
     settings = load_config(overrides={"sft": {"max_steps": 2, "batch_size": 2, "max_length": 4096, "method": method,
                                               "learning_rate": 1e-2, "gradient_checkpointing": True}}).sft
     _, trained = train_sft(model, tokenizer, str(tiny_model), task, read_jsonl(bundled_path(task, "train"))[:4],
-                           settings, tmp_path / "sft", "cpu", 0)
+                           settings, tmp_path / "sft", Compute(accel=frozenset({"shared_prompt"})), 0)
     handed = as_loaded(trained)
     loaded, _, _ = load_model(tmp_path / "sft" / "model", "cpu")
     assert "forward" not in vars(handed) and not handed.is_gradient_checkpointing and not handed.training
@@ -364,32 +330,27 @@ def test_a_trained_model_as_loaded_is_what_loading_its_folder_gives(tiny_model, 
     assert not torch.equal(base, loaded(input_ids=ids).logits)  # training changed the model
 
 
-def test_training_sends_no_telemetry(tiny_model, tmp_path, monkeypatch):
-    """TRL's trainers ping huggingface.co when created unless telemetry is off (or CI is set, so unset it here)."""
-    from huggingface_hub.utils import _telemetry
-
-    from medtune.config import load_config
-    from medtune.data import bundled_path
-    from medtune.io import read_jsonl
-    from medtune.models import load_model
-    from medtune.tasks import get_task
-    from medtune.train.sft import train_sft
-
-    monkeypatch.delenv("CI", raising=False)
-    monkeypatch.setattr(_telemetry, "_start_telemetry_thread", lambda: None)  # never reach the network
-    queued = _telemetry._TELEMETRY_QUEUE.qsize()
-    task = get_task("text_classification")
-    model, tokenizer, _ = load_model(tiny_model, "cpu")
-    settings = load_config(overrides={"sft": {"max_steps": 1, "batch_size": 2, "max_length": 4096}}).sft
-    train_sft(model, tokenizer, str(tiny_model), task, read_jsonl(bundled_path(task, "train"))[:2],
-              settings, tmp_path / "sft", "cpu", 0)
-    assert _telemetry._TELEMETRY_QUEUE.qsize() == queued
-
-    # a caller that imported huggingface_hub before medtune gets telemetry off too
-    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_TELEMETRY"}
-    code = "import huggingface_hub.constants as c; import medtune; print(c.HF_HUB_DISABLE_TELEMETRY)"
+def test_importing_medtune_changes_no_environment():
+    """Only the medtune command sets the hub libraries' offline switches (network.py): a program that imports
+    medtune, or runs a stage from Python, keeps its own environment and library settings."""
+    keys = ("HF_HUB_OFFLINE", "HF_HUB_DISABLE_TELEMETRY", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+    env = {k: v for k, v in os.environ.items() if k not in keys}
+    code = ("import os, gc, medtune, medtune.study, medtune.cli, medtune.train.sft, medtune.train.dpo; "
+            f"print(sorted(k for k in {keys!r} if k in os.environ), gc.isenabled(), gc.get_freeze_count())")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "True"
+    assert out.strip() == "[] True 0"
+
+
+def test_accel_off_imports_nothing_of_the_accel_package(tiny_config):
+    """With ``accel: off`` a whole study runs on stock TRL, PEFT and transformers code."""
+    with_accel(tiny_config, "off")
+    code = ("import sys; from medtune.cli import main; sys.argv = ['medtune', 'study', '--config', "
+            f"{str(tiny_config)!r}, '--tasks', 'numeric_classification']\n"
+            "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+            "print(sorted(m for m in sys.modules if m.startswith('medtune.accel')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_study_evaluates_sft_beside_dpo_sharing_the_layers_below_dpos_adapters(tiny_config, tiny_model, monkeypatch):
@@ -399,7 +360,7 @@ def test_study_evaluates_sft_beside_dpo_sharing_the_layers_below_dpos_adapters(t
 
     from test_generate import prompt_sensitive_model
 
-    import medtune.generate as gen
+    import medtune.accel.generation as gen
 
     # the tiny model answers "" to every prompt; this one's answers depend on the prompt, and DPO's larger
     # steps make the DPO model's differ from the SFT model's

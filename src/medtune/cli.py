@@ -85,21 +85,23 @@ def make_config(config: Optional[Path], preset=None, model=None, run_dir=None, d
 
 @contextlib.contextmanager
 def stage_run(config, preset, model, run_dir, device, task_name, training: bool = True, **extra):
-    """A stage command's config, task and device, with its run directory held by this process."""
+    """A stage command's run (its config, device, number format and speed pieces) and task, with its run
+    directory held by this process."""
     task = get_task_or_exit(task_name)
     cfg = make_config(config, preset, model, run_dir, device, **extra)  # before the libraries are imported
     from .models import resolve_compute
     from .rundir import open_run
-    from .study import check_run_dir, preflight, release_held
+    from .study import Run, check_run_dir, preflight
 
-    dev = resolve_compute(cfg.device, cfg.precision)
-    preflight(cfg, dev, [task], training)
+    compute = resolve_compute(cfg.device, cfg.precision, cfg.accel)
+    preflight(cfg, compute, [task], training)
     with open_run(Path(cfg.run_dir)):
         check_run_dir(cfg)
+        run = Run(cfg, compute)
         try:
-            yield cfg, task, dev
+            yield run, task
         finally:
-            release_held()  # the command's models go with it
+            run.release()  # the command's models go with it
 
 
 @app.command()
@@ -156,10 +158,10 @@ def eval_cmd(task: str = TaskOpt, stage: str = typer.Option("base", "--stage", h
         raise MedtuneError(f"--stage must be one of {', '.join(STAGES)}, got {stage!r}")
     if checkpoint is not None and not checkpoint.exists():
         raise MedtuneError(f"{checkpoint}: no such model folder")
-    with stage_run(config, preset, model, run_dir, device, task, training=False) as (cfg, t, dev):
+    with stage_run(config, preset, model, run_dir, device, task, training=False) as (run, t):
         from .study import evaluate_stage
 
-        saved = evaluate_stage(cfg, t, stage, dev, force=force or checkpoint is not None, model_path=checkpoint)
+        saved = evaluate_stage(run, t, stage, force=force or checkpoint is not None, model_path=checkpoint)
     print_metrics(t.name, stage, saved["metrics"])
 
 
@@ -169,12 +171,12 @@ def sft(task: str = TaskOpt, config: Optional[Path] = ConfigOpt, preset: Optiona
         model: Optional[str] = ModelOpt, run_dir: Optional[Path] = RunDirOpt, device: Optional[str] = DeviceOpt,
         force: bool = ForceOpt):
     """Supervised fine-tuning (LoRA by default; sft.method: full in the config)."""
-    with stage_run(config, preset, model, run_dir, device, task) as (cfg, t, dev):
+    with stage_run(config, preset, model, run_dir, device, task) as (run, t):
         from .study import sft_stage, stage_dir
 
-        summary = sft_stage(cfg, t, dev, force=force)
+        summary = sft_stage(run, t, force=force)
     console.print(f"SFT done: {summary['steps']} steps, final loss {summary['final_loss']:.4f} -> "
-                  f"{stage_dir(cfg, t, 'sft') / 'model'}")
+                  f"{stage_dir(run.cfg, t, 'sft') / 'model'}")
 
 
 @app.command()
@@ -183,13 +185,13 @@ def pairs(task: str = TaskOpt, config: Optional[Path] = ConfigOpt, preset: Optio
           model: Optional[str] = ModelOpt, run_dir: Optional[Path] = RunDirOpt, device: Optional[str] = DeviceOpt,
           force: bool = ForceOpt, strategy: Optional[str] = StrategyOpt):
     """Build preference pairs (default: from the SFT model's own errors on training prompts)."""
-    with stage_run(config, preset, model, run_dir, device, task, strategy=strategy) as (cfg, t, dev):
+    with stage_run(config, preset, model, run_dir, device, task, strategy=strategy) as (run, t):
         from .study import pairs_stage, stage_dir
 
-        stats = pairs_stage(cfg, t, dev, force=force)
+        stats = pairs_stage(run, t, force=force)
     rate = stats["sft_error_rate_on_train"]
     console.print(f"SFT error rate on sampled training outputs: {'n/a' if rate is None else f'{rate:.1%}'} -> "
-                  f"{stage_dir(cfg, t, 'pairs') / 'pairs.jsonl'}")
+                  f"{stage_dir(run.cfg, t, 'pairs') / 'pairs.jsonl'}")
 
 
 @app.command()
@@ -198,15 +200,15 @@ def dpo(task: str = TaskOpt, config: Optional[Path] = ConfigOpt, preset: Optiona
         model: Optional[str] = ModelOpt, run_dir: Optional[Path] = RunDirOpt, device: Optional[str] = DeviceOpt,
         force: bool = ForceOpt, rounds: Optional[int] = RoundsOpt, loss: Optional[str] = LossOpt):
     """Direct Preference Optimization starting from the SFT model (and N on-policy rounds with --rounds)."""
-    with stage_run(config, preset, model, run_dir, device, task, rounds=rounds, loss=loss) as (cfg, t, dev):
+    with stage_run(config, preset, model, run_dir, device, task, rounds=rounds, loss=loss) as (run, t):
         from .study import dpo_stage, stage_dir
 
-        summary = dpo_stage(cfg, t, dev, force=force)
+        summary = dpo_stage(run, t, force=force)
     held = summary["heldout"][-1] if summary.get("heldout") else {}
     fired = (summary.get("collapse") or {}).get("fired")  # absent in runs made before the guard existed
     console.print(f"DPO done: {summary['steps']} steps on {summary.get('pairs')} pairs; held-out reward accuracy "
                   f"{held.get('rewards/accuracies', float('nan')):.2f}, margin {held.get('rewards/margins', float('nan')):.3f}"
-                  f"{'; COLLAPSE GUARD FIRED' if fired else ''} -> {stage_dir(cfg, t, 'dpo') / 'model'}")
+                  f"{'; COLLAPSE GUARD FIRED' if fired else ''} -> {stage_dir(run.cfg, t, 'dpo') / 'model'}")
 
 
 @app.command()
@@ -382,10 +384,7 @@ def print_summary(results: dict, run_dir: Path) -> None:
 
 
 def main() -> None:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from .allocator import keep_freed_memory
-
-    keep_freed_memory()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no fork warnings from the tokenizers library
     app()
 
 

@@ -74,9 +74,6 @@ class SFTSettings(Strict):
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     save_steps: int = Field(25, ge=1, description="checkpoint interval, for resuming an interrupted run")
     gradient_checkpointing: bool = Field(False, description="save memory on big models at ~30% speed")
-    share_prefix: bool = Field(True, description="compute the common prefix of a batch's examples (the task's "
-                               "system prompt and rules) once, in one packed row with a tree mask, where that is "
-                               "cheaper than TRL's rows; the same loss and gradients. false: TRL's layout")
 
 
 class PairSettings(Strict):
@@ -115,17 +112,11 @@ class DPOSettings(Strict):
         None, ge=1, description="pairs in one forward pass; a batch runs as gradient-accumulated micro-batches "
         "of this many pairs (same update). null: half the batch, so DPO's activations stay at or below SFT's")
     grad_accum: int = Field(1, ge=1)
-    share_prompt: bool = Field(True, description="compute each pair's prompt once for chosen and rejected, and "
-                               "the pairs' common prefix once per micro-batch (packed rows with a tree mask; the "
-                               "same log-probs as TRL's two rows per pair, about a third of the tokens on label "
-                               "tasks), and the reference pass starting from the policy pass below the adapters "
-                               "(lora_layers). false: TRL's layout and passes")
     precompute_reference: Literal["auto", "always", "never"] = Field(
-        "auto", description="the reference log-probs of the pairs computed once before training, instead of a "
-        "reference forward each time a pair is seen (each epoch, each held-out evaluation). auto: for the "
-        "training pairs when the run sees them more than once, for the held-out pairs when they are evaluated "
-        "more than once, and for both with full fine-tuning, whose reference copy of the model then goes "
-        "before training")
+        "auto", description="the pairs' reference log-probs computed once before training (TRL's "
+        "precompute_ref_log_probs), instead of a reference forward each time a pair is seen. auto: when a pair "
+        "is seen more than once (epochs, held-out evaluations), and always with full fine-tuning, which then "
+        "needs no reference copy of the model")
     max_length: int = Field(1024, ge=16, description="prompt + completion, in tokens")
     truncation: Literal["drop", "error"] = Field(
         "drop", description="a pair longer than max_length is dropped with a warning (drop) or stops the run "
@@ -196,7 +187,7 @@ class EvalSettings(Strict):
         "generate", description="how the label tasks are answered. generate: free text, read by the task's parser "
         "(as the study of Savage et al.; an answer no label can be read from is wrong). choose: among the task's "
         "well-formed answers, the one greedy decoding prefers: the generated answer wherever that is well-formed, "
-        "a label where it would not be; 1.2-1.5x faster (docs/performance.md)")
+        "a label where it would not be; faster than generating")
     grader: Literal["builtin", "llm"] = Field("builtin", description="summary grader: built-in rubric or LLM judge")
     judge: JudgeSettings = JudgeSettings()
 
@@ -218,12 +209,32 @@ class Config(Strict):
         "auto", description="the matmuls' number format. auto: bf16 on a GPU that has it and on a CPU that "
                             "multiplies bf16 in hardware (AVX512-BF16 or AMX), fp32 elsewhere. A CPU keeps fp32 "
                             "weights either way: it trains under autocast and generates with a bf16 copy")
+    accel: Literal["auto", "off"] | list[str] = Field(
+        "auto", description="speed work that reaches into the libraries (medtune/accel/, docs/performance.md). "
+        "auto: each piece where it was measured to pay, with the library versions it was tested with; off: "
+        "stock TRL, PEFT and transformers code only; or a list of piece names")
     data: DataSettings = DataSettings()
     sft: SFTSettings = SFTSettings()
     pairs: PairSettings = PairSettings()
     dpo: DPOSettings = DPOSettings()
     eval: EvalSettings = EvalSettings()
     stats: StatsSettings = StatsSettings()
+
+    @field_validator("accel", mode="before")
+    @classmethod
+    def yaml_off(cls, value):
+        return {False: "off", True: "auto"}.get(value, value) if isinstance(value, bool) else value  # YAML's off
+
+    @field_validator("accel")
+    @classmethod
+    def known_pieces(cls, value):
+        if isinstance(value, list):
+            from .accel import PIECES
+
+            unknown = [p for p in value if p not in PIECES]
+            if unknown:
+                raise ValueError(f"unknown speed piece(s) {unknown}; known: {', '.join(PIECES)}")
+        return value
 
     @field_validator("tasks")
     @classmethod
@@ -237,20 +248,18 @@ class Config(Strict):
 
 
 # Quick: the smallest study that still shows what SFT does on the embedded model
-# (measured wall time on two CPU cores in README and docs/performance.md).
+# (its wall time on two CPU cores: docs/performance.md).
 # Full: whole datasets and paper-like epochs.
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "data": {"train_limit": 160, "test_limit": 40},
-        # no LoRA dropout: 10 steps need no regularizer, and at 0.05 it costs ~28% of a CPU step even with
-        # medtune's faster mask (benchmarks/sft_step.py)
+        # no LoRA dropout: 10 steps need no regularizer, and on a CPU it costs a large share of a step
         "sft": {"max_steps": 10, "batch_size": 4, "learning_rate": 1e-3, "max_length": 512, "lora_dropout": 0.0},
         "pairs": {"samples": 2, "temperature": 1.0, "max_prompts": 8},
-        # adapters on the top 8 layers shorten DPO's backward pass (a DPO pair costs ~1.2x an SFT
-        # example with each prompt computed once, ~2.2-2.9x in TRL's two-row layout), and its
-        # reference pass, which starts from the policy pass's hidden state below them (shared_trunk.py)
-        # no held-out task check: 2 steps move the metrics by at most 0.025 (docs/dpo.md), and answering
-        # 64 prompts before and after them would add about 2 minutes to the 9-minute demo
+        # adapters on the top 8 layers shorten DPO's backward pass, and with accel its reference pass, which
+        # starts from the policy pass's hidden state below them (accel/shared_trunk.py)
+        # no held-out task check: 2 steps barely move the metrics, and answering 64 prompts before and after
+        # them would cost minutes of a demo that should take a few
         "dpo": {"max_steps": 2, "batch_size": 4, "learning_rate": 2e-4, "max_length": 512, "eval_steps": 2,
                 "lora_layers": 8, "task_check_prompts": 0},
         "stats": {"bootstrap_samples": 1000},

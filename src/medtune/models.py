@@ -8,12 +8,12 @@ stage's model can be evaluated or trained further without knowing its history.
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import json
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -35,21 +35,10 @@ def resolve_device(setting: str = "auto") -> str:
     return setting
 
 
-# The ``precision`` setting for this process: the study and the stage commands set it from their config.
-_precision = "auto"
-
-
-def use_precision(setting: str) -> None:
-    """Every later load, training and generation in this process computes in ``setting``'s format."""
-    global _precision
-    _precision = setting
-
-
 def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether this CPU multiplies bf16 in hardware (x86's AVX512-BF16 or AMX). There torch's bf16 matmuls ran
-    4-5x fp32's rate (docs/performance.md); elsewhere bf16 is emulated and slower than fp32.
-    MEDTUNE_NATIVE_BF16=1 or 0 says so instead of the CPU's flags (the tests set 0, so that ``auto`` computes
-    in fp32 on every machine)."""
+    """Whether this CPU multiplies bf16 in hardware (x86's AVX512-BF16 or AMX); elsewhere bf16 is emulated and
+    slower than fp32. MEDTUNE_NATIVE_BF16=1 or 0 says so instead of the CPU's flags (the tests set 0, so that
+    ``auto`` computes in fp32 on every machine)."""
     told = os.environ.get("MEDTUNE_NATIVE_BF16")
     if told in ("0", "1"):
         return told == "1"
@@ -60,62 +49,53 @@ def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
-def compute_dtype(device: str) -> torch.dtype:
-    """The number format the matmuls run in: ``precision``, where ``auto`` means bf16 on a GPU that has it
-    and on a CPU that multiplies bf16 in hardware, fp32 elsewhere."""
-    if _precision == "bf16":
-        return torch.bfloat16
-    if _precision == "fp32":
-        return torch.float32
+@dataclass(frozen=True)
+class Compute:
+    """Where a run computes, in which number format, and with which speed pieces (``accel``): resolved once
+    from the config and handed to every stage."""
+
+    device: str = "cpu"
+    dtype: torch.dtype = torch.float32  # the matmuls' format
+    accel: frozenset[str] = frozenset()  # the pieces of medtune/accel/ this run uses; empty: stock code only
+
+    @property
+    def weights(self) -> torch.dtype:
+        """The format the weights are held in. A GPU holds them in the compute format (adapters are merged in
+        fp32 first, ``load_model``). A CPU holds fp32 weights whatever it computes in: training runs under
+        autocast, and merging an adapter adds its small update to fp32 weights (into bf16 weights a few DPO
+        steps' updates mostly round away)."""
+        return self.dtype if self.device == "cuda" else torch.float32
+
+    @property
+    def precision(self) -> str:
+        """What results record: the number format the matmuls ran in."""
+        return {torch.bfloat16: "bf16", torch.float32: "fp32"}[self.dtype]
+
+    def uses(self, piece: str) -> bool:
+        return piece in self.accel
+
+
+def compute_format(device: str, precision: str) -> torch.dtype:
+    """``precision``'s number format on ``device``: ``auto`` means bf16 on a GPU that has it and on a CPU that
+    multiplies bf16 in hardware, fp32 elsewhere."""
+    if precision in ("bf16", "fp32"):
+        return {"bf16": torch.bfloat16, "fp32": torch.float32}[precision]
     native = torch.cuda.is_bf16_supported() if device == "cuda" else cpu_has_native_bf16()
     return torch.bfloat16 if native else torch.float32
 
 
-def dtype_for(device: str) -> torch.dtype:
-    """The number format the weights are held in. A GPU holds them in the compute format (adapters are merged
-    in fp32 first, ``load_model``). A CPU holds fp32 weights whatever it computes in: training then runs
-    under autocast, merging an adapter adds its small update to fp32 weights (into bf16 weights two DPO
-    steps' updates mostly round away), and generation works on a copy in the compute format
-    (``generation_copy``)."""
-    return compute_dtype(device) if device == "cuda" else torch.float32
-
-
-def resolve_compute(device_setting: str, precision: str) -> str:
-    """The device for the ``device`` setting, with ``precision`` set for this process."""
+def resolve_compute(device_setting: str, precision: str, accel="off") -> Compute:
+    """The run's device, number format and speed pieces, from the ``device``, ``precision`` and ``accel``
+    settings. With ``accel: off`` nothing of medtune/accel/ is imported."""
     device = resolve_device(device_setting)
     if precision == "bf16" and device == "cuda" and not torch.cuda.is_bf16_supported():
         raise MedtuneError("precision: bf16 was asked for but this GPU has no bf16; use precision: fp32")
-    use_precision(precision)
-    return device
+    dtype = compute_format(device, precision)
+    if accel == "off":
+        return Compute(device, dtype)
+    from .accel import choose
 
-
-def precision_name(device: str) -> str:
-    """What results record: the number format the matmuls ran in."""
-    return {torch.bfloat16: "bf16", torch.float32: "fp32"}[compute_dtype(device)]
-
-
-def generation_copy(model):
-    """``model`` in its device's compute format for generating: itself when it already is; else a copy,
-    since the fp32 weights go on to the next stage (a CPU evaluating in bf16). A model in training (DPO's
-    collapse guard answers prompts with it) leaves the trainers' forwards behind (accelerate's autocast,
-    TRL's fused LM head): the copy computes in bf16 throughout, as a GPU's bf16 model does. Its attention is
-    medtune's grouped matmuls where the model's was sdpa: in bf16 on a CPU they took half the time of torch's
-    kernel (``attention.py``)."""
-    device = next(model.parameters()).device.type
-    dtype = compute_dtype(device)
-    if device != "cpu" or model.dtype != torch.float32 or dtype == torch.float32:
-        return model
-    # each parameter is copied straight into the compute format (the deep copy finds it in the memo): copying
-    # the fp32 weights and then converting them took 0.3-0.6 s for the embedded model, this 0.04-0.07 s
-    converted = {id(p): torch.nn.Parameter(p.detach().to(dtype), requires_grad=False) for p in model.parameters()}
-    copied = copy.deepcopy(model, converted)
-    for module in copied.modules():
-        for name in ("forward", "_original_forward"):
-            module.__dict__.pop(name, None)
-    from .attention import attend_grouped
-
-    attend_grouped(copied)
-    return copied.to(dtype)  # the buffers
+    return Compute(device, dtype, choose(accel, device, dtype))
 
 
 def resolve_base(name: str) -> str:
@@ -166,33 +146,32 @@ def load_tokenizer(path: str):
     return tokenizer
 
 
-def quantization_config(device: str):
-    """QLoRA's 4-bit NF4 base weights with double quantisation; compute in the device's dtype.
+def quantization_config(device: str, dtype: torch.dtype = torch.bfloat16):
+    """QLoRA's 4-bit NF4 base weights with double quantisation, computing in ``dtype``.
 
-    CUDA only by default. bitsandbytes also runs 4-bit layers on a CPU, but there it saved no memory
-    and no time against LoRA (benchmarks/qlora.py: peak memory 0.93x on the embedded model, 1.12x on
-    a 294M one, the same seconds per step), so a CPU user is told to use LoRA. MEDTUNE_QLORA_ON_CPU=1
+    CUDA only by default. bitsandbytes also runs 4-bit layers on a CPU, but there it saved neither memory
+    nor time against LoRA (benchmarks/qlora.py), so a CPU user is told to use LoRA. MEDTUNE_QLORA_ON_CPU=1
     allows it anyway (the tests use it to run the QLoRA path on CPU).
     """
     if device != "cuda" and os.environ.get("MEDTUNE_QLORA_ON_CPU") != "1":
         raise MedtuneError("sft.method: qlora needs a CUDA GPU; on a CPU bitsandbytes' 4-bit weights saved no "
-                           "memory against LoRA (docs/dpo.md), so use sft.method: lora here")
+                           "memory against LoRA, so use sft.method: lora here")
     if importlib.util.find_spec("bitsandbytes") is None:
         raise MedtuneError("sft.method: qlora needs the bitsandbytes package (pip install bitsandbytes), "
                            "or use sft.method: lora")
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=dtype_for(device))
+                              bnb_4bit_compute_dtype=dtype)
 
 
-def load_base(path: str, device: str, quantized: bool = False, dtype: torch.dtype | None = None):
+def load_base(path: str, device: str, quantized: bool = False, dtype: torch.dtype = torch.float32):
     from transformers import AutoModelForCausalLM
 
     # bitsandbytes quantises while loading, onto the device it is given
-    extra = {"quantization_config": quantization_config(device), "device_map": {"": device}} if quantized else {}
+    extra = {"quantization_config": quantization_config(device, dtype), "device_map": {"": device}} if quantized else {}
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or dtype_for(device), **extra)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **extra)
     except (OSError, ValueError, SafetensorError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MedtuneError(f"{path}: cannot load the model (a missing, damaged or incomplete weights file?): "
@@ -200,15 +179,14 @@ def load_base(path: str, device: str, quantized: bool = False, dtype: torch.dtyp
     return model if quantized else model.to(device)
 
 
-def load_model(model_ref: str | Path, device: str, dtype: torch.dtype | None = None, chain: tuple = ()):
+def load_model(model_ref: str | Path, device: str, dtype: torch.dtype = torch.float32, chain: tuple = ()):
     """Load a base model (name/path) or a saved stage's ``model/`` folder, adapters merged; its weights in
-    ``dtype`` (default: what ``device`` holds, ``dtype_for``).
+    ``dtype`` (``Compute.weights``: fp32 on a CPU).
 
-    Adapters are merged into fp32 weights and the sum rounded once to ``dtype``. Added to bf16 weights (a GPU's),
-    an update as small as two quick DPO steps' mostly rounded away (docs/performance.md). Where ``dtype`` is
-    not fp32 the chain is therefore loaded and merged on the CPU in fp32 (so the GPU never holds the fp32
-    copy) and then moved. ``chain``: the stage folders already on the way down, so a loop is an error."""
-    dtype = dtype or dtype_for(device)
+    Adapters are merged into fp32 weights and the sum rounded once to ``dtype``: added to bf16 weights (a
+    GPU's), an update as small as a few DPO steps' mostly rounds away. Where ``dtype`` is not fp32 the chain is
+    therefore loaded and merged on the CPU in fp32 (so the GPU never holds the fp32 copy) and then moved.
+    ``chain``: the stage folders already on the way down, so a loop is an error."""
     folder = Path(model_ref)
     if folder.is_dir() and (folder / MODEL_INFO).is_file():
         info = read_model_info(folder)
@@ -242,48 +220,41 @@ def read_model_info(folder: Path) -> dict:
     return info
 
 
-def as_loaded(trained):
-    """A model as its training left it, made what ``load_model`` gives from the folder the training saved:
-    the adapters merged into the weights (the same sums in the same order) and what the trainers added
-    taken off: the forwards set on the instance over the class's (TRL's fused LM head, medtune's shared
-    prefix, accelerate's autocast) and gradient checkpointing with its input-embedding hook."""
-    from peft import PeftModel
-
-    model = trained.merge_and_unload() if isinstance(trained, PeftModel) else trained
-    for name in ("forward", "_original_forward"):
-        model.__dict__.pop(name, None)
-    model.disable_input_require_grads()
-    if model.is_gradient_checkpointing:
-        model.gradient_checkpointing_disable()
-    return model.eval()
-
-
-def load_quantized(model_ref: str | Path, device: str, scratch: Path):
+def load_quantized(model_ref: str | Path, device: str, scratch: Path, dtype: torch.dtype = torch.bfloat16):
     """``model_ref`` with 4-bit base weights, for QLoRA. A trained stage is merged in full precision
     and written to ``scratch`` first (removed after loading): bitsandbytes quantises only while loading."""
     folder = Path(model_ref)
     if not (folder.is_dir() and (folder / MODEL_INFO).is_file()):
         path = resolve_base(str(model_ref))
-        return load_base(path, device, quantized=True), load_tokenizer(path), {"kind": "base", "base": str(model_ref)}
+        return (load_base(path, device, quantized=True, dtype=dtype), load_tokenizer(path),
+                {"kind": "base", "base": str(model_ref)})
     model, tokenizer, info = load_model(folder, device)
     source = model.name_or_path  # the base model's folder, which the merged copy stands in for
     model.save_pretrained(scratch)
     tokenizer.save_pretrained(scratch)
     del model
     try:
-        quantized = load_base(str(scratch), device, quantized=True)
+        quantized = load_base(str(scratch), device, quantized=True, dtype=dtype)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    quantized.name_or_path = quantized.config._name_or_path = source  # peft reads it when saving adapters
+    quantized.name_or_path = quantized.config.name_or_path = source  # peft reads it when saving adapters
     return quantized, tokenizer, info
 
 
 def save_model_info(folder: Path, kind: str, base: str, parent: str | Path, parent_is_stage: bool) -> None:
-    """``parent`` is relative to ``folder`` when it is another stage, so run dirs can move."""
+    """What ``folder`` holds and what it was trained on. ``parent`` is written relative to ``folder`` when it is
+    another stage, so run dirs can move; an adapter's own config names that stage's folder (absolute), so plain
+    PEFT code that follows ``base_model_name_or_path`` finds the model the adapter was trained on."""
     if parent_is_stage:
-        parent = os.path.relpath(Path(parent).resolve(), Path(folder).resolve().parent)
+        stage = Path(parent).resolve()
+        if (Path(folder) / "adapter_config.json").is_file():
+            from peft import PeftConfig
+
+            config = PeftConfig.from_pretrained(str(folder))
+            config.base_model_name_or_path = str(stage)
+            config.save_pretrained(str(folder))
         # folder is written under a temp name and renamed; resolve against its final location
-        parent = os.path.join("..", parent)
+        parent = os.path.join("..", os.path.relpath(stage, Path(folder).resolve().parent))
     write_json(folder / MODEL_INFO, {"kind": kind, "base": base, "parent": str(parent), "parent_is_stage": parent_is_stage})
 
 
@@ -320,8 +291,7 @@ def lora_config(r: int, alpha: int, dropout: float, target_modules, model=None, 
     """A LoRA config; with ``top_layers`` only the last N decoder layers get adapters.
 
     Gradients then stop at the lowest adapted layer, so the backward pass skips
-    the rest of the network: on a CPU this cuts a training step by about 40%
-    for SmolLM2-135M with 8 of 30 layers (see docs/performance.md).
+    the rest of the network.
     """
     from peft import LoraConfig
 

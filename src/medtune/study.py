@@ -18,7 +18,7 @@ from __future__ import annotations
 import gc
 import platform
 import time
-from contextlib import contextmanager
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
@@ -33,8 +33,8 @@ from .evaluate.metrics import label_breakdown, stage_metrics
 from .evaluate.predict import predict_each
 from .evaluate.stats import compare_stages, verdict
 from .io import read_json, read_jsonl, write_json, write_jsonl, write_text
-from .models import (MODEL_INFO, as_loaded, check_lora_targets, dtype_for, load_model, load_quantized, load_tokenizer,
-                     quantization_config, precision_name, read_model_info, resolve_base, resolve_compute)
+from .models import (Compute, check_lora_targets, load_model, load_quantized, load_tokenizer, quantization_config,
+                     read_model_info, resolve_base, resolve_compute)
 from .progress import console
 from .rundir import EVALUATED, MINED, STAGES, TRAINED, is_done, open_run
 from .tasks import get_task
@@ -55,114 +55,119 @@ def is_trained(cfg: Config, task: Task, stage: str) -> bool:
     return is_done(stage_dir(cfg, task, stage), TRAINED)
 
 
-def free(*objects) -> None:
-    del objects
-    gc.collect()
+@dataclass
+class Held:
+    """A model a stage left in memory for the next stage of this process, and the folder or name it stands for."""
+
+    key: str
+    loaded: tuple  # (model, tokenizer, info), as load_model gives them
+    trained: bool  # as its training left it: made what loading its folder gives before it is handed on
 
 
-# The model a stage leaves for the next stage of this process: the model it trained (as loading it from
-# its folder would give it), or the one it only read (evaluation, pair mining). Each task loaded a model
-# six times, each load of a stage merging its adapters again (2-3 s a load of the embedded model on 2 CPU
-# cores, about 1 s of it the merge; docs/performance.md); now only the base model is loaded.
-# One model at most is held, and it is dropped before any other model loads: peak memory is unchanged.
-_held: dict = {}
+@dataclass
+class Run:
+    """One process's study, handed from stage to stage: the configuration, where and how it computes (resolved
+    once), the task data the doctor checked (once per task), and the model the last stage left in memory, so
+    the next stage that wants that model need not load it again. One model at most is held, and it is let go
+    before any other model loads."""
+
+    cfg: Config
+    compute: Compute
+    data: dict[str, dict] = field(default_factory=dict)
+    held: Held | None = None
+
+    def load(self, ref: str | Path):
+        """``load_model(ref)``, or the model the previous stage held for ``ref``; the caller owns it (a training
+        stage changes it in place, so it is never held twice)."""
+        held, self.held = self.held, None
+        if held is not None and held.key == model_key(ref):
+            model, tokenizer, info = held.loaded
+            if held.trained:
+                from .accel.handoff import as_loaded
+
+                model = as_loaded(model)
+            return model, tokenizer, info
+        del held
+        gc.collect()  # the model let go, before the next one loads
+        return load_model(ref, self.compute.device, self.compute.weights)
+
+    def hold(self, ref: str | Path, loaded: tuple, trained: bool = False) -> None:
+        self.held = Held(model_key(ref), loaded, trained)
+
+    def hand_on(self, folder: Path, trained, tokenizer, method: str) -> None:
+        """The model a training stage saved in ``folder``, for the next stage, where the run uses the
+        ``trained_handoff`` piece. Not for QLoRA (its saved stage loads with full-precision weights, not the
+        4-bit ones it trained on), nor where the weights are held below fp32 (a GPU's bf16: loading the
+        folder merges the adapters in fp32, ``load_model``)."""
+        if self.compute.uses("trained_handoff") and method != "qlora" and self.compute.weights == torch.float32:
+            self.hold(folder, (trained, tokenizer, read_model_info(folder)), trained=True)
+
+    def release(self) -> None:
+        self.held = None
+        gc.collect()
 
 
-def held_key(ref: str | Path) -> str:
+def model_key(ref: str | Path) -> str:
     path = Path(ref)
     return str(path.resolve()) if path.exists() else str(ref)
 
 
-def load_stage_model(ref: str | Path, device: str):
-    """``load_model(ref, device)``, or the model the previous stage held for ``ref``; the caller owns it
-    (a training stage changes it in place, so it is never held twice)."""
-    key = held_key(ref)
-    if _held.get("key") == key:
-        model, tokenizer, info = _held.pop("loaded")
-        trained = _held.pop("trained")
-        _held.clear()
-        return (as_loaded(model) if trained else model), tokenizer, info
-    release_held()
-    return load_model(ref, device)
-
-
-def hold(ref: str | Path, loaded: tuple, trained: bool = False) -> None:
-    """Keep a model for the next stage: one a stage only read (evaluation, pair mining), or one it trained
-    (``trained``: made what loading ``ref`` gives when a stage asks for it, so a lone `medtune sft` does
-    not merge adapters for nothing)."""
-    release_held()
-    _held.update(key=held_key(ref), loaded=loaded, trained=trained)
-
-
-def hand_on(folder: Path, trained, tokenizer, method: str) -> None:
-    """Hold the model a training stage saved in ``folder`` for the next stage. Not for QLoRA: its saved
-    stage loads with full-precision weights, not the 4-bit ones it trained on. Nor where the device holds
-    weights below fp32 (a GPU's bf16): merged in memory, the adapters would be added to those; loading the
-    folder merges them in fp32 (``load_model``)."""
-    device = next(trained.parameters()).device.type
-    if method != "qlora" and dtype_for(device) == torch.float32:
-        hold(folder, (trained, tokenizer, read_json(folder / MODEL_INFO)), trained=True)
-
-
-def release_held() -> None:
-    _held.clear()
-    gc.collect()
-
-
-_checked: dict[tuple[str, str], dict] = {}
-
-
-def stage_data(cfg: Config, task: Task) -> dict:
-    """The task's data, checked by the doctor once per process; recorded in RUN/<task>/data.json."""
-    key = (str(cfg.run_dir), task.name)
-    if key not in _checked:
+def stage_data(run: Run, task: Task) -> dict:
+    """The task's data, checked by the doctor once per run; recorded in RUN/<task>/data.json."""
+    if task.name not in run.data:
+        cfg = run.cfg
         tokenizer = load_tokenizer(resolve_base(cfg.model))
         data = task_data(cfg, task, tokenizer, cfg.sft.max_length)
         for line in data["info"]["warnings"][:10]:
             console.print(f"[yellow]{line}[/]")
         write_json(Path(cfg.run_dir) / task.name / "data.json", data["info"])
-        _checked[key] = data
-    return _checked[key]
+        run.data[task.name] = data
+    return run.data[task.name]
 
 
 # ------------------------------------------------------------------ stages
 
-def evaluate_stage(cfg: Config, task: Task, stage: str, device: str, force: bool = False,
+def evaluate_stage(run: Run, task: Task, stage: str, force: bool = False,
                    model_path: str | Path | None = None) -> dict:
     """Evaluate a stage's model (or ``model_path``) on the test set; returns metrics."""
+    cfg = run.cfg
     out = stage_dir(cfg, task, stage)
     if is_done(out, EVALUATED) and not force:
         return read_json(out / EVALUATED)
     ref = model_path or model_ref(cfg, task, stage)
     if stage != "base" and model_path is None and not is_trained(cfg, task, stage):
         raise MedtuneError(f"{task.name}: the {stage} model has not been trained yet (run `medtune {stage}` first)")
-    return evaluate_together(cfg, task, {stage: ref}, device)[stage]
+    return evaluate_together(run, task, {stage: ref})[stage]
 
 
-def evaluate_tuned(cfg: Config, task: Task, device: str) -> None:
-    """The SFT and DPO models on the test set, the ones not evaluated yet. With DPO's adapters on the top
-    layers only (``dpo.lora_layers``: the quick preset's 8 of 30), the prompts' layers below them, which DPO
-    left as SFT made them, run once for both; otherwise one model at a time, so two are never held at once
-    (QLoRA too: it is chosen to fit one model in memory)."""
+def evaluate_tuned(run: Run, task: Task) -> None:
+    """The SFT and DPO models on the test set, the ones not evaluated yet. With the ``shared_trunk`` piece and
+    DPO's adapters on the top layers only (``dpo.lora_layers``), both in one pass, the layers below DPO's
+    adapters, which DPO left as SFT made them, computed once for both; otherwise one model at a time, so two
+    are never held at once (QLoRA too: it is chosen to fit one model in memory)."""
+    cfg = run.cfg
     stages = [s for s in ("dpo", "sft") if not is_done(stage_dir(cfg, task, s), EVALUATED)]
-    if len(stages) == 2 and cfg.dpo.lora_layers and cfg.sft.method == "lora":  # DPO's model first: its stage held it
-        evaluate_together(cfg, task, {s: model_ref(cfg, task, s) for s in stages}, device)
+    if (len(stages) == 2 and cfg.dpo.lora_layers and cfg.sft.method == "lora"
+            and run.compute.uses("shared_trunk")):  # DPO's model first: its stage may have held it
+        evaluate_together(run, task, {s: model_ref(cfg, task, s) for s in stages})
         return
     for stage in stages:
-        evaluate_stage(cfg, task, stage, device)
+        evaluate_stage(run, task, stage)
 
 
-def evaluate_together(cfg: Config, task: Task, refs: dict[str, str | Path], device: str) -> dict[str, dict]:
-    """Evaluate each stage's model (``refs``: stage -> model) on the same test items in one pass, the
-    layers they hold alike computed once; writes each stage's predictions and metrics."""
-    examples = stage_data(cfg, task)["test"]
+def evaluate_together(run: Run, task: Task, refs: dict[str, str | Path]) -> dict[str, dict]:
+    """Evaluate each stage's model (``refs``: stage -> model) on the same test items in one pass; writes each
+    stage's predictions and metrics."""
+    cfg = run.cfg
+    examples = stage_data(run, task)["test"]
     start = time.perf_counter()
-    loaded = [load_stage_model(ref, device) for ref in refs.values()]  # the first may be the one a stage held
+    loaded = [run.load(ref) for ref in refs.values()]  # the first may be the one a stage held
     tokenizer = loaded[0][1]
-    all_rows = predict_each([model for model, _, _ in loaded], tokenizer, task, examples, cfg.eval.batch_size,
-                            desc=f"{task.name}: eval {' + '.join(s for s in STAGES if s in refs)}",
+    all_rows = predict_each([model for model, _, _ in loaded], tokenizer, task, examples, run.compute,
+                            cfg.eval.batch_size, desc=f"{task.name}: eval {' + '.join(s for s in STAGES if s in refs)}",
                             label_answers=cfg.eval.label_answers)
-    hold(list(refs.values())[-1], loaded[-1])
+    run.hold(list(refs.values())[-1], loaded[-1])
+    del loaded
     elapsed = time.perf_counter() - start
     saved = {}
     for (stage, ref), rows in zip(refs.items(), all_rows):
@@ -172,17 +177,18 @@ def evaluate_together(cfg: Config, task: Task, refs: dict[str, str | Path], devi
         together = {"evaluated_with": [s for s in refs if s != stage]} if len(refs) > 1 else {}
         answered = {"label_answers": cfg.eval.label_answers} if task.labels is not None else {}
         write_jsonl(out / "predictions.jsonl", rows)
-        write_json(out / "metrics.json", {"stage": stage, "model": str(ref), "metrics": metrics, **grading,
-                                          **label_breakdown(task, rows), "elapsed_s": elapsed,
-                                          "precision": precision_name(device), **answered, **together})
-        saved[stage] = read_json(out / "metrics.json")
+        write_json(out / EVALUATED, {"stage": stage, "model": str(ref), "metrics": metrics, **grading,
+                                     **label_breakdown(task, rows), "elapsed_s": elapsed,
+                                     "precision": run.compute.precision, "accel": sorted(run.compute.accel),
+                                     **answered, **together})
+        saved[stage] = read_json(out / EVALUATED)
     return saved
 
 
 def regrade_summaries(cfg: Config, task: Task, examples: list[dict], rows: list[dict]) -> tuple[list[dict], dict]:
-    """Summarization with ``eval.grader: llm``: the LLM judge re-grades each row (built-in fields kept).
-    Returns the rows and what metrics.json records about the grader ({} for other tasks)."""
-    if task.name != "summarization":
+    """A graded task (summarization) with ``eval.grader: llm``: the LLM judge re-grades each row (built-in
+    fields kept). Returns the rows and what metrics.json records about the grader ({} for other tasks)."""
+    if not task.graded:
         return rows, {}
     if cfg.eval.grader != "llm":
         return rows, {"grader": "builtin"}
@@ -196,21 +202,21 @@ def regrade_summaries(cfg: Config, task: Task, examples: list[dict], rows: list[
                                              "requests": judge.requests}}
 
 
-def sft_stage(cfg: Config, task: Task, device: str, force: bool = False) -> dict:
+def sft_stage(run: Run, task: Task, force: bool = False) -> dict:
     from .train.sft import train_sft
 
+    cfg = run.cfg
     out = stage_dir(cfg, task, "sft")
     if is_trained(cfg, task, "sft") and not force:
         return read_json(out / TRAINED)
-    examples = stage_data(cfg, task)["train"]
+    examples = stage_data(run, task)["train"]
     if cfg.sft.method == "qlora":
-        release_held()
-        model, tokenizer, _ = load_quantized(cfg.model, device, out / "scratch_model")
+        run.release()
+        model, tokenizer, _ = load_quantized(cfg.model, run.compute.device, out / "scratch_model", run.compute.dtype)
     else:
-        model, tokenizer, _ = load_stage_model(cfg.model, device)
-    summary, trained = train_sft(model, tokenizer, cfg.model, task, examples, cfg.sft, out, device, cfg.seed)
-    hand_on(out / "model", trained, tokenizer, cfg.sft.method)
-    free(model, trained)
+        model, tokenizer, _ = run.load(cfg.model)
+    summary, trained = train_sft(model, tokenizer, cfg.model, task, examples, cfg.sft, out, run.compute, cfg.seed)
+    run.hand_on(out / "model", trained, tokenizer, cfg.sft.method)
     return summary
 
 
@@ -225,9 +231,10 @@ def round_parent(cfg: Config, task: Task, k: int) -> Path:
     return stage_dir(cfg, task, "sft") / "model" if k == 1 else round_dirs(cfg, task, k - 1)[1] / "model"
 
 
-def pairs_stage(cfg: Config, task: Task, device: str, force: bool = False, round_k: int = 1) -> dict:
+def pairs_stage(run: Run, task: Task, force: bool = False, round_k: int = 1) -> dict:
     from .train.pairs import mine_pairs, needs_model
 
+    cfg = run.cfg
     out = round_dirs(cfg, task, round_k)[0]
     if is_done(out, MINED) and not force:
         return read_json(out / MINED)
@@ -235,35 +242,37 @@ def pairs_stage(cfg: Config, task: Task, device: str, force: bool = False, round
     if not is_done(parent.parent, TRAINED):
         raise MedtuneError(f"{task.name}: pairs are mined from the model's own errors; train {parent.parent.name} "
                            f"first (`medtune {'sft' if round_k == 1 else 'dpo'}`)")
-    examples = stage_data(cfg, task)["train"]
+    examples = stage_data(run, task)["train"]
     start = time.perf_counter()
-    model, tokenizer, _ = loaded = (load_stage_model(parent, device) if needs_model(cfg.pairs.strategy)
-                                    else (None, None, None))
-    pairs, stats = mine_pairs(model, tokenizer, task, examples, cfg.pairs, cfg.eval.batch_size, cfg.seed + round_k - 1)
+    loaded = run.load(parent) if needs_model(cfg.pairs.strategy) else (None, None, None)
+    model, tokenizer, _ = loaded
+    pairs, stats = mine_pairs(model, tokenizer, task, examples, cfg.pairs, cfg.eval.batch_size, cfg.seed + round_k - 1,
+                              run.compute)
     if model is not None:
-        hold(parent, loaded)
+        run.hold(parent, loaded)
     stats.update(round=round_k, mined_with=str(parent), elapsed_s=time.perf_counter() - start)
     write_jsonl(out / "pairs.jsonl", pairs)
-    write_json(out / "stats.json", stats)
+    write_json(out / MINED, stats)
     console.print(f"{task.name}: {stats['pairs']} pair(s) from {stats['prompts_tried']} prompt(s) "
                   f"({', '.join(f'{k}: {v}' for k, v in stats['pairs_per_source'].items()) or 'none'}); "
                   f"{stats['prompts_without_pair']} prompt(s) gave no pair")
     return stats
 
 
-def dpo_stage(cfg: Config, task: Task, device: str, force: bool = False) -> dict:
+def dpo_stage(run: Run, task: Task, force: bool = False) -> dict:
     """DPO from the SFT model; with ``dpo.rounds`` N > 1, mine again from each round's model and repeat."""
     summary = {}
-    for k in range(1, cfg.dpo.rounds + 1):
+    for k in range(1, run.cfg.dpo.rounds + 1):
         if k > 1:
-            pairs_stage(cfg, task, device, force, round_k=k)
-        summary = dpo_round(cfg, task, device, force, k)
+            pairs_stage(run, task, force, round_k=k)
+        summary = dpo_round(run, task, force, k)
     return summary
 
 
-def dpo_round(cfg: Config, task: Task, device: str, force: bool, k: int) -> dict:
+def dpo_round(run: Run, task: Task, force: bool, k: int) -> dict:
     from .train.dpo import train_dpo
 
+    cfg = run.cfg
     pairs_dir, out = round_dirs(cfg, task, k)
     if is_done(out, TRAINED) and not force:
         return read_json(out / TRAINED)
@@ -276,24 +285,24 @@ def dpo_round(cfg: Config, task: Task, device: str, force: bool, k: int) -> dict
                            "Sample more outputs (pairs.samples), raise pairs.temperature, or add pairs.max_prompts.")
     parent = round_parent(cfg, task, k)
     if read_model_info(parent)["kind"] == "qlora":  # DPO trains as SFT did: adapters on 4-bit weights
-        release_held()
-        model, tokenizer, info = load_quantized(parent, device, out / "scratch_model")
+        run.release()
+        model, tokenizer, info = load_quantized(parent, run.compute.device, out / "scratch_model", run.compute.dtype)
     else:
-        model, tokenizer, info = load_stage_model(parent, device)
+        model, tokenizer, info = run.load(parent)
     summary, trained = train_dpo(model, tokenizer, cfg.model, parent, info["kind"], task, pairs,
-                                 cfg.dpo, out, device, cfg.seed, examples=stage_data(cfg, task)["train"])
-    hand_on(out / "model", trained, tokenizer, info["kind"])
-    free(model, trained)
+                                 cfg.dpo, out, run.compute, cfg.seed, examples=stage_data(run, task)["train"])
+    run.hand_on(out / "model", trained, tokenizer, info["kind"])
     return summary
 
 
-def baselines_stage(cfg: Config, task: Task) -> dict:
+def baselines_stage(run: Run, task: Task) -> dict:
     """Majority and TF-IDF baselines on the same test items (seconds; no model)."""
     from .evaluate.baselines import all_baselines
 
+    cfg = run.cfg
     path = Path(cfg.run_dir) / task.name / "baselines.json"
     if not path.is_file():
-        data = stage_data(cfg, task)
+        data = stage_data(run, task)
         write_json(path, all_baselines(task, data["train"], data["test"], cfg.seed))
     return read_json(path)
 
@@ -359,9 +368,14 @@ def applicable_primary(task: Task, stages: dict) -> list[str]:
     return [m for m in task.primary_metrics if m in present] or task.primary_metrics
 
 
-def write_results(cfg: Config) -> dict:
+def write_results(cfg: Config, elapsed_s: float | None = None) -> dict:
+    """results.json, report.md and report.html from the run directory. ``elapsed_s``: the study's wall time;
+    a rebuild without it keeps the one recorded."""
     from .report import write_reports
 
+    path = Path(cfg.run_dir) / "results.json"
+    if elapsed_s is None and path.is_file():
+        elapsed_s = read_json(path).get("elapsed_s")
     results = {
         "schema_version": RESULTS_VERSION,
         "medtune_version": __version__,
@@ -369,8 +383,9 @@ def write_results(cfg: Config) -> dict:
         "config": cfg.model_dump(mode="json"),
         "versions": versions(),
         "tasks": {name: task_results(cfg, get_task(name)) for name in cfg.tasks},
+        **({"elapsed_s": elapsed_s} if elapsed_s is not None else {}),
     }
-    write_json(Path(cfg.run_dir) / "results.json", results)
+    write_json(path, results)
     write_reports(Path(cfg.run_dir), results)  # report.md and report.html
     return results
 
@@ -383,7 +398,8 @@ def check_run_dir(cfg: Config) -> None:
     if saved_path.is_file():
         saved = yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}
         current = cfg.model_dump(mode="json")
-        ignore = {"tasks", "run_dir", "device", "precision", "eval", "stats"}  # these do not change finished stages
+        # these do not change finished stages (precision and accel: within the number format's rounding)
+        ignore = {"tasks", "run_dir", "device", "precision", "accel", "eval", "stats"}
         diff = [k for k in current if k not in ignore and saved.get(k) != current[k]]
         # the stages' answers are compared item by item: all generated, or all chosen
         if (saved.get("eval") or {}).get("label_answers", "generate") != cfg.eval.label_answers:
@@ -395,25 +411,7 @@ def check_run_dir(cfg: Config) -> None:
     write_text(saved_path, dump_config(cfg))
 
 
-@contextmanager
-def imports_frozen():
-    """The garbage collector skips the objects that exist now, for the duration of the block.
-
-    Importing torch, transformers and TRL leaves about 560,000 long-lived objects, and every full
-    collection walks them all: 0.27 s on 2 CPU cores. A study collects about 12 times per task to free
-    its models (and Python collects on its own as it allocates), so that was seconds per task spent
-    re-checking imports (docs/performance.md). Models loaded inside the block are still collected."""
-    from .train import dpo, pairs, sft, shared_prompt  # noqa: F401 -- the training stack is long-lived too
-
-    gc.collect()
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
-def preflight(cfg: Config, device: str, tasks: list[Task], training: bool = True) -> None:
+def preflight(cfg: Config, compute: Compute, tasks: list[Task], training: bool = True) -> None:
     """What can be checked without a model, checked before any model loads or any file is written: the model
     folder, and for training the adapters' target modules, QLoRA's needs and the pair settings."""
     from .train.pairs import check_pair_settings
@@ -422,39 +420,36 @@ def preflight(cfg: Config, device: str, tasks: list[Task], training: bool = True
     if not training:
         return
     if cfg.sft.method == "qlora":
-        quantization_config(device)
+        quantization_config(compute.device, compute.dtype)
     check_lora_targets(cfg.model, cfg.sft.lora_target_modules)
     check_pair_settings(tasks, cfg.pairs)
 
 
 def run_study(cfg: Config, restart: bool = False) -> dict:
-    device = resolve_compute(cfg.device, cfg.precision)
-    preflight(cfg, device, [get_task(name) for name in cfg.tasks])
+    compute = resolve_compute(cfg.device, cfg.precision, cfg.accel)
+    preflight(cfg, compute, [get_task(name) for name in cfg.tasks])
     with open_run(Path(cfg.run_dir), restart):
         check_run_dir(cfg)
-        return study_in(cfg, device)
+        return study_in(Run(cfg, compute))
 
 
-def study_in(cfg: Config, device: str) -> dict:
+def study_in(run: Run) -> dict:
     """The study in its run directory, which this process holds."""
-    run_dir = Path(cfg.run_dir)
-    console.print(f"[bold]medtune study[/] on {len(cfg.tasks)} task(s), model {cfg.model}, device {device} "
-                  f"({precision_name(device)}), "
-                  f"preset {cfg.preset} -> {run_dir}")
+    cfg, compute = run.cfg, run.compute
+    console.print(f"[bold]medtune study[/] on {len(cfg.tasks)} task(s), model {cfg.model}, device {compute.device} "
+                  f"({compute.precision}, accel {', '.join(sorted(compute.accel)) or 'off'}), "
+                  f"preset {cfg.preset} -> {cfg.run_dir}", highlight=False)
     started = time.perf_counter()
-    with imports_frozen():
-        for name in cfg.tasks:  # the doctor checks every task's data before anything is trained
-            stage_data(cfg, get_task(name))
-        for name in cfg.tasks:
-            task = get_task(name)
-            console.rule(f"[bold]{name}")
-            baselines_stage(cfg, task)
-            evaluate_stage(cfg, task, "base", device)
-            sft_stage(cfg, task, device)
-            pairs_stage(cfg, task, device)
-            dpo_stage(cfg, task, device)
-            evaluate_tuned(cfg, task, device)
-        release_held()
-        results = write_results(cfg)
-    results["elapsed_s"] = time.perf_counter() - started
-    return results
+    for name in cfg.tasks:  # the doctor checks every task's data before anything is trained
+        stage_data(run, get_task(name))
+    for name in cfg.tasks:
+        task = get_task(name)
+        console.rule(f"[bold]{name}")
+        baselines_stage(run, task)
+        evaluate_stage(run, task, "base")
+        sft_stage(run, task)
+        pairs_stage(run, task)
+        dpo_stage(run, task)
+        evaluate_tuned(run, task)
+    run.release()
+    return write_results(cfg, elapsed_s=time.perf_counter() - started)

@@ -1,22 +1,18 @@
-"""Attention for bf16 on a CPU, generating and training: two plain matmuls over the key/value heads.
+"""Attention for bf16 on a CPU, generating and training: two plain matmuls over the key/value heads
+(the ``grouped_attention`` piece).
 
-torch's CPU flash kernel (what ``sdpa`` runs there) reached about 100 GFLOP/s in bf16 on the embedded
-model's shapes, against a matmul peak of about 950: [8 prompts, 9 heads, 140 x 249 tokens] took 4.9-5.4 ms,
-one decoding step's [24 rows, 3 query rows per key head, 299 tokens] 0.39-0.44 ms. Scores by one batched
-matmul, a softmax and a second matmul took 2.9-3.1 ms and 0.19-0.20 ms (docs/performance.md, "Grouped
-attention for bf16 generation on a CPU"). The query heads that share a key/value head (grouped-query
-attention) are stacked as rows of one matmul, so keys and values are never copied per query head, as
-``repeat_kv`` does.
+torch's CPU flash kernel (what ``sdpa`` runs there) runs far below the matmul rate in bf16 on small models'
+shapes; scores by one batched matmul, a softmax and a second matmul run near it (dev/LOG.md). The query heads
+that share a key/value head (grouped-query attention) are stacked as rows of one matmul, so keys and values
+are never copied per query head, as ``repeat_kv`` does.
 
-In fp32 the same two matmuls were no faster than the kernel, so only bf16 on a CPU runs this: the copy that
-generation uses (``models.generation_copy``) and training under autocast (``train.common``), where p5's six
-SFT steps took 19% less time and p3's DPO 8% less. Training keeps each layer's probabilities for the backward,
-where the kernel keeps one number a query row, so above ``TRAINING_SCORES`` scores a call goes to sdpa.
+In fp32 the two matmuls were no faster than the kernel, so only bf16 on a CPU runs this: the copy generation
+uses (``generation.generation_copy``) and training under autocast (``training.py``). Training keeps each
+layer's probabilities for the backward, where the kernel keeps one number a query row, so above
+``TRAINING_SCORES`` scores a call goes to sdpa.
 
 The scores round to bf16 before the softmax (as transformers' ``eager`` attention's do in bf16), where the
-kernel keeps them in fp32: the largest difference from an fp64 reference was 0.014 against the kernel's
-0.007, and p2's answers agreed with the fp32 plain loop's as often. SFT's LoRA gradients on p5's batches
-were 0.033 of their size away from fp32's, against 0.030 with the kernel (docs/performance.md).
+kernel keeps them in fp32; answers and gradients stay as close to fp32's as the kernel's (dev/LOG.md).
 """
 
 from __future__ import annotations
@@ -31,8 +27,8 @@ GROUPED = "medtune_grouped"
 # what this attention does not do: anything past softmax(q k^T * scale + mask) v goes to sdpa
 _NOT_HANDLED = ("softcap", "s_aux", "sinks", "position_bias")
 
-# 2**23 bf16 probabilities are 16 MB a layer kept for the backward; past that, at one embedded-model row of
-# 1,024 tokens (9.4M scores), the two matmuls' forward and backward were no faster than the kernel's
+# 2**23 bf16 probabilities are 16 MB a layer kept for the backward; past that the two matmuls' forward and
+# backward were no faster than the kernel's
 TRAINING_SCORES = 2 ** 23
 
 

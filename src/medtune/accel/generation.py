@@ -1,95 +1,41 @@
-"""Batched generation: chat prompts in, completions out.
+"""Generation that computes what prompts share once (the ``fast_generation`` piece).
 
-Prompts are sorted by length so a batch pads little, padded on the left so
-every sequence ends where generation starts, and decoded without special
-tokens. Results come back in the caller's order.
+The prompts of one task share a long prefix (the system prompt and the task's rules). That prefix is
+run through the model once; each batch starts from a copy of its KV cache and only the rest of every
+prompt is computed. The padding then sits between the shared prefix and each prompt's own part
+([prefix][pads][own part]); the attention mask hides it and position ids skip it, so every sequence
+sees exactly the tokens it would see alone.
 
-The prompts of one task share a long prefix (the system prompt and the task's
-rules: 50-70% of a label-task prompt). That prefix is run through the model
-once; each batch starts from a copy of its KV cache and only the rest of every
-prompt is computed. The padding then sits between the shared prefix and each
-prompt's own part ([prefix][pads][own part]); the attention mask hides it and
-position ids skip it, so every sequence sees exactly the tokens it would see
-alone.
+A batch is decoded together (generate.py's batches, so sampling draws the same random numbers as the
+stock path), but its prompts' own parts (all but their last token) are computed a quarter of the batch
+at a time, each chunk padded only to its own longest prompt; the chunks' keys and values are then
+widened to the batch's length by zeros where the padding sits. When sampling k completions per prompt
+(pair mining), each prompt is computed once and its keys and values are repeated k times. Decoding
+writes into a preallocated (static) KV cache where the model allows it. On a CPU computing in bf16 the
+model generates from a bf16 copy of its weights, attending with the grouped matmuls where the run uses
+that piece.
 
-A batch of batch_size rows is decoded together, but its prompts' own parts
-(all but their last token) are computed a quarter of the batch at a time, each
-chunk padded only to its own longest prompt. A decoding step reads every weight
-once whatever the number of rows (on a 2-core CPU, 32 rows cost about 1.4x the
-step of 16), while prefilling 32 prompts at once would pad the shorter ones to
-the longest. The chunks' keys and values are then widened to the batch's length
-by zeros where the padding sits. When sampling k completions per prompt (pair
-mining), each prompt is computed once and its keys and values are repeated k
-times.
-
-Decoding writes into a preallocated (static) KV cache where the model allows
-it: a growing cache is re-concatenated at every new token (7% of the wall time
-of 400-token summarization prompts on a CPU, docs/performance.md).
-
-Several models can answer the same prompts in one call (``generate_each``).
-Where their lowest layers hold the same weights (the SFT model and the DPO
-model trained from it with adapters on its top layers only), those layers run
-once per prompt chunk: the later models take the first model's hidden state
-where their own layers start to differ, and its keys and values below that.
-Each model then decodes on its own, so every answer is the one it gives alone.
+With ``shared_trunk``, several models answering the same prompts (the SFT model and the DPO model
+trained from it with adapters on its top layers only) run the lowest layers they hold alike once per
+prompt chunk: the later models take the first model's hidden state where their own layers start to
+differ, and its keys and values below that. Each model then decodes on its own, so every answer is
+the one it gives alone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import inspect
 
 import torch
 from transformers import DynamicCache, StaticCache
 
-from .models import generation_copy
-from .progress import progress
-from .train.shared_trunk import SharedTrunk, decoder_layers
-
-
-def prompt_text(tokenizer, messages: list[dict]) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-
-def encode_prompts(tokenizer, prompts: list[list[dict]]) -> list[list[int]]:
-    return [tokenizer(prompt_text(tokenizer, messages), add_special_tokens=False)["input_ids"] for messages in prompts]
-
-
-def stop_token_ids(tokenizer) -> list[int]:
-    """The tokens an answer ends with: end of sequence, and a chat template's end of turn."""
-    stop_ids = [tokenizer.eos_token_id]
-    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    if isinstance(im_end, int) and im_end not in stop_ids and im_end != tokenizer.unk_token_id:
-        stop_ids.append(im_end)
-    return stop_ids
-
-
-def left_pad(batch: list[list[int]], pad_id: int, prefix: list[int] = ()) -> tuple[torch.Tensor, torch.Tensor]:
-    """``prefix`` + padding + each sequence; the mask is 0 on the padding only."""
-    width = max(len(x) for x in batch)
-    input_ids = torch.full((len(batch), len(prefix) + width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch), len(prefix) + width), dtype=torch.long)
-    input_ids[:, :len(prefix)] = torch.tensor(list(prefix), dtype=torch.long)
-    mask[:, :len(prefix)] = 1
-    for i, seq in enumerate(batch):
-        input_ids[i, input_ids.shape[1] - len(seq):] = torch.tensor(seq, dtype=torch.long)
-        mask[i, input_ids.shape[1] - len(seq):] = 1
-    return input_ids, mask
-
+from ..generate import PREFILL_CHUNKS, batches, cache_name, encode_prompts, left_pad, sampling_args
+from ..progress import progress
+from .attention import attend_grouped
+from .shared_trunk import SharedTrunk, decoder_layers
 
 MIN_SHARED_PREFIX = 16  # tokens; a shorter common prefix is not worth a cache copy per batch
-PREFILL_CHUNKS = 4  # a decoding batch's prompts are computed this many chunks at a time
-
-
-def batches(order: list[int], size: int) -> list[list[int]]:
-    """``order`` in batches of ``size``; a last batch of at most a quarter of ``size`` joins the one before.
-    Such a tail would cost nearly a full batch's decoding steps (a step reads every weight whatever the
-    rows): 40 summaries decode as one batch of 40, not 32 then 8 (43-46 s vs 52-56 s on a 2-core CPU)."""
-    out = [order[start:start + size] for start in range(0, len(order), size)]
-    if len(out) > 1 and len(out[-1]) <= size // PREFILL_CHUNKS:
-        out[-2].extend(out.pop())
-    return out
 
 
 def shared_prefix_length(encoded: list[list[int]]) -> int:
@@ -106,18 +52,8 @@ def shared_prefix_length(encoded: list[list[int]]) -> int:
     return n if n >= MIN_SHARED_PREFIX else 0
 
 
-def cache_name(model) -> str:
-    """The KV cache's argument and output name: ``cache`` since transformers 5.24, which deprecates
-    ``past_key_values`` (a FutureWarning on every call; removed in 5.40 and 6.0), before it the old one.
-    A PEFT model (DPO's collapse guard generates with the model in training) hands its calls to the base model."""
-    model = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
 def decoder(model):
-    """The model's layers without its LM head. A prompt pass only fills the cache; its logits are never read.
-    (Through the whole model, ``logits_to_keep=1`` still sent each chunk's last rows through the head. In bf16
-    on a CPU, torch ran that as a batched matmul over 8 copies of the 49152 x 576 head: 0.2-0.3 s a chunk.)"""
+    """The model's layers without its LM head: a prompt pass only fills the cache, its logits are never read."""
     return model.get_decoder()
 
 
@@ -218,12 +154,12 @@ def shared_trunk(models: list) -> SharedTrunk | None:
     return SharedTrunk(models[0], below=n)
 
 
-def prefilled(models: list, trunk: SharedTrunk | None, compute) -> list:
-    """``compute(k, model)`` for each model, inside one trunk batch: the later models skip the shared layers,
-    so their caches get the first model's keys and values for those layers (``compute`` returns a growing
+def prefilled(models: list, trunk: SharedTrunk | None, fill) -> list:
+    """``fill(k, model)`` for each model, inside one trunk batch: the later models skip the shared layers,
+    so their caches get the first model's keys and values for those layers (``fill`` returns a growing
     cache, a list of (keys, values) per layer, or None)."""
     with trunk.batch() if trunk is not None else contextlib.nullcontext():
-        results = [compute(k, model) for k, model in enumerate(models)]
+        results = [fill(k, model) for k, model in enumerate(models)]
     first = results[0]
     if trunk is None or first is None:
         return results
@@ -237,22 +173,41 @@ def prefilled(models: list, trunk: SharedTrunk | None, compute) -> list:
     return results
 
 
+def generation_copy(model, compute):
+    """``model`` in the compute format for generating: itself when it already is; else a copy, since the
+    fp32 weights go on to the next stage (a CPU evaluating in bf16). A model in training (DPO's collapse
+    guard answers prompts with it) leaves the trainers' forwards behind (accelerate's autocast, TRL's fused
+    LM head): the copy computes in bf16 throughout, as a GPU's bf16 model does."""
+    if compute.device != "cpu" or model.dtype != torch.float32 or compute.dtype == torch.float32:
+        return model
+    # each parameter is copied straight into the compute format (the deep copy finds it in the memo)
+    converted = {id(p): torch.nn.Parameter(p.detach().to(compute.dtype), requires_grad=False)
+                 for p in model.parameters()}
+    copied = copy.deepcopy(model, converted)
+    for module in copied.modules():
+        for name in ("forward", "_original_forward"):
+            module.__dict__.pop(name, None)
+    if compute.uses("grouped_attention"):
+        attend_grouped(copied)
+    return copied.to(compute.dtype)  # the buffers
+
+
 class Prompts:
     """Prompts made ready for several models to answer: each model's generation copy, the prompts encoded,
     their shared prefix run once per model (its KV cache; the layers the models share once for all), and the
     order by length, longest first. ``prefill`` computes a chunk of them on top of the prefix."""
 
-    def __init__(self, models: list, tokenizer, prompts: list[list[dict]]):
+    def __init__(self, models: list, tokenizer, prompts: list[list[dict]], compute):
         for model in models:
             model.eval()
-        self.models = [generation_copy(model) for model in models]
+        self.models = [generation_copy(model, compute) for model in models]
         self.device = next(self.models[0].parameters()).device
         self.pad_id = tokenizer.pad_token_id
         self.encoded = encode_prompts(tokenizer, prompts)  # whole prompts
         self.n_prefix = shared_prefix_length(self.encoded)
         self.prefix = self.encoded[0][:self.n_prefix]
         self.own = [seq[self.n_prefix:] for seq in self.encoded]  # each prompt after the shared prefix
-        self.trunk = shared_trunk(self.models)
+        self.trunk = shared_trunk(self.models) if compute.uses("shared_trunk") else None
         self.caches = prefilled(self.models, self.trunk, lambda k, model: prefix_cache(model, self.prefix, self.device))
         self.order = sorted(range(len(self.own)), key=lambda i: -len(self.own[i]))
 
@@ -269,29 +224,16 @@ class Prompts:
 
 
 @torch.inference_mode()
-def generate(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int, batch_size: int = 16,
-             do_sample: bool = False, temperature: float = 1.0, num_samples: int = 1,
-             seed: int = 0, desc: str | None = "generating") -> list[list[str]]:
-    """``num_samples`` completions for each prompt (greedy when ``do_sample`` is False); no bar when ``desc`` is None."""
-    return generate_each([model], tokenizer, prompts, max_new_tokens, batch_size, do_sample, temperature,
-                         num_samples, seed, desc)[0]
-
-
-@torch.inference_mode()
-def generate_each(models: list, tokenizer, prompts: list[list[dict]], max_new_tokens: int, batch_size: int = 16,
-                  do_sample: bool = False, temperature: float = 1.0, num_samples: int = 1,
+def generate_each(models: list, tokenizer, prompts: list[list[dict]], max_new_tokens: int, compute,
+                  batch_size: int = 16, do_sample: bool = False, temperature: float = 1.0, num_samples: int = 1,
                   seed: int = 0, desc: str | None = "generating") -> list[list[list[str]]]:
-    """Each model's completions of the same prompts, [model][prompt][sample], each as ``generate`` gives it
-    alone. Several models answer greedily only: sampling would draw from one random stream in another order."""
-    if len(models) > 1 and do_sample:
-        raise ValueError("generate_each samples with one model at a time")
-    if not prompts:
-        return [[] for _ in models]
-    ready = Prompts(models, tokenizer, prompts)
+    """generate.generate_each's answers, computed as this module's docstring says."""
+    ready = Prompts(models, tokenizer, prompts, compute)
     results: list[list[list[str]]] = [[[] for _ in prompts] for _ in models]
-    stop_ids = stop_token_ids(tokenizer)
     if do_sample:
         torch.manual_seed(seed)
+    kwargs = dict(sampling_args(tokenizer, max_new_tokens, do_sample, temperature),
+                  disable_compile=True)  # batches differ in shape: compiling each would cost more
     # batch_size rows are decoded together (a decoding step reads every weight once whatever the rows);
     # their prompts are computed in smaller chunks, each padded only to its own longest prompt
     prompts_per_batch = max(1, batch_size // num_samples)
@@ -305,12 +247,6 @@ def generate_each(models: list, tokenizer, prompts: list[list[dict]], max_new_to
                     chunks[k].append(chunk)
             # each prompt repeated num_samples times (generate's num_return_sequences would not repeat the cache)
             input_ids, mask = ready.padded([ready.own[i] for i in idx for _ in range(num_samples)])
-            kwargs = dict(max_new_tokens=max_new_tokens, eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id,
-                          disable_compile=True)  # batches differ in shape: compiling each would cost more
-            if do_sample:
-                kwargs.update(do_sample=True, temperature=max(temperature, 1e-5), top_k=0, top_p=1.0)
-            else:
-                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
             for k, model in enumerate(ready.models):  # one model's batch cache at a time
                 past = batch_cache(model, chunks[k], ready.n_prefix, num_samples, input_ids.shape[1] + max_new_tokens)
                 out = model.generate(input_ids=input_ids.to(ready.device), attention_mask=mask.to(ready.device),

@@ -3,8 +3,8 @@
 TRL's batches repeat prompt tokens. DPOTrainer runs a batch of N pairs as 2N rows,
 [chosen_1..N, rejected_1..N], each the whole prompt followed by its completion; an
 SFT batch's examples of one task all begin with the same system prompt and rules
-(29-177 tokens of the bundled tasks' prompts, 15-65% of an example). On the clinical
-tasks the prompt is most of the tokens (a label answer is 3-5 tokens).
+(the task's system prompt and rules). On the clinical tasks the prompt is most of the
+tokens (a label answer is a few tokens).
 
 Here a batch's rows become runs of tokens ("nodes") in a tree, each node continuing
 its parent:
@@ -22,8 +22,7 @@ computes its losses and metrics from them unchanged (``tests/test_shared_prompt.
 checks equal log-probs and gradients).
 
 A packed row's attention runs over all its tokens, so packing many long examples into
-one row can cost more than it saves (padding-free SFT measured +45% on summarization,
-docs/performance.md). Each batch takes the cheapest of TRL's rows and packed rows of
+one row can cost more than it saves (dev/LOG.md). Each batch takes the cheapest of TRL's rows and packed rows of
 1, 2, ... examples (or pairs), by an estimate of the work: tokens through the weights
 plus attention scores.
 """
@@ -35,17 +34,12 @@ import types
 from dataclasses import dataclass
 
 import torch
-from accelerate.utils import is_peft_model
-from trl import DPOTrainer, SFTTrainer
 
-from ..attention import GROUPED
-from .common import LeanSteps
-from .shared_trunk import SharedTrunk
+from .attention import GROUPED
 
 PER_TOKEN_FIELDS = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
 UNDECIDED = object()  # no call of the current batch has chosen its layout yet
 # an attention score with a mask runs about half as fast per FLOP as the weights' matmuls on a CPU
-# (padding-free SFT: +28% predicted from FLOPs, +45% measured)
 ATTENTION_PENALTY = 2.0
 
 
@@ -286,11 +280,18 @@ class SharedPromptForward:
     def __init__(self, model, pad_id: int, plan=pair_trees):
         self.model, self.pad_id, self.plan = model, pad_id, plan
         self.per_key = key_cost(model.config)
+        self.own = model.__dict__.get("forward")  # TRL's fused forward, set on the instance
         self.fused = model.forward
         self.inputs: dict | None = None
         self.packed = UNDECIDED  # the batch's layout, shared by its policy and reference passes
         self.batches = {"packed": 0, "trl_layout": 0}
         model.forward = types.MethodType(self.forward, model)
+
+    def unwrap(self) -> None:
+        if self.own is None:
+            self.model.__dict__.pop("forward", None)
+        else:
+            self.model.forward = self.own
 
     @contextlib.contextmanager
     def batch(self, inputs: dict):
@@ -322,72 +323,24 @@ class SharedPromptForward:
 
 
 class Sharing:
-    """What both trainers add: wrap the fused models, hand each training batch to the wrappers."""
+    """The fused models' forwards wrapped for the duration: each training batch handed to ``batch`` runs
+    packed where that is cheaper."""
 
-    shared: list[SharedPromptForward]
+    def __init__(self, models: list, pad_id: int, plan):
+        self.wrappers = [SharedPromptForward(m, pad_id, plan) for m in models if m is not None]
 
-    def wrap(self, models: list, plan) -> None:
-        pad_id = self.processing_class.pad_token_id or 0
-        self.shared = [SharedPromptForward(m, pad_id, plan) for m in models if m is not None]
-
-    def fused_model(self):
-        return self.model.get_base_model() if is_peft_model(self.model) else self.model
+    def unwrap(self) -> None:
+        for wrapper in self.wrappers:
+            wrapper.unwrap()
 
     @contextlib.contextmanager
-    def sharing(self, inputs: dict):
+    def batch(self, inputs: dict):
         with contextlib.ExitStack() as stack:
-            for wrapper in self.shared:
+            for wrapper in self.wrappers:
                 stack.enter_context(wrapper.batch(inputs))
             yield
 
-    def batch_counts(self) -> dict:
+    def counts(self) -> dict:
         """How many batches ran packed, and how many in TRL's layout (where packing would not pay, or
         prompts differ, e.g. truncated)."""
-        return self.shared[0].batches if self.shared else {"packed": 0, "trl_layout": None}
-
-
-class SharedPromptDPOTrainer(Sharing, LeanSteps, DPOTrainer):
-    """TRL's DPOTrainer, with each pair's prompt computed once in the policy and reference passes."""
-
-    def __init__(self, *args, share_prompt: bool = True, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.shared, self.trunk = [], None
-        if share_prompt:
-            self.wrap([self.fused_model(), self.ref_model], pair_trees)
-            # the reference is the policy with its adapters disabled: the frozen layers below them are shared
-            if self.ref_model is None and is_peft_model(self.model) and not self.args.gradient_checkpointing:
-                self.trunk = SharedTrunk(self.fused_model())
-
-    def _compute_loss(self, model, inputs, return_outputs):
-        # TRL reads the reference log-probs from the batch where they were computed before training
-        # (dpo.precompute_reference, per pair set), and runs the reference forward where they were not
-        self.precompute_ref_logps = "ref_chosen_logps" in inputs
-        trunk = self.trunk.batch() if self.trunk else contextlib.nullcontext()
-        with self.sharing(inputs), trunk:
-            return super()._compute_loss(model, inputs, return_outputs)
-
-    def compute_ref_log_probs(self, model, inputs):
-        with self.sharing(inputs):
-            return super().compute_ref_log_probs(model, inputs)
-
-    def drop_reference_model(self) -> None:
-        """Let a separate reference model go once every pair's reference log-probs are precomputed."""
-        reference, self.ref_model = self.ref_model, None
-        self.shared = [wrapper for wrapper in self.shared if wrapper.model is not reference]
-        self.accelerator._models = [m for m in self.accelerator._models if m is not reference]
-
-
-class SharedPrefixSFTTrainer(Sharing, LeanSteps, SFTTrainer):
-    """TRL's SFTTrainer, with the common prefix of a batch's examples (the task's system prompt and
-    rules) computed once where that is cheaper."""
-
-    def __init__(self, *args, share_prefix: bool = True, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.shared = []
-        if share_prefix:
-            self.wrap([self.fused_model()], example_trees)
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        with self.sharing(inputs):
-            return super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                        num_items_in_batch=num_items_in_batch)
+        return self.wrappers[0].batches

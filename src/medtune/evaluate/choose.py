@@ -11,9 +11,10 @@ tasks (``choose_chunk``).
 So wherever greedy generation writes a well-formed answer, the choice is that answer (at each step the
 token generation picked is among the allowed ones, so it is also their best). Where generation would
 chatter or misspell, the choice is still a label: a parse failure becomes a guess, which scores higher
-than generation does for a model that does not follow the format (docs/performance.md).
+than generation does for a model that does not follow the format.
 
-The prompts go through the same shared-prefix and chunked-prefill path as generation (generate.py).
+With the ``fast_generation`` speed piece the prompts go through the same shared-prefix and chunked-prefill
+path as generation (accel/generation.py); without it each prompt is computed whole.
 """
 
 from __future__ import annotations
@@ -21,17 +22,53 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache
 
-from ..generate import PREFILL_CHUNKS, Prompts, cache_name, prompt_text, stop_token_ids
+from ..generate import (PREFILL_CHUNKS, autocast, cache_name, encode_prompts, left_pad, longest_first, prompt_text,
+                        stop_token_ids)
+from ..models import Compute
 from ..progress import progress
 
 
+class PlainPrompts:
+    """The prompts for choosing, each computed whole: prefill gives every prompt but its last token as
+    (keys, values) per layer (None for one-token prompts), one entry per model."""
+
+    def __init__(self, models: list, tokenizer, prompts: list[list[dict]], compute: Compute):
+        for model in models:
+            model.eval()
+        self.models, self.compute = models, compute
+        self.device = next(models[0].parameters()).device
+        self.pad_id = tokenizer.pad_token_id
+        self.encoded = encode_prompts(tokenizer, prompts)
+        self.order = longest_first(self.encoded)
+
+    def prefill(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor, list]:
+        ids, mask = left_pad([self.encoded[i] for i in idx], self.pad_id)
+        return ids, mask, [self.cache(model, ids, mask) for model in self.models]
+
+    def cache(self, model, ids: torch.Tensor, mask: torch.Tensor):
+        if ids.shape[1] < 2:
+            return None
+        grown = DynamicCache(config=model.config)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate numbers them: padding is skipped
+        layers = model.get_decoder()
+        with autocast(model, self.compute):
+            layers(input_ids=ids[:, :-1].to(self.device), attention_mask=mask[:, :-1].to(self.device),
+                   position_ids=positions[:, :-1].to(self.device), use_cache=True, **{cache_name(layers): grown})
+        return [(layer.keys, layer.values) for layer in grown.layers]
+
+
 @torch.inference_mode()
-def choose_each(models: list, tokenizer, prompts: list[list[dict]], answers: list[list[str]], batch_size: int = 32,
-                desc: str | None = "choosing") -> list[list[str]]:
+def choose_each(models: list, tokenizer, prompts: list[list[dict]], answers: list[list[str]],
+                compute: Compute = Compute(), batch_size: int = 32, desc: str | None = "choosing") -> list[list[str]]:
     """Each model's choice among ``answers[i]`` for prompt ``i``, [model][prompt]."""
     if not prompts:
         return [[] for _ in models]
-    ready = Prompts(models, tokenizer, prompts)
+    if compute.uses("fast_generation"):
+        from ..accel.generation import Prompts
+
+        ready = Prompts(models, tokenizer, prompts, compute)
+    else:
+        ready = PlainPrompts(models, tokenizer, prompts, compute)
     options = [answer_tokens(tokenizer, prompt, ids, texts)
                for prompt, ids, texts in zip(prompts, ready.encoded, answers)]
     stops = stop_token_ids(tokenizer)
@@ -44,7 +81,9 @@ def choose_each(models: list, tokenizer, prompts: list[list[dict]], answers: lis
             ids, mask, computed = ready.prefill(idx)
             trees = [Tree(int(ids[j, -1]), options[i]) for j, i in enumerate(idx)]
             for k, model in enumerate(ready.models):
-                for j, answer in enumerate(choose_chunk(model, computed[k], ids, mask, trees, stops, ready.device)):
+                with autocast(model, compute):
+                    chosen = choose_chunk(model, computed[k], ids, mask, trees, stops, ready.device)
+                for j, answer in enumerate(chosen):
                     results[k][idx[j]] = answers[idx[j]][answer]
                 bar.advance(task, len(idx))
     return results

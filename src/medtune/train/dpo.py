@@ -3,14 +3,11 @@
 LoRA (default): the SFT model is merged, a fresh adapter is trained on top, and
 TRL uses the same network with the adapter disabled as the reference, so the
 reference is exactly the SFT model and no second copy sits in memory. Full
-fine-tuning: a frozen copy of the SFT model is the reference, used to compute
-every pair's reference log-probs before training and then let go.
+fine-tuning: every pair's reference log-probs are computed with the SFT model
+before training, so no reference copy is kept.
 
 Where a pair would be scored twice or more (epochs, held-out evaluations), its
-reference log-probs are computed once before training (``reference_plan``).
-
-Each pair's prompt is computed once for chosen and rejected (shared_prompt.py);
-TRL computes the losses from the same per-token log-probs.
+reference log-probs are computed once before training (``precompute_reference``).
 
 A share of the pairs is held out. Every ``eval_steps`` steps TRL's evaluation
 reports reward accuracy, margin and the chosen/rejected log-probs on them; the
@@ -29,7 +26,6 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 from safetensors.torch import load_file, save_file
-from torch.utils.data import DataLoader
 from transformers import PrinterCallback, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -38,11 +34,10 @@ from ..evaluate.metrics import head_keys
 from ..evaluate.predict import predict
 from ..evaluate.stats import mcnemar_exact
 from ..io import atomic_dir, read_json, write_json
-from ..models import lora_config, precision_name, save_model_info
-from ..progress import console, progress
+from ..models import lora_config, save_model_info
+from ..progress import console
 from ..tasks.common import Task
-from .common import (RichProgress, clean_checkpoints, common_args, compact_lm_head_everywhere,
-                     fused_lora_everywhere, last_checkpoint, training_block)
+from .common import RichProgress, clean_checkpoints, common_args, last_checkpoint, sped_up
 
 
 def loss_args(settings) -> dict:
@@ -124,8 +119,8 @@ def split_heldout(pairs: list[dict], fraction: float, seed: int) -> tuple[list[d
 MIN_TASK_CHECK_PROMPTS = 16  # below this a held-out task accuracy moves by 1/16 per answer: noise
 TASK_DROP_ALPHA = 0.05  # a fall must also be significant (exact McNemar on the same prompts' answers)
 # One answer to this share of the check prompts, where their references are not that uniform: the model
-# stopped reading the input. Accuracy can miss it: on the GPU every loss made numeric_classification
-# answer one label to all 200 test items while the check prompts' accuracy rose (docs/dpo.md).
+# stopped reading the input. Accuracy can miss it: a model answering one label everywhere can still gain
+# accuracy on prompts whose references mostly say that label (dev/LOG.md).
 ONE_LABEL_SHARE = 0.9
 GUARD_STATE_FILE, GUARD_BEST_FILE = "collapse_guard.json", "collapse_guard_best.safetensors"  # in each checkpoint
 
@@ -133,18 +128,18 @@ GUARD_STATE_FILE, GUARD_BEST_FILE = "collapse_guard.json", "collapse_guard_best.
 class TaskCheck:
     """Greedy answers to held-out training prompts, scored by the task's own scorer.
 
-    Held-out reward accuracy can rise while the task metric falls (measured on
-    the GPU variant table, docs/dpo.md), so the guard also watches the quantity
-    DPO is meant to raise: the share of prompts DPO does not train on answered correctly.
+    Held-out reward accuracy can rise while the task metric falls (dev/LOG.md),
+    so the guard also watches the quantity DPO is meant to raise: the share of prompts DPO does not train on answered correctly.
     """
 
-    def __init__(self, task: Task, tokenizer, examples: list[dict], batch_size: int = 16):
+    def __init__(self, task: Task, tokenizer, examples: list[dict], compute, batch_size: int = 16):
         self.task, self.tokenizer, self.examples, self.batch_size = task, tokenizer, examples, batch_size
+        self.compute = compute
 
     def rows(self, model) -> list[dict]:
         """Each held-out prompt's scored answer (``correct``; predicted and gold labels on label tasks)."""
         was_training = model.training
-        rows = predict(model, self.tokenizer, self.task, self.examples, self.batch_size, desc=None)
+        rows = predict(model, self.tokenizer, self.task, self.examples, self.compute, self.batch_size, desc=None)
         model.train(was_training)
         return rows
 
@@ -162,7 +157,7 @@ def one_label(task: Task | None, rows: list[dict]) -> dict | None:
 
 
 def task_check(task: Task, tokenizer, examples: list[dict] | None, heldout: list[dict], train_pairs: list[dict],
-               settings) -> tuple[TaskCheck | None, dict]:
+               settings, compute) -> tuple[TaskCheck | None, dict]:
     """The training examples DPO does not train on, to answer at every evaluation, and what was decided.
 
     The held-out pairs' prompts come first. Where they are few (a task the SFT model mostly gets
@@ -181,7 +176,7 @@ def task_check(task: Task, tokenizer, examples: list[dict] | None, heldout: list
     if len(chosen) < MIN_TASK_CHECK_PROMPTS:
         return None, {"active": False, **counts,
                       "reason": f"fewer than {MIN_TASK_CHECK_PROMPTS} training prompts outside the training pairs"}
-    return TaskCheck(task, tokenizer, chosen), {"active": True, **counts}
+    return TaskCheck(task, tokenizer, chosen, compute), {"active": True, **counts}
 
 
 class CollapseGuard(TrainerCallback):
@@ -350,62 +345,20 @@ def describe(failing: dict, prompts: int) -> str:
             f"correctly, {failing['task_accuracy_start']:.0%} before DPO (McNemar p={failing['p_value']:.3f})")
 
 
-def reference_plan(settings, method: str, train_pairs: int, heldout_pairs: int) -> list[str]:
-    """The pair sets ("train", "eval") whose reference log-probs are computed once, before training.
-
-    TRL runs a reference forward (about a third of a LoRA DPO step) each time a pair is seen: every
-    epoch, every held-out evaluation. Computed once, it is never repeated. A set seen only once gains
-    nothing (and a run stopped by ``max_steps`` may not see every pair), so ``auto`` precomputes where
-    a pair would be seen twice or more, and both sets with full fine-tuning, whose reference copy of
-    the model can then go before training.
-    """
-    if settings.precompute_reference == "never":
-        return []
+def precompute_reference(settings, method: str, train_pairs: int, heldout_pairs: int) -> bool:
+    """Whether the pairs' reference log-probs are computed once before training (TRL's
+    ``precompute_ref_log_probs``, for the training and the held-out pairs) instead of by a reference forward
+    each time a pair is seen: every epoch, every held-out evaluation. ``auto``: where a pair would be seen
+    twice or more, and always with full fine-tuning, which then needs no reference copy of the model."""
+    if settings.precompute_reference != "auto":
+        return settings.precompute_reference == "always"
+    if method == "full":
+        return True
     per_forward, accumulation = settings.micro_batch()
     per_epoch = max(math.ceil(math.ceil(train_pairs / per_forward) / accumulation), 1)
     steps = settings.max_steps if settings.max_steps > 0 else math.ceil(settings.epochs * per_epoch)
     evaluations = steps // settings.eval_steps + (steps % settings.eval_steps > 0)  # and one at the end
-    every = settings.precompute_reference == "always" or method == "full"
-    plan = ["train"] if every or steps > per_epoch else []
-    if heldout_pairs and (every or evaluations > 1):
-        plan.append("eval")
-    return plan
-
-
-def precompute_reference(trainer, sets: list[str], desc: str) -> None:
-    """Adds TRL's ``ref_chosen_logps`` / ``ref_rejected_logps`` columns to the given pair sets, from one
-    reference forward per pair, packed as in training. With every set done, a separate reference model
-    (full fine-tuning) is let go before training."""
-    for name in sets:
-        dataset = trainer.train_dataset if name == "train" else trainer.eval_dataset
-        chosen, rejected = reference_logps(trainer, dataset, f"{desc}: reference log-probs ({name} pairs)")
-        dataset = dataset.add_column("ref_chosen_logps", chosen).add_column("ref_rejected_logps", rejected)
-        if name == "train":
-            trainer.train_dataset = dataset
-        else:
-            trainer.eval_dataset = dataset
-    if trainer.ref_model is not None and "train" in sets and (trainer.eval_dataset is None or "eval" in sets):
-        trainer.drop_reference_model()
-
-
-def reference_logps(trainer, dataset: Dataset, desc: str) -> tuple[list[float], list[float]]:
-    """Each pair's summed reference log-probs of chosen and rejected, in the dataset's order.
-
-    Twice a training forward's pairs at a time: without a backward pass no layer's activations are
-    kept, so this needs less memory than training, and more pairs share a packed row's prefix
-    (34 text_classification pairs on the embedded model: 9.7 s two at a time, 7.9 s four at a time)."""
-    loader = DataLoader(dataset, batch_size=2 * trainer.args.per_device_train_batch_size,
-                        collate_fn=trainer.data_collator, shuffle=False)
-    model = trainer.ref_model or trainer.model  # a PEFT model: TRL disables the adapter
-    chosen, rejected = [], []
-    with progress() as bar:
-        task = bar.add_task(desc, total=len(dataset), info="")
-        for batch in loader:
-            batch_chosen, batch_rejected = trainer.compute_ref_log_probs(model, trainer._prepare_inputs(batch))
-            chosen += batch_chosen.float().cpu().tolist()
-            rejected += batch_rejected.float().cpu().tolist()
-            bar.advance(task, len(batch_chosen))
-    return chosen, rejected
+    return steps > per_epoch or (heldout_pairs > 0 and evaluations > 1)
 
 
 def checkpoint_dir(args, state) -> Path:
@@ -413,17 +366,13 @@ def checkpoint_dir(args, state) -> Path:
 
 
 def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, task: Task, pairs: list[dict],
-              settings, out_dir: Path, device: str, seed: int,
+              settings, out_dir: Path, compute, seed: int,
               examples: list[dict] | None = None) -> tuple[dict, object]:
     """``model`` is the parent (SFT, or the previous DPO round) with adapters merged. Saves ``out_dir/model``;
     returns the training summary and the trained model (a PEFT model for adapters, with the weights saved).
     ``examples``: the training examples the pairs came from, for the guard's held-out task check."""
-    from trl import DPOConfig
+    from trl import DPOConfig, DPOTrainer
 
-    from .shared_prompt import SharedPromptDPOTrainer
-
-    compact_lm_head_everywhere()
-    fused_lora_everywhere()
     pairs, fit, chosen_tokens = fit_pairs(tokenizer, task, pairs, settings.max_length, settings.truncation)
     train_pairs, heldout = split_heldout(pairs, settings.heldout_fraction, seed)
     if not train_pairs:
@@ -434,26 +383,26 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
     # A pair is two sequences with gradients, so a batch of N pairs runs as gradient-accumulated
     # micro-batches (by default N/2 pairs, i.e. N sequences): the same update, about SFT's activation memory.
     per_forward, accumulation = settings.micro_batch()
-    args = DPOConfig(**{**common_args(out_dir, settings, device, seed), "per_device_train_batch_size": per_forward,
+    precompute = precompute_reference(settings, method, len(train_pairs), len(heldout))
+    args = DPOConfig(**{**common_args(out_dir, settings, compute, seed), "per_device_train_batch_size": per_forward,
                         "gradient_accumulation_steps": accumulation},
-                     **loss_args(settings), **eval_args, beta=settings.beta, max_length=settings.max_length)
+                     **loss_args(settings), **eval_args, beta=settings.beta, max_length=settings.max_length,
+                     precompute_ref_log_probs=precompute)
     peft, ref_model = None, None
     if method in ("lora", "qlora"):  # qlora: the model arrives with 4-bit base weights (models.load_quantized)
         peft = lora_config(settings.lora_r, settings.lora_alpha, 0.0, "all-linear", model, settings.lora_layers)
-    else:
+    elif not precompute:  # full fine-tuning: the reference is a frozen copy of the parent (TRL would load the base)
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)
-    check, check_info = task_check(task, tokenizer, examples, heldout, train_pairs, settings)
+    check, check_info = task_check(task, tokenizer, examples, heldout, train_pairs, settings, compute)
     guard = CollapseGuard(settings, mean(chosen_tokens[p["id"]] for p in heldout), check)
-    trainer = SharedPromptDPOTrainer(model=model, ref_model=ref_model, args=args, share_prompt=settings.share_prompt,
-                                     train_dataset=Dataset.from_list(dpo_rows(task, train_pairs)),
-                                     eval_dataset=Dataset.from_list(dpo_rows(task, heldout)) if heldout else None,
-                                     processing_class=tokenizer, peft_config=peft,
-                                     callbacks=[RichProgress(f"{task.name}: DPO"), guard])
+    trainer = DPOTrainer(model=model, ref_model=ref_model, args=args,
+                         train_dataset=Dataset.from_list(dpo_rows(task, train_pairs)),
+                         eval_dataset=Dataset.from_list(dpo_rows(task, heldout)) if heldout else None,
+                         processing_class=tokenizer, peft_config=peft,
+                         callbacks=[RichProgress(f"{task.name}: DPO"), guard])
     trainer.remove_callback(PrinterCallback)  # our rich bar shows the loss instead
-    precomputed = reference_plan(settings, method, len(train_pairs), len(heldout))
-    with training_block(trainer.model, device):
-        precompute_reference(trainer, precomputed, task.name)
-        ref_model = None  # the trainer holds it, unless it was let go
+    ref_model = None  # the trainer holds it
+    with sped_up(trainer, compute, "dpo") as sharing:
         result = trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
         if heldout and (not guard.history or guard.history[-1]["step"] != trainer.state.global_step):
             trainer.evaluate()  # the held-out metrics of the weights as trained
@@ -467,9 +416,10 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
     history = trainer.state.log_history
     summary = {"train_runtime_s": result.metrics.get("train_runtime"), "steps": trainer.state.global_step,
                "pairs": len(train_pairs), "heldout_pairs": len(heldout), "length_filter": fit,
-               "loss_type": settings.loss_type, "beta": settings.beta, "shared_prompt_batches": trainer.batch_counts(),
-               "precision": precision_name(device),
-               "reference_precomputed": precomputed,
+               "loss_type": settings.loss_type, "beta": settings.beta,
+               "precision": compute.precision, "accel": sorted(compute.accel),
+               "shared_prompt_batches": sharing.counts() if sharing else None,
+               "reference_precomputed": precompute,
                "final_loss": result.metrics.get("train_loss"),
                "final_reward_accuracy": last_logged(history, "rewards/accuracies"),
                "final_reward_margin": last_logged(history, "rewards/margins"),

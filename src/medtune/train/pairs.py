@@ -20,11 +20,12 @@ from pathlib import Path
 
 from ..errors import MedtuneError
 from ..generate import generate
+from ..models import Compute
 from ..tasks.common import Task
 
 
 def mine_pairs(model, tokenizer, task: Task, examples: list[dict], settings, batch_size: int,
-               seed: int) -> tuple[list[dict], dict]:
+               seed: int, compute: Compute = Compute()) -> tuple[list[dict], dict]:
     """Returns (pairs, statistics). ``model`` may be None for strategies that need no sampling."""
     rng = random.Random(seed)
     if settings.max_prompts and len(examples) > settings.max_prompts:
@@ -33,7 +34,7 @@ def mine_pairs(model, tokenizer, task: Task, examples: list[dict], settings, bat
     pairs, no_pair, wrong_outputs, outputs_total = [], 0, 0, 0
     if needs_model(settings.strategy):
         samples = generate(model, tokenizer, [task.messages(ex) for ex in examples],
-                           max_new_tokens=task.max_new_tokens, batch_size=batch_size,
+                           max_new_tokens=task.max_new_tokens, compute=compute, batch_size=batch_size,
                            do_sample=settings.temperature > 0, temperature=settings.temperature,
                            num_samples=settings.samples, seed=seed, desc=f"{task.name}: mining pairs")
     else:
@@ -83,8 +84,8 @@ def check_strategy(task: Task, strategy: str) -> None:
     if strategy == "label_swap" and not task.labels:
         raise MedtuneError(f"pairs.strategy label_swap needs a label task; {task.name} has open answers "
                            "(use model_errors or judge_ranked)")
-    if strategy == "judge_ranked" and task.name != "summarization":
-        raise MedtuneError(f"pairs.strategy judge_ranked ranks graded summaries; {task.name} has no grade "
+    if strategy == "judge_ranked" and not task.graded:
+        raise MedtuneError(f"pairs.strategy judge_ranked ranks graded answers; {task.name} has no grade "
                            "(use model_errors)")
 
 

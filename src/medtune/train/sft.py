@@ -1,8 +1,5 @@
 """Supervised fine-tuning with TRL's SFTTrainer: loss on the completion only.
 
-A batch's common prompt prefix (the task's system prompt and rules) is computed
-once where that is cheaper than TRL's rows (shared_prompt.py; the same loss).
-
 LoRA by default (the saved model is an adapter on the base model); full
 fine-tuning saves the whole model. An interrupted run resumes from its last
 checkpoint.
@@ -17,10 +14,9 @@ from transformers import PrinterCallback
 
 from ..errors import MedtuneError
 from ..io import atomic_dir, write_json
-from ..models import lora_config, precision_name, save_model_info
+from ..models import lora_config, save_model_info
 from ..tasks.common import Task
-from .common import (RichProgress, clean_checkpoints, common_args, compact_lm_head_everywhere,
-                     fused_lora_everywhere, last_checkpoint, training_block)
+from .common import RichProgress, clean_checkpoints, common_args, last_checkpoint, sped_up
 
 
 def sft_dataset(task: Task, examples: list[dict]) -> Dataset:
@@ -43,27 +39,22 @@ def check_lengths(tokenizer, task: Task, examples: list[dict], max_length: int) 
 
 
 def train_sft(model, tokenizer, base: str, task: Task, examples: list[dict], settings, out_dir: Path,
-              device: str, seed: int) -> tuple[dict, object]:
+              compute, seed: int) -> tuple[dict, object]:
     """Train on ``examples`` and save ``out_dir/model``; returns the training summary and the trained model
     (a PEFT model for adapters, as the trainer leaves it)."""
-    from trl import SFTConfig
+    from trl import SFTConfig, SFTTrainer
 
-    from .shared_prompt import SharedPrefixSFTTrainer
-
-    compact_lm_head_everywhere()
-    fused_lora_everywhere()
     check_lengths(tokenizer, task, examples, settings.max_length)
-    args = SFTConfig(**common_args(out_dir, settings, device, seed), max_length=settings.max_length,
+    args = SFTConfig(**common_args(out_dir, settings, compute, seed), max_length=settings.max_length,
                      completion_only_loss=True, packing=False)
     peft = None
     if settings.method in ("lora", "qlora"):
         peft = lora_config(settings.lora_r, settings.lora_alpha, settings.lora_dropout, settings.lora_target_modules,
                            model, settings.lora_layers)
-    trainer = SharedPrefixSFTTrainer(model=model, args=args, train_dataset=sft_dataset(task, examples),
-                                     processing_class=tokenizer, peft_config=peft, share_prefix=settings.share_prefix,
-                                     callbacks=[RichProgress(f"{task.name}: SFT")])
+    trainer = SFTTrainer(model=model, args=args, train_dataset=sft_dataset(task, examples), processing_class=tokenizer,
+                         peft_config=peft, callbacks=[RichProgress(f"{task.name}: SFT")])
     trainer.remove_callback(PrinterCallback)  # our rich bar shows the loss instead
-    with training_block(trainer.model, device):
+    with sped_up(trainer, compute, "sft") as sharing:
         result = trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
     with atomic_dir(out_dir / "model") as tmp:
         trainer.model.save_pretrained(tmp)
@@ -71,8 +62,8 @@ def train_sft(model, tokenizer, base: str, task: Task, examples: list[dict], set
         save_model_info(tmp, settings.method, base, base, parent_is_stage=False)
     summary = {"train_runtime_s": result.metrics.get("train_runtime"), "steps": trainer.state.global_step,
                "examples": len(examples), "final_loss": result.metrics.get("train_loss"),
-               "precision": precision_name(device),
-               "shared_prefix_batches": trainer.batch_counts(),
+               "precision": compute.precision, "accel": sorted(compute.accel),
+               "shared_prefix_batches": sharing.counts() if sharing else None,
                "log_history": trainer.state.log_history}
     write_json(out_dir / "train_log.json", summary)  # commits the stage: written last (rundir.py)
     clean_checkpoints(out_dir)
