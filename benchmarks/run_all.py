@@ -559,8 +559,8 @@ def met(key: str, value) -> str:
 
 
 def results_table(results: dict, auto: dict | None = None) -> list[str]:
-    """A section's figures against their goals; ``auto``: the same device's figures with ``accel: auto``,
-    listed beside those of a run with it off."""
+    """A section's figures against their goals (the raw figures stay in results.json, where the page would
+    only repeat them); ``auto``: the same device's figures with ``accel: auto``, beside a run's with it off."""
     def shown(value) -> str:
         return "not measured" if value is None else f"{value:.3g}"
 
@@ -575,9 +575,8 @@ def results_table(results: dict, auto: dict | None = None) -> list[str]:
         verdict = met(key, value)
         row = f"| `{key}` | {shown(value)} | {op} {goal} | {verdict + ' ' if verdict else ''}|"
         rows.append(row if auto is None else f"{row} {shown(auto.get(key))} |")
-    extra = [f"- `{k}`: {v:.4g}" if isinstance(v, float) else f"- `{k}`: {v}"
-             for k, v in results.items() if k not in GOALS and not isinstance(v, dict)]
-    return [*rows, "", *extra]
+    return [*rows, "", "Every raw figure behind these (seconds, peak memory, FLOPs, agreement) is in "
+                       "`benchmarks/results.json`."]
 
 
 def section(saved: dict, device: str, accel: str) -> dict:
