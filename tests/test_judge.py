@@ -19,7 +19,6 @@ from medtune.errors import MedtuneError
 from medtune.evaluate.judge import Judge, parse_grade
 from medtune.study import regrade_summaries
 from medtune.tasks import get_task
-from medtune.tasks import summarization
 
 NOTE = "Pt: 84F\nAdmission dx: AFib with RVR\nIV diltiazem.\nDischarge meds: apixaban 5 mg BID (NEW)\nDispo: Home"
 REFERENCE = "84-year-old woman with atrial fibrillation treated with diltiazem; started apixaban. Discharged home."
@@ -197,7 +196,7 @@ def test_study_hook_regrades_summaries_with_the_judge(server, tmp_path):
                  "facts": [["atrial fibrillation", "afib"], ["diltiazem"], ["home"], ["apixaban"]]}]
     examples.append({**examples[0], "id": "b"})
     outputs = {"a": REFERENCE, "b": "84-year-old woman with atrial fibrillation. Discharged home."}
-    rows = [{"id": ex["id"], "output": outputs[ex["id"]], **summarization.score(ex, outputs[ex["id"]])}
+    rows = [{"id": ex["id"], "output": outputs[ex["id"]], **get_task("summarization").score(ex, outputs[ex["id"]])}
             for ex in examples]
     assert [r["grade"] for r in rows] == [5, 3]
 

@@ -9,13 +9,23 @@ from pathlib import Path
 
 import pytest
 
+from medtune.errors import MedtuneError
+from medtune.evaluate.grader import fact_present
 from medtune.tasks import TASK_NAMES, TASKS, get_task
-from medtune.tasks import clinical_reasoning, numeric_classification, summarization, triage
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "src" / "medtune" / "data" / "bundled"
 sys.path.insert(0, str(ROOT / "scripts"))  # the bundled data's generators live in scripts/synthetic/
 from synthetic import GENERATORS  # noqa: E402
+from synthetic.numeric_classification import label_for  # noqa: E402
+
+triage, clinical_reasoning, summarization = TASKS["triage"], TASKS["clinical_reasoning"], TASKS["summarization"]
+DIAGNOSES = clinical_reasoning.source.vocabulary
+DIAGNOSIS_NAMES = [names[0] for names in DIAGNOSES]
+
+
+def parse_diagnosis(output: str) -> str | None:
+    return clinical_reasoning.score({"target": "myocardial infarction"}, output)["pred"]
 CHATTER = "I'm sorry, I can't help with that. Is there anything else I can do for you today?"
 
 # one hand-written example per task, and a wrong answer for it
@@ -54,7 +64,7 @@ def test_registry_order_and_lookup():
     assert TASK_NAMES == ["text_classification", "numeric_classification", "clinical_reasoning",
                           "summarization", "triage"]
     assert get_task("triage") is TASKS["triage"]
-    with pytest.raises(ValueError, match="unknown task 'nope'; known tasks: text_classification"):
+    with pytest.raises(MedtuneError, match="unknown task 'nope'; bundled tasks: text_classification"):
         get_task("nope")
 
 
@@ -142,7 +152,7 @@ def test_text_classification_bare_and_alias_answers():
 @pytest.mark.parametrize("value,label", [(134.9, "hyponatremia"), (135, "normal"), (145, "normal"),
                                          (145.1, "hypernatremia"), (120, "hyponatremia"), (160, "hypernatremia")])
 def test_sodium_thresholds(value, label):
-    assert numeric_classification.label_for(value) == label
+    assert label_for(value) == label
 
 
 def test_numeric_classification_aliases():
@@ -218,7 +228,7 @@ def test_reasoning_rejects_other_diagnoses(output, pred):
 
 
 def test_reasoning_longest_match_and_spelling_variants():
-    parse = clinical_reasoning.parse_diagnosis
+    parse = parse_diagnosis
     assert parse("hemorrhagic stroke") == "intracerebral hemorrhage"
     assert parse("stroke") == "ischemic stroke"
     assert parse("Crohn's disease") == "Crohn disease"
@@ -229,12 +239,12 @@ def test_reasoning_longest_match_and_spelling_variants():
 
 def test_reasoning_diagnosis_list_is_large_and_unambiguous():
     from medtune.tasks.common import normalize
-    assert len(clinical_reasoning.DIAGNOSES) >= 60
-    forms = [normalize(f) for names in clinical_reasoning.DIAGNOSES for f in names]
+    assert len(DIAGNOSES) >= 60
+    forms = [normalize(f) for names in DIAGNOSES for f in names]
     assert len(forms) == len(set(forms)), "a name or synonym belongs to two diagnoses"
-    for names in clinical_reasoning.DIAGNOSES:  # every synonym parses back to its own diagnosis
+    for names in DIAGNOSES:  # every synonym parses back to its own diagnosis
         for form in names:
-            assert clinical_reasoning.parse_diagnosis(form) == names[0], form
+            assert parse_diagnosis(form) == names[0], form
 
 
 # ---------------------------------------------------------------- summarization grader
@@ -332,7 +342,7 @@ def test_generated_examples_fit_their_task(name):
 
 def test_vignette_pools_follow_the_diagnosis_list():
     pools = GENERATORS["clinical_reasoning"].VIGNETTE_POOLS
-    assert [p.name for p in pools] == clinical_reasoning.DIAGNOSIS_NAMES
+    assert [p.name for p in pools] == DIAGNOSIS_NAMES
 
 
 # ---------------------------------------------------------------- bundled datasets
@@ -370,14 +380,14 @@ def test_every_bundled_reference_scores_correct(name):
 
 def test_bundled_numeric_values_match_targets():
     for row in read_split("numeric_classification", "test"):
-        assert numeric_classification.label_for(row["value"]) == row["target"]
+        assert label_for(row["value"]) == row["target"]
 
 
 def test_bundled_vignettes_never_name_a_diagnosis():
     rows = read_split("clinical_reasoning", "train") + read_split("clinical_reasoning", "test")
-    assert {r["target"] for r in rows} == set(clinical_reasoning.DIAGNOSIS_NAMES)
+    assert {r["target"] for r in rows} == set(DIAGNOSIS_NAMES)
     for row in rows:
-        assert clinical_reasoning.parse_diagnosis(row["input"]) is None, row["id"]
+        assert parse_diagnosis(row["input"]) is None, row["id"]
 
 
 def test_bundled_summaries_are_short_and_grounded():
@@ -387,7 +397,7 @@ def test_bundled_summaries_are_short_and_grounded():
         assert len(row["target"].split()) <= 45, row["id"]
         assert 3 <= len(row["facts"]) <= 5
         for variants in row["facts"]:  # every fact can be found in the note it summarises
-            assert summarization.fact_present(row["input"], variants), (row["id"], variants)
+            assert fact_present(row["input"], variants), (row["id"], variants)
 
 
 def test_bundled_class_balance():

@@ -2,14 +2,27 @@
 
 A sodium value drawn in a label's range (half of them within 3 mmol/L of a threshold), written
 in one of several units and spellings among distractor labs and vitals, in five layouts. The
-target comes from the task's own rule (``label_for``).
+target comes from the rule the task's prompt states (``label_for``).
 """
 
 from __future__ import annotations
 
 import random
 
-from medtune.tasks.numeric_classification import LABELS, label_for
+from medtune.tasks import TASKS
+
+LABELS = TASKS["numeric_classification"].labels["label"]
+LOW, HIGH = 135.0, 145.0  # the rule the task's prompt states
+
+
+def label_for(value: float) -> str:
+    """The rule's label for a sodium value (mmol/L)."""
+    if value < LOW:
+        return "hyponatremia"
+    if value > HIGH:
+        return "hypernatremia"
+    return "normal"
+
 
 ID_PREFIX = "nc"
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import random
 from datetime import date
 
-from medtune.tasks.text_classification import LABELS
+from medtune.tasks import TASKS
+
+LABELS = TASKS["text_classification"].labels["label"]
 
 ID_PREFIX = "tc"
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import random
 
-from medtune.tasks.triage import PERSONNEL
+from medtune.tasks import TASKS
+
+PERSONNEL = TASKS["triage"].labels["personnel"]
 
 ID_PREFIX = "tr"
 

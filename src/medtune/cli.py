@@ -23,10 +23,11 @@ PresetOpt = typer.Option(None, "--preset", help="quick (demo-sized) or full (who
 ModelOpt = typer.Option(None, "--model", "-m", help="'embedded' (default), a local HF model folder, or a hub id")
 RunDirOpt = typer.Option(None, "--run-dir", "-o", help="run directory (default runs/demo)")
 DeviceOpt = typer.Option(None, "--device", help="auto, cpu or cuda")
-TaskOpt = typer.Option(..., "--task", "-t", help="task id (see `medtune tasks`)")
+TaskOpt = typer.Option(..., "--task", "-t", help="a bundled task id (see `medtune tasks`) or a task spec file")
 ForceOpt = typer.Option(False, "--force", help="recompute even if this stage is already done")
 RoundsOpt = typer.Option(None, "--rounds", help="iterative on-policy DPO: generate -> mine errors -> DPO, N times")
 LossOpt = typer.Option(None, "--loss", help="DPO loss: sigmoid, ipo, robust, hinge, sigmoid+sft, apo_zero")
+MapOpt = typer.Option(None, "--map", help="CANONICAL=COLUMN, e.g. --map input=note_text (repeatable)")
 StrategyOpt = typer.Option(None, "--strategy", help="pair strategy: model_errors, label_swap, judge_ranked, human")
 
 
@@ -124,25 +125,108 @@ def study(config: Optional[Path] = ConfigOpt, preset: Optional[str] = PresetOpt,
 
 @app.command("tasks")
 @user_errors
-def list_tasks():
-    """List the tasks, their metrics and the bundled data sizes."""
-    from .data import bundled_path
-    from .tasks import TASKS
+def list_tasks(specs: Optional[list[Path]] = typer.Argument(None, help="task spec files to list too"),
+               config: Optional[Path] = ConfigOpt):
+    """List the bundled tasks, the spec tasks a config names, and the spec files given."""
+    from .tasks import TASKS, get_task
 
     begin(None)
+    tasks = dict(TASKS)
+    names = [*(make_config(config).tasks if config else []), *(str(p) for p in specs or [])]
+    for name in names:
+        task = get_task(name)
+        tasks[task.name] = task
     table = Table(title="medtune tasks")
     table.add_column("task", no_wrap=True)  # the id users type must stay whole
-    for col in ("what", "labels", "metrics (primary*)", "train", "test"):
+    for col in ("what", "kind", "labels", "metrics (primary*)", "train", "test"):
         table.add_column(col)
-    for name, task in TASKS.items():
-        sizes = []
-        for split in ("train", "test"):
-            path = bundled_path(task, split)
-            sizes.append(str(sum(1 for line in open(path, encoding="utf-8") if line.strip())) if path.is_file() else "–")
+    for name, task in tasks.items():
         labels = "; ".join(f"{h}: {'/'.join(v)}" for h, v in task.labels.items()) if task.labels else "open answer"
         metrics = ", ".join(m.name + ("*" if m.name in task.primary_metrics else "") for m in task.metrics)
-        table.add_row(name, task.description, labels, metrics, *sizes)
+        table.add_row(name, task.description, kind_of(task), labels, metrics, *data_sizes(task))
     console.print(table)
+
+
+def kind_of(task) -> str:
+    return "label" if task.labels else ("free text" if task.graded else "short answer")
+
+
+def data_sizes(task) -> list[str]:
+    """Rows in the task's train and test files (its spec's, else the bundled ones); – where there is none."""
+    from .data import bundled_path
+
+    files = [task.data.train, task.data.test] if task.data is not None else \
+        [bundled_path(task, "train"), bundled_path(task, "test")]
+    sizes = []
+    for path in files:
+        if path is None or not Path(path).is_file() or Path(path).suffix.lower() not in (".jsonl", ".csv", ".tsv"):
+            sizes.append("–")
+            continue
+        rows = sum(1 for line in open(path, encoding="utf-8", errors="replace") if line.strip())
+        sizes.append(str(rows - (Path(path).suffix.lower() != ".jsonl")))  # a CSV's header is no row
+    return sizes
+
+
+task_app = typer.Typer(no_args_is_help=True, help="Write and check your own task spec (docs/tasks.md).")
+app.add_typer(task_app, name="task")
+
+
+@task_app.command("new")
+@user_errors
+def task_new(kind: str = typer.Argument(..., help="label, short_answer or free_text"),
+             out: Path = typer.Option(..., "--out", "-o", help="the spec file to write (.yaml)"),
+             task_id: Optional[str] = typer.Option(None, "--id", help="the task's id (default: the file's name)"),
+             force: bool = typer.Option(False, "--force", help="overwrite an existing file")):
+    """Write a commented task spec for KIND, ready to edit."""
+    import re
+
+    from .io import write_text
+    from .tasks.skeletons import KINDS, skeleton
+
+    if kind not in KINDS:
+        raise MedtuneError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if out.suffix.lower() not in (".yaml", ".yml"):
+        raise MedtuneError(f"{out}: a task spec is a .yaml file")
+    if out.exists() and not force:
+        raise MedtuneError(f"{out} exists; choose another --out, or --force to overwrite it")
+    task_id = task_id or re.sub(r"[^a-z0-9_]+", "_", out.stem.lower()).strip("_") or "my_task"
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", task_id):
+        raise MedtuneError(f"--id {task_id!r}: lower case letters, digits and underscores, starting with a letter")
+    write_text(out, skeleton(kind, task_id, str(out)))
+    console.print(f"wrote {out}: edit it, then run  medtune task check {out}", highlight=False)
+
+
+@task_app.command("check")
+@user_errors
+def task_check(spec: Path = typer.Argument(..., help="the task spec file"),
+               data: Optional[Path] = typer.Option(None, "--data", help="check this data file (default: the "
+                                                   "spec's train file)"),
+               mapping: Optional[list[str]] = MapOpt,
+               examples: int = typer.Option(2, "--examples", help="example prompts to show")):
+    """Validate a task spec, check its data with the doctor, and show what the model will read."""
+    from .data.doctor import check_task_file
+    from .data.importer import parse_mapping
+    from .tasks import get_task
+
+    begin(None)
+    task = get_task(str(spec))
+    console.print(f"{spec}: task {task.name} ({kind_of(task)}), fields {', '.join(task.required_fields)}; "
+                  f"metrics {', '.join(m.name for m in task.metrics)} (primary: {', '.join(task.primary_metrics)})",
+                  highlight=False)
+    path = data or (task.data.train if task.data is not None else None)
+    if path is None:
+        raise MedtuneError(f"{spec}: no data to check: give --data FILE or the spec's data.train")
+    diag = check_task_file(path, task, parse_mapping(mapping) or (task.data.map if task.data else {}))
+    for line in diag.lines():
+        console.print(("[red]" if line.startswith("error") else "[yellow]") + line + "[/]", highlight=False)
+    if diag.errors:
+        raise typer.Exit(2)
+    for example in diag.records[:examples]:
+        console.rule(f"example {example['id']}")
+        for message in task.messages(example) + [{"role": "assistant", "content": task.reference(example)}]:
+            console.print(f"[bold]{message['role']}[/]", highlight=False)
+            console.print(message["content"], highlight=False, markup=False)
+    console.print(f"{path}: {diag.rows} rows, {len(diag.warnings)} warning(s): [green]usable[/]", highlight=False)
 
 
 @app.command("eval")
@@ -232,7 +316,6 @@ def report(run: Path = typer.Argument(..., help="run directory of a study")):
 
 data_app = typer.Typer(no_args_is_help=True, help="Check and import your own data.")
 app.add_typer(data_app, name="data")
-MapOpt = typer.Option(None, "--map", help="CANONICAL=COLUMN, e.g. --map input=note_text (repeatable)")
 
 
 @data_app.command("check")
@@ -349,10 +432,7 @@ def grader_check(file: Optional[Path] = typer.Option(None, "--file", help="hand-
 def get_task_or_exit(name: str):
     from .tasks import get_task
 
-    try:
-        return get_task(name)
-    except ValueError as exc:
-        raise MedtuneError(str(exc)) from None
+    return get_task(name)  # a MedtuneError names what is wrong
 
 
 # ------------------------------------------------------------------ output

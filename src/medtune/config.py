@@ -14,7 +14,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import MedtuneError
-from .tasks import TASK_NAMES
+from .progress import console
+from .tasks import TASK_NAMES, get_task
+from .tasks.spec import DataFiles
 
 
 class Strict(BaseModel):
@@ -27,28 +29,15 @@ def steps_setting(value: int) -> int:
     return value
 
 
-class TaskData(Strict):
-    """A user's own data for one task (CSV, JSONL, Parquet or a save_to_disk folder)."""
-
-    train: Path
-    test: Path | None = Field(None, description="without it, a seeded stratified split of `train` is made")
-    map: dict[str, str] = Field(default_factory=dict, description="canonical column -> your column")
-    test_fraction: float = Field(0.2, gt=0, lt=1)
+TaskData = DataFiles  # a user's own files for one task: the same keys as a task spec's data section
 
 
 class DataSettings(Strict):
     train_limit: int | None = Field(None, ge=1, description="use at most this many training examples per task")
     test_limit: int | None = Field(None, ge=1, description="evaluate on at most this many test examples per task")
     strict: bool = Field(False, description="treat data warnings as errors")
-    tasks: dict[str, TaskData] = Field(default_factory=dict, description="your own files per task; bundled otherwise")
-
-    @field_validator("tasks")
-    @classmethod
-    def known_task_names(cls, value: dict) -> dict:
-        unknown = [t for t in value if t not in TASK_NAMES]
-        if unknown:
-            raise ValueError(f"unknown task(s) {unknown}; known tasks: {', '.join(TASK_NAMES)}")
-        return value
+    tasks: dict[str, TaskData] = Field(default_factory=dict, description="your own files per task id; otherwise "
+                                       "the bundled data, or the data a task spec names")
 
 
 class SFTSettings(Strict):
@@ -239,12 +228,28 @@ class Config(Strict):
     @field_validator("tasks")
     @classmethod
     def known_tasks(cls, value: list[str]) -> list[str]:
-        unknown = [t for t in value if t not in TASK_NAMES]
-        if unknown:
-            raise ValueError(f"unknown task(s) {unknown}; known tasks: {', '.join(TASK_NAMES)}")
+        """Bundled task ids and task spec files (read now, so a broken spec stops the run before anything)."""
         if not value:
             raise ValueError("no task chosen")
+        ids = []
+        for name in value:
+            try:
+                ids.append(get_task(name).name)
+            except MedtuneError as exc:
+                raise ValueError(str(exc)) from None
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise ValueError(f"task id(s) {repeated} given more than once")
         return value
+
+    @model_validator(mode="after")
+    def data_for_chosen_tasks(self):
+        ids = {get_task(name).name for name in self.tasks}
+        unknown = sorted(set(self.data.tasks) - ids - set(TASK_NAMES))
+        if unknown:
+            raise ValueError(f"data.tasks names {unknown}, which is not a bundled task or one of this run's tasks "
+                             f"({', '.join(sorted(ids))})")
+        return self
 
 
 # Quick: the smallest study that still shows what SFT does on the embedded model
@@ -302,9 +307,23 @@ def read_yaml(path: Path) -> dict:
     return data
 
 
+# keys earlier versions wrote into RUN/config.yaml, now set otherwise: read and left out, with a notice
+RETIRED = {("sft", "share_prefix"): "the `accel` piece shared_prompt", ("dpo", "share_prompt"): "the `accel` pieces "
+           "shared_prompt and shared_trunk"}
+
+
+def without_retired(user: dict, source: str) -> dict:
+    for (section, key), now in RETIRED.items():
+        if isinstance(user.get(section), dict) and key in user[section]:
+            user = {**user, section: {k: v for k, v in user[section].items() if k != key}}
+            console.print(f"{source}: {section}.{key} is retired and left out; it is now {now} "
+                          "(docs/performance.md)", highlight=False)
+    return user
+
+
 def load_config(path: Path | None = None, overrides: dict | None = None, source: str | None = None) -> Config:
     """Preset defaults < YAML file < overrides (CLI flags), validated."""
-    user = read_yaml(path) if path else {}
+    user = without_retired(read_yaml(path), str(path)) if path else {}
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     merged_user = deep_merge(user, overrides)
     preset = merged_user.get("preset", "quick")

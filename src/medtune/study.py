@@ -26,7 +26,7 @@ import torch
 import yaml
 
 from . import __version__
-from .config import Config, dump_config
+from .config import RETIRED, Config, dump_config
 from .data import task_data
 from .errors import MedtuneError
 from .evaluate.metrics import label_breakdown, stage_metrics
@@ -194,8 +194,8 @@ def regrade_summaries(cfg: Config, task: Task, examples: list[dict], rows: list[
         return rows, {"grader": "builtin"}
     from .evaluate.judge import Judge, regrade_rows
 
-    judge = Judge.from_settings(cfg.eval.judge, Path(cfg.run_dir))
-    rows = regrade_rows(judge, examples, rows)
+    judge = Judge.from_settings(cfg.eval.judge, Path(cfg.run_dir), rubric=task.rubric)
+    rows = regrade_rows(judge, examples, rows, task.reference)
     return rows, {"grader": "llm", "judge": {"base_url": judge.base_url, "answered_by": sorted(judge.answered_by),
                                              "model": judge.model,
                                              "parse_failures": sum(r["judge_parse_failed"] for r in rows),
@@ -382,7 +382,7 @@ def write_results(cfg: Config, elapsed_s: float | None = None) -> dict:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "config": cfg.model_dump(mode="json"),
         "versions": versions(),
-        "tasks": {name: task_results(cfg, get_task(name)) for name in cfg.tasks},
+        "tasks": {task.name: task_results(cfg, task) for task in map(get_task, cfg.tasks)},
         **({"elapsed_s": elapsed_s} if elapsed_s is not None else {}),
     }
     write_json(path, results)
@@ -396,7 +396,12 @@ def check_run_dir(cfg: Config) -> None:
     """A run directory belongs to one configuration: refuse to mix stages made with another."""
     saved_path = Path(cfg.run_dir) / "config.yaml"
     if saved_path.is_file():
-        saved = yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}
+        saved = yaml.safe_load(saved_path.read_text(encoding="utf-8"))
+        if not isinstance(saved, dict):
+            saved = {}
+        for section, key in RETIRED:  # written by earlier versions; they change no finished stage
+            if isinstance(saved.get(section), dict):
+                saved[section] = {k: v for k, v in saved[section].items() if k != key}
         current = cfg.model_dump(mode="json")
         # these do not change finished stages (precision and accel: within the number format's rounding)
         ignore = {"tasks", "run_dir", "device", "precision", "accel", "eval", "stats"}

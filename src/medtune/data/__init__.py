@@ -32,8 +32,11 @@ def task_data(cfg, task: Task, tokenizer=None, max_length: int | None = None) ->
     Returns ``{"train", "test", "info"}``. ``train``/``test`` are already cut to
     ``data.train_limit``/``data.test_limit`` by a seeded random subset.
     """
-    source = cfg.data.tasks.get(task.name)
+    source = cfg.data.tasks.get(task.name) or task.data  # the config's files, else the spec's
     if source is None:
+        if not bundled_path(task, "train").is_file():
+            raise MedtuneError(f"task {task.name} has no data: give its files in the spec's data section or in "
+                               f"the config's data.tasks.{task.name}")
         train_path, test_path, mapping = bundled_path(task, "train"), bundled_path(task, "test"), {}
     else:
         train_path, test_path, mapping = Path(source.train), source.test and Path(source.test), source.map

@@ -21,7 +21,7 @@ from ..errors import MedtuneError
 from ..tasks.common import Task
 from .importer import apply_mapping, canonical_label, is_empty, label_fields, openai_preference_row
 from .readers import ReadProblems, read_rows
-from .records import check_facts, check_id, check_label, check_number, check_text
+from .records import check_facts, check_field, check_id, check_label, check_number, check_text, check_texts
 
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
 MAX_LISTED = 5  # rows named per warning; the count covers them all
@@ -108,6 +108,9 @@ def check_task_file(path: Path, task: Task, mapping: dict | None = None, tokeniz
     records = [(number, record) for number, record, problems in examples if not problems]
     if diag.errors:
         return diag
+    error_on_unread_references(diag, records, task)
+    if diag.errors:
+        return diag
     warn_duplicates(diag, records, labels)
     warn_overlap(diag, records, other, other_name)
     warn_imbalance(diag, records, labels)
@@ -133,24 +136,55 @@ def canonical_example(row: dict, number: int, task: Task, labels: dict, source: 
         if is_empty(value):
             problems.append(f"empty {name!r}: every example needs a value here")
             continue
-        if name in labels:
-            value, problem = check_label(name, value, labels[name], canonical_label)
-        elif name == "facts":
-            value, problem = check_facts(value)
-        else:
-            value, problem = check_text(name, value)
+        value, problem = check_by_kind(task, labels, name, value)
         if problem:
             problems.append(problem)
         else:
             example[name] = value
-    for name in task.numeric_fields:
+    optional = [*task.numeric_fields, *(f for f in task.field_kinds if f not in task.required_fields)]
+    for name in optional:
         if name in row and not is_empty(row[name]):
-            value, problem = check_number(name, row[name])
+            value, problem = check_by_kind(task, labels, name, row[name])
             if problem:
                 problems.append(problem)
             else:
                 example[name] = value
     return example, problems
+
+
+def check_by_kind(task: Task, labels: dict, name: str, value):
+    """A field's value checked as what the task holds there (records.py)."""
+    if name in labels:
+        return check_label(name, value, labels[name], canonical_label)
+    if name in task.numeric_fields:
+        return check_number(name, value)
+    kind = task.field_kinds.get(name)
+    if kind == "facts":
+        return check_facts(value)
+    if kind == "texts":
+        return check_texts(name, value)
+    return check_text(name, value) if name == "input" else check_field(name, value)
+
+
+def error_on_unread_references(diag: Diagnosis, records: list[tuple[int, dict]], task: Task) -> None:
+    """What SFT teaches must be what the parser reads as right: a reference the task's parser would score
+    wrong (a spec's reference template, labels or aliases that disagree) would train the model against it."""
+    if not task.checks_reference:
+        return
+    unread = []
+    for number, example in records:
+        try:
+            correct = task.score(example, task.reference(example))["correct"]
+        except MedtuneError as exc:
+            diag.error(str(exc), [number])
+            continue
+        if not correct:
+            unread.append(number)
+    if unread:
+        example = dict(records)[unread[0]]
+        diag.error(f"the task's parser does not read the reference completion back as right (row {unread[0]}'s "
+                   f"reference is {task.reference(example)!r}); check the spec's reference template, labels "
+                   "and aliases", unread)
 
 
 def error_on_duplicate_ids(diag: Diagnosis, records: list[tuple[int, dict]]) -> None:

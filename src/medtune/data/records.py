@@ -10,7 +10,9 @@ file and row; nothing downstream ever sees a value that failed here.
 * an id: text or a whole number, unique in its file;
 * a number (``value``): a finite number, or text that reads as one;
 * key facts (``facts``): a list whose items are text, or lists of alternative wordings; or one text
-  with the facts separated by ``;`` (CSV).
+  with the facts separated by ``;`` (CSV);
+* a list of alternatives (a task's accepted answers): a list of texts, or one text separated by ``;``;
+* any other field a task's prompt shows: text, or a number (shown as written).
 """
 
 from __future__ import annotations
@@ -55,6 +57,30 @@ def check_text(name: str, value, nul_ok: bool = False) -> Checked:
         return None, f"{name} must be text, got {kind_of(value)}"
     problem = text_problem(name, value, nul_ok)
     return (None, problem) if problem else (value.strip(), None)
+
+
+def check_field(name: str, value) -> Checked:
+    """A field a task's prompt or reference shows (other than ``input``): text, or a number shown as written."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None, f"{name} {value!r} is not a finite number"
+        return str(value), None
+    return check_text(name, value)
+
+
+def check_texts(name: str, value) -> Checked:
+    """A list of alternatives (e.g. accepted answers): a list of texts, or one text with them separated by ';'."""
+    if isinstance(value, str):
+        value = [part for part in value.split(";") if part.strip()]
+    if not isinstance(value, list) or not value:
+        return None, f"{name} must be a list of texts (or text with them separated by ';'), got {kind_of(value)}"
+    texts = []
+    for i, item in enumerate(value, start=1):
+        text, problem = check_text(f"{name} item {i}", item)
+        if problem:
+            return None, problem
+        texts.append(text)
+    return texts, None
 
 
 def whole_number_text(value) -> str | None:

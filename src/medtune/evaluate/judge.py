@@ -39,20 +39,26 @@ from ..errors import MedtuneError
 from ..io import read_json, write_json
 from .grader import RUBRIC
 
-SYSTEM_PROMPT = ("You are a meticulous attending physician grading summaries of clinical notes written by a "
-                 "junior colleague. Apply the rubric exactly.\n\n" + RUBRIC + "\n\n"
-                 "Answer with one line of reasoning at most, then a final line of the form 'Grade: N' "
-                 "where N is 1, 2, 3, 4 or 5.")
+def system_prompt(rubric: str = RUBRIC) -> str:
+    """The judge's instructions around a rubric: the built-in one, or a task spec's own."""
+    return ("You are a meticulous attending physician grading summaries of clinical notes written by a "
+            "junior colleague. Apply the rubric exactly.\n\n" + rubric + "\n\n"
+            "Answer with one line of reasoning at most, then a final line of the form 'Grade: N' "
+            "where N is 1, 2, 3, 4 or 5.")
+
+
+SYSTEM_PROMPT = system_prompt()
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 MAX_WAIT_S = 30.0
 
 
-def judge_messages(note: str, reference: str, summary: str) -> list[dict]:
+def judge_messages(note: str, reference: str, summary: str, rubric: str | None = None) -> list[dict]:
     user = (f"NOTE:\n{note}\n\nREFERENCE SUMMARY (written by a clinician from the note):\n{reference}\n\n"
             f"SUMMARY TO GRADE:\n{summary if summary.strip() else '(empty)'}\n\n"
             "Grade the summary to grade on the 1-5 rubric.")
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    system = SYSTEM_PROMPT if rubric is None else system_prompt(rubric)
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
 # ---------------------------------------------------------------- reading the grade
@@ -120,7 +126,7 @@ class SameOriginRedirects(urllib.request.HTTPRedirectHandler):
 class Judge:
     def __init__(self, base_url: str, model: str, api_key_env: str = "MEDTUNE_JUDGE_API_KEY",
                  timeout_s: float = 60.0, max_retries: int = 4, cache_dir: Path | str | None = None,
-                 backoff_s: float = 1.0, max_tokens: int = 200):
+                 backoff_s: float = 1.0, max_tokens: int = 200, rubric: str | None = None):
         self.base_url = base_url.rstrip("/")
         self.url = self.base_url if self.base_url.endswith("/chat/completions") else self.base_url + "/chat/completions"
         self.model = model
@@ -130,6 +136,7 @@ class Judge:
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
         self.backoff_s = backoff_s
         self.max_tokens = max_tokens
+        self.rubric = rubric  # a task's own rubric; None: the built-in one
         self.requests = 0  # HTTP requests actually sent (retries included)
         self.answered_url: str | None = None  # the address the last answer came from
         self.answered_by: set[str] = set()  # every address the grades came from, cached ones included
@@ -140,16 +147,16 @@ class Judge:
         self.opener = urllib.request.build_opener(*handlers, SameOriginRedirects())
 
     @classmethod
-    def from_settings(cls, settings, run_dir: Path | None = None) -> "Judge":
+    def from_settings(cls, settings, run_dir: Path | None = None, rubric: str | None = None) -> "Judge":
         """From ``config.JudgeSettings``; the cache defaults to ``RUN/judge_cache``."""
         cache = settings.cache_dir or (Path(run_dir) / "judge_cache" if run_dir else None)
         return cls(settings.base_url, settings.model, settings.api_key_env, settings.timeout_s,
-                   settings.max_retries, cache, settings.backoff_s)
+                   settings.max_retries, cache, settings.backoff_s, rubric=rubric)
 
     # -- one grade
 
     def grade(self, note: str, reference: str, summary: str) -> dict:
-        messages = judge_messages(note, reference, summary)
+        messages = judge_messages(note, reference, summary, self.rubric)
         body = {"model": self.model, "messages": messages, "temperature": 0, "max_tokens": self.max_tokens}
         key = hashlib.sha256(json.dumps([self.base_url, body], sort_keys=True).encode("utf-8")).hexdigest()
         path = self.cache_dir / f"{key}.json" if self.cache_dir else None
@@ -216,15 +223,16 @@ def reply_text(payload: dict, url: str) -> str:
 
 # ---------------------------------------------------------------- the study's hook
 
-def regrade_rows(judge: Judge, examples: list[dict], rows: list[dict]) -> list[dict]:
-    """Summarization rows re-graded by the judge: ``grade`` and ``correct`` come from the judge,
+def regrade_rows(judge: Judge, examples: list[dict], rows: list[dict], reference=None) -> list[dict]:
+    """A graded task's rows re-graded by the judge: ``grade`` and ``correct`` come from the judge,
     the built-in grade stays as ``builtin_grade``; a reply without a grade keeps the built-in
-    grade and is flagged ``judge_parse_failed``."""
+    grade and is flagged ``judge_parse_failed``. ``reference``: example -> the reference answer
+    (default: its ``target``)."""
     by_id = {ex["id"]: ex for ex in examples}
     out = []
     for row in rows:
         ex = by_id[row["id"]]
-        judged = judge.grade(ex["input"], ex["target"], row["output"])
+        judged = judge.grade(ex["input"], reference(ex) if reference else ex["target"], row["output"])
         new = {**row, "builtin_grade": row["grade"], "judge_reply": judged["reply"],
                "judge_parse_failed": judged["grade"] is None, "grader": "llm"}
         if judged["grade"] is not None:

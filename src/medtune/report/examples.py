@@ -23,16 +23,15 @@ def stable_order(item_id: str) -> str:
     return hashlib.sha256(str(item_id).encode()).hexdigest()
 
 
-def load_inputs(run_dir: Path, task_name: str) -> dict[str, dict]:
+def load_inputs(run_dir: Path, task) -> dict[str, dict]:
     """id -> example, read back from the data file the study used (empty if unavailable)."""
-    info_path = Path(run_dir) / task_name / "data.json"
+    info_path = Path(run_dir) / task.name / "data.json"
     if not info_path.is_file():
         return {}
     try:
         from ..data.doctor import check_task_file
 
         info = read_json(info_path)
-        task = get_task(task_name)
         records = []
         for key in ("test_file", "train_file"):  # a split test set lives inside the train file
             if info.get(key):
@@ -42,7 +41,8 @@ def load_inputs(run_dir: Path, task_name: str) -> dict[str, dict]:
         return {}
 
 
-def pick_examples(run_dir: Path, task_name: str, k: int = 4, disagreeing: int = 3) -> list[dict]:
+def pick_examples(run_dir: Path, task_name: str, k: int = 4, disagreeing: int = 3, task=None) -> list[dict]:
+    """``task``: the run's task of that name, for the inputs and references (None: answers only)."""
     rows = {}
     for stage in STAGES:
         path = Path(run_dir) / task_name / stage / "predictions.jsonl"
@@ -58,12 +58,7 @@ def pick_examples(run_dir: Path, task_name: str, k: int = 4, disagreeing: int = 
     chosen = differ[:disagreeing]
     chosen += same[: k - len(chosen)]
     chosen += [i for i in differ[disagreeing:] if i not in chosen][: k - len(chosen)]
-    inputs = load_inputs(run_dir, task_name)
-    task = None
-    try:
-        task = get_task(task_name)
-    except Exception:
-        pass
+    inputs = load_inputs(run_dir, task) if task is not None else {}
     out = []
     for item_id in chosen:
         example = inputs.get(item_id)
@@ -85,4 +80,16 @@ def pick_examples(run_dir: Path, task_name: str, k: int = 4, disagreeing: int = 
 
 
 def all_examples(run_dir: Path, results: dict, k: int = 4) -> dict[str, list[dict]]:
-    return {name: pick_examples(run_dir, name, k) for name in results["tasks"]}
+    return {name: pick_examples(run_dir, name, k, task=run_task(results, name)) for name in results["tasks"]}
+
+
+def run_task(results: dict, name: str):
+    """The task a run's results name by its id: bundled, or one of the run's task spec files; None if gone."""
+    for entry in [name, *results.get("config", {}).get("tasks", [])]:
+        try:
+            task = get_task(entry)
+        except Exception:  # a spec file moved or broken since the run: the report still renders
+            continue
+        if task.name == name:
+            return task
+    return None

@@ -1,12 +1,11 @@
-"""What every task file provides, and the small helpers they share.
+"""What every task provides (``Task``), and the small helpers the answer kinds share.
 
-A task is one file under ``medtune/tasks/`` that ends with ``TASK = Task(...)``.
-The engine (evaluation, pair mining, statistics, report) only talks to a task
-through this interface, so a task file can be read top to bottom on its own:
-what differs between tasks is a field of ``Task``, never a branch on a task's
-name elsewhere. A task file holds what reads and scores any data (prompt,
-reference, parser, metrics); the generators of the bundled synthetic data live
-in ``scripts/synthetic/``.
+A task is usually a spec file (``tasks/specs/*.yaml``, or a user's own; spec.py
+reads it into a ``Task``); a rule a spec cannot express is a ``Task`` written in
+Python. The engine (evaluation, pair mining, statistics, report) only talks to a
+task through this interface: what differs between tasks is a field of ``Task``,
+never a branch on a task's name elsewhere. The generators of the bundled
+synthetic data live in ``scripts/synthetic/``.
 
 Scored prediction rows
 ----------------------
@@ -25,7 +24,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Literal
 
 import numpy as np
@@ -83,6 +82,17 @@ class Task:
     # open answers that still come from a closed set (clinical_reasoning's diagnoses): the example
     # field a classifier baseline learns to predict
     class_field: str | None = None
+    # fields that hold more than one text: "facts" (key facts, each a list of wordings) or "texts" (a list of
+    # alternatives, e.g. accepted answers); the doctor checks each by its kind
+    field_kinds: dict[str, str] = field(default_factory=dict)
+    # graded tasks: the LLM judge's rubric, where the task brings its own (None: the built-in rubric's text)
+    rubric: str | None = None
+    # the doctor checks that the parser reads each example's reference completion back as correct
+    checks_reference: bool = True
+    # where the task's data lives when the config names none (a spec's data section); None: bundled
+    data: object | None = None
+    # the spec a task was read from (tasks/spec.py), None for a task written in Python
+    source: object | None = None
 
     def metric(self, name: str) -> Metric:
         for m in self.metrics:
