@@ -170,6 +170,32 @@ def test_short_answers_accept_the_examples_alternatives_and_read_after_the_cue(t
     assert task.score(example, "")["parse_failed"] is True
 
 
+def test_pairs_come_from_a_specs_labels_and_grades(tmp_path):
+    from types import SimpleNamespace
+    import random
+    from medtune.train.pairs import check_strategy, strategy_pairs
+
+    esi = get_task(str(label_spec(tmp_path)))
+    example = {"id": "x", "input": "chest pain", "target": "ESI-2"}
+    swap = SimpleNamespace(strategy="label_swap", label_swap_fallback=True, min_grade_gap=1)
+    [pair] = strategy_pairs(esi, example, [], swap, random.Random(0))
+    assert pair["chosen"] == "ESI-2" and pair["rejected"] in set(LEVELS) - {"ESI-2"}
+    assert "chest pain" in pair["prompt"]
+
+    plain = get_task(str(free_text_spec(tmp_path)))
+    example = {"id": "y", "input": "Take aspirin daily. Return if bleeding.", "target": "Take aspirin every day.",
+               "facts": [["aspirin"], ["daily", "every day"], ["bleeding", "bleed"]]}
+    outputs = ["Take aspirin every day and come back if you bleed.", "Drink water."]
+    scored = [(o, plain.score(example, o)) for o in outputs]
+    ranked = SimpleNamespace(strategy="judge_ranked", label_swap_fallback=False, min_grade_gap=1)
+    [pair] = strategy_pairs(plain, example, scored, ranked, random.Random(0))
+    assert (pair["chosen"], pair["rejected"]) == tuple(outputs) and pair["chosen_grade"] > pair["rejected_grade"]
+    with pytest.raises(MedtuneError, match="label_swap needs a label task"):
+        check_strategy(plain, "label_swap")
+    with pytest.raises(MedtuneError, match="judge_ranked ranks graded answers"):
+        check_strategy(esi, "judge_ranked")
+
+
 # ------------------------------------------------------------------ the spec commands
 
 def test_task_new_writes_a_spec_that_checks(tmp_path):
@@ -181,6 +207,29 @@ def test_task_new_writes_a_spec_that_checks(tmp_path):
     result = invoke("task", "new", "label", "--out", tmp_path / "my_label.yaml")
     assert result.exit_code == 2 and "exists" in result.output
     assert invoke("task", "new", "regression", "--out", tmp_path / "x.yaml").exit_code == 2
+
+
+def test_data_import_converts_a_spec_tasks_file(tmp_path):
+    spec = label_spec(tmp_path)
+    out = tmp_path / "imported"
+    result = invoke("data", "import", tmp_path / "cases.csv", "--task", spec, "--map", "id=case",
+                    "--map", "input=text", "--map", "target=esi", "--out", out)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (out / "train.jsonl").open()] + \
+        [json.loads(line) for line in (out / "test.jsonl").open()]
+    assert len(rows) == 40 and {r["target"] for r in rows} == set(LEVELS)
+    assert f"tasks: [{spec}]" in result.output.replace("\n", "")
+
+
+def test_a_value_that_looks_like_console_markup_is_printed_as_it_is(tmp_path):
+    spec = label_spec(tmp_path)
+    rows = list(csv.DictReader((tmp_path / "cases.csv").open()))
+    rows[3]["esi"] = "[/bold]ESI-9"
+    write_csv(tmp_path / "cases.csv", rows)
+    for args in (("task", "check", spec), ("data", "check", tmp_path / "cases.csv", "--task", spec,
+                                           "--map", "id=case", "--map", "input=text", "--map", "target=esi")):
+        result = invoke(*args)
+        assert result.exit_code == 2 and "[/bold]ESI-9" in result.output, result.output
 
 
 def test_task_check_renders_what_the_model_reads(tmp_path):

@@ -218,7 +218,7 @@ def task_check(spec: Path = typer.Argument(..., help="the task spec file"),
         raise MedtuneError(f"{spec}: no data to check: give --data FILE or the spec's data.train")
     diag = check_task_file(path, task, parse_mapping(mapping) or (task.data.map if task.data else {}))
     for line in diag.lines():
-        console.print(("[red]" if line.startswith("error") else "[yellow]") + line + "[/]", highlight=False)
+        console.print(line, style="red" if line.startswith("error") else "yellow", highlight=False, markup=False)
     if diag.errors:
         raise typer.Exit(2)
     for example in diag.records[:examples]:
@@ -349,7 +349,7 @@ def data_check(file: Path = typer.Argument(..., help="CSV, JSONL, Parquet or a s
         print(json.dumps(diag.to_dict(), indent=2))
     else:
         for line in diag.lines():
-            console.print(("[red]" if line.startswith("error") else "[yellow]") + line + "[/]", highlight=False)
+            console.print(line, style="red" if line.startswith("error") else "yellow", highlight=False, markup=False)
         verdict = "[red]not usable[/]" if diag.errors else "[green]usable[/]"
         console.print(f"{file}: {diag.rows} rows, {len(diag.errors)} error(s), {len(diag.warnings)} warning(s): {verdict}")
     if diag.errors or (strict and diag.warnings):
@@ -382,18 +382,19 @@ def data_import(file: Path = typer.Argument(..., help="training data (CSV, JSONL
         raise MedtuneError(f"{out}: --out must be a folder, and this is a file")
     try:
         source = TaskData(train=file, test=test, map=parse_mapping(mapping), test_fraction=test_fraction)
-        cfg = Config(seed=seed, data=DataSettings(tasks={t.name: source}))
+        cfg = Config(seed=seed, tasks=[task], data=DataSettings(tasks={t.name: source}))
     except ValidationError as exc:
         raise MedtuneError(format_validation_error(exc, "data import")) from None
     begin(None)
     data = task_data(cfg, t)
     for line in data["info"]["warnings"]:
-        console.print(f"[yellow]{line}[/]", highlight=False)
+        console.print(line, style="yellow", highlight=False, markup=False)
     write_files(out, {"train.jsonl": jsonl_text(data["train"]), "test.jsonl": jsonl_text(data["test"]),
                       "import.json": json_text(data["info"])})
     console.print(f"{len(data['train'])} train and {len(data['test'])} test examples -> {out}/")
-    console.print(f"Use them in a config:\n  data:\n    tasks:\n      {t.name}: {{train: {out / 'train.jsonl'}, "
-                  f"test: {out / 'test.jsonl'}}}", highlight=False)
+    tasks_line = f"tasks: [{task}]\n" if t.name != task else ""  # a spec task is named by its file
+    console.print(f"Use them in a config:\n{tasks_line}data:\n  tasks:\n    {t.name}: {{train: {out / 'train.jsonl'}, "
+                  f"test: {out / 'test.jsonl'}}}", highlight=False, markup=False)
 
 
 grader_app = typer.Typer(no_args_is_help=True, help="The summary graders (built-in rubric, LLM judge).")

@@ -449,7 +449,7 @@ def study_in(run: Run) -> dict:
         stage_data(run, get_task(name))
     for name in cfg.tasks:
         task = get_task(name)
-        console.rule(f"[bold]{name}")
+        console.rule(f"[bold]{task.name}")
         baselines_stage(run, task)
         evaluate_stage(run, task, "base")
         sft_stage(run, task)
