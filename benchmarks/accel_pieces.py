@@ -79,15 +79,19 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each variant")
-    parser.add_argument("--only", default=None, help="comma-separated pieces to measure (default: all here)")
+    parser.add_argument("--only", default=None, help="comma-separated pieces to measure (default: all here); "
+                        "a+b measures the study without a and b together")
     parser.add_argument("--json", type=Path, default=OUT / "results.json")
     args = parser.parse_args()
     here = pieces_here(args.device, args.precision)
     measured = args.only.split(",") if args.only else here
-    unknown = [p for p in measured if p not in here]
+    unknown = [p for group in measured for p in group.split("+") if p not in here]
     if unknown:
         raise SystemExit(f"--only: {', '.join(unknown)} not turned on by auto here (here: {', '.join(here)})")
-    variants = [("all", here)] + [(f"without_{p}", [q for q in here if q != p]) for p in measured] + [("off", "off")]
+    variants = [("all", here)] + [(f"without_{group}", [q for q in here if q not in group.split("+")])
+                                  for group in measured]
+    if not args.only:
+        variants.append(("off", "off"))
     rows = []
     for k in range(args.repeat):
         for name, accel in variants:

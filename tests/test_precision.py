@@ -149,31 +149,3 @@ def test_bitsandbytes_does_not_tell_a_lora_user_to_fetch_a_kernel():
     code = "from medtune.progress import quiet_libraries; quiet_libraries(); import peft, bitsandbytes"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "kernels-community" not in done.stderr
-
-
-def test_training_holds_frozen_weights_in_bf16_and_gives_the_fp32_weights_back(tiny_model):
-    """Inside the block the frozen linear weights (LoRA's base layers, the LM head) are bf16 copies, so
-    autocast does not cast them again at every use; the products are the ones autocast computes; after the
-    block the same fp32 parameters are back, the LM head tied to the embedding again."""
-    from peft import LoraConfig, get_peft_model
-
-    from medtune.accel.training import bf16_frozen_weights
-
-    base, _, _ = load_model(tiny_model, "cpu")
-    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"]))
-    before = {name: p for name, p in model.named_parameters()}
-    head, embedding = model.get_output_embeddings(), model.get_input_embeddings()
-    assert head.weight is embedding.weight
-    ids = torch.tensor([[5, 9, 14, 3, 7, 11]])
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        cast_each_time = model(input_ids=ids).logits
-    with bf16_frozen_weights(model, torch.bfloat16):
-        q_proj = model.base_model.model.model.layers[0].self_attn.q_proj
-        assert q_proj.base_layer.weight.dtype == torch.bfloat16 and head.weight.dtype == torch.bfloat16
-        assert q_proj.lora_A["default"].weight.dtype == torch.float32  # what trains stays fp32
-        assert embedding.weight.dtype == torch.float32  # a lookup: autocast leaves it fp32 too
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            held = model(input_ids=ids).logits
-    assert torch.equal(cast_each_time, held)
-    assert all(p is before[name] for name, p in model.named_parameters())
-    assert head.weight is embedding.weight and head.weight.dtype == torch.float32

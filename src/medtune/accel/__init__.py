@@ -34,10 +34,6 @@ TRL, TRANSFORMERS, PEFT = {"trl": ">=1.16,<1.17"}, {"transformers": ">=5.24,<5.2
 PIECES: dict[str, Piece] = {
     "compact_lm_head": Piece("TRL's fused LM head scores only the completion tokens on a CPU, as it does on a GPU",
                              ("cpu",), ("bf16", "fp32"), TRL),
-    "bf16_frozen_weights": Piece("the frozen weights are held as bf16 copies while training under bf16 autocast, "
-                                 "instead of being cast again at every use", ("cpu",), ("bf16",), TRL | PEFT),
-    "lm_head_cast_once": Piece("the frozen LM head is cast to fp32 once for its gradient, not at every backward",
-                               ("cpu",), ("bf16",), TRL),
     "grouped_attention": Piece("attention as two matmuls over the key/value heads instead of torch's CPU kernel",
                                ("cpu",), ("bf16",), TRANSFORMERS),
     "shared_prompt": Piece("a batch's common prompt prefix (SFT), and each pair's prompt (DPO), computed once "

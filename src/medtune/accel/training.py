@@ -5,11 +5,6 @@ the block ends.
 * ``compact_lm_head``: TRL's fused LM head projects only the positions whose label is scored on CUDA
   and XPU, and every position elsewhere (to keep shapes fixed for compiling backends); on a CPU the
   compact path is the same math with less work.
-* ``bf16_frozen_weights``: under bf16 autocast every frozen weight is cast again at each use (autocast
-  caches only the casts of weights that require grad); a bf16 copy held for the block is the same cast,
-  done once. The embedding stays fp32 (a lookup), so a tied LM head is untied for the block.
-* ``lm_head_cast_once``: TRL accumulates the hidden states' gradient in fp32 and, on a CPU, casts each
-  vocabulary chunk of a bf16 head to fp32 at every backward; the head is frozen, so one cast serves.
 * ``grouped_attention``: attention.py's two matmuls in place of torch's CPU flash kernel.
 * ``shared_prompt`` and ``shared_trunk``: shared_prompt.py and shared_trunk.py.
 """
@@ -24,10 +19,6 @@ from .attention import attend_grouped
 from .shared_prompt import Sharing, example_trees, pair_trees
 from .shared_trunk import SharedTrunk
 
-# the largest LM head kept as an fp32 copy for its gradient: a 128k x 2048 head (1 GB) is cast chunk by chunk
-FP32_HEAD_MAX_BYTES = 2 ** 28
-
-
 @contextlib.contextmanager
 def compact_lm_head():
     from trl.trainer import utils as trl_utils
@@ -38,49 +29,6 @@ def compact_lm_head():
         yield
     finally:
         trl_utils._use_triton = original
-
-
-@contextlib.contextmanager
-def bf16_frozen_weights(model, dtype: torch.dtype):
-    held = []
-    for module in model.modules():
-        weight = getattr(module, "weight", None)
-        if isinstance(module, torch.nn.Linear) and weight.dtype == torch.float32 and not weight.requires_grad:
-            held.append((module, weight))
-            module.weight = torch.nn.Parameter(weight.detach().to(dtype), requires_grad=False)
-    try:
-        yield
-    finally:
-        for module, weight in held:
-            module.weight = weight
-
-
-@contextlib.contextmanager
-def lm_head_cast_once(model):
-    from trl.kernels import chunked_logprob
-
-    head = model.get_output_embeddings()
-    weight = getattr(head, "weight", None)
-    if (weight is None or weight.dtype == torch.float32 or weight.requires_grad
-            or weight.numel() * 4 > FP32_HEAD_MAX_BYTES):
-        yield
-        return
-    original = chunked_logprob._addmm_fp32
-    storage, cast = weight.untyped_storage().data_ptr(), {}
-
-    def addmm_fp32(acc, a, b):
-        if b.untyped_storage().data_ptr() != storage or acc.dtype != torch.float32:
-            return original(acc, a, b)
-        key = (b.storage_offset(), tuple(b.shape), b.stride())  # a chunk of the head
-        if key not in cast:
-            cast[key] = b.float()
-        acc.addmm_(a.float(), cast[key])
-
-    chunked_logprob._addmm_fp32 = addmm_fp32
-    try:
-        yield
-    finally:
-        chunked_logprob._addmm_fp32 = original
 
 
 @contextlib.contextmanager
@@ -101,10 +49,6 @@ def common(trainer, compute):
     with contextlib.ExitStack() as stack:
         if compute.uses("compact_lm_head") and compute.device == "cpu":
             stack.enter_context(compact_lm_head())
-        if compute.uses("bf16_frozen_weights") and bf16:
-            stack.enter_context(bf16_frozen_weights(model, compute.dtype))
-        if compute.uses("lm_head_cast_once") and bf16:
-            stack.enter_context(lm_head_cast_once(model))
         if compute.uses("grouped_attention") and bf16:
             stack.enter_context(grouped_attention(model))
         yield
