@@ -56,3 +56,24 @@ def test_bad_values_are_explained(tmp_path, text, expected):
 def test_missing_config_file(tmp_path):
     with pytest.raises(MedtuneError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_retired_keys_are_left_out_of_a_users_file_and_of_a_saved_run(tmp_path, capsys):
+    import yaml
+
+    from medtune.config import dump_config
+    from medtune.study import check_run_dir
+
+    user = tmp_path / "old.yaml"
+    user.write_text(f"run_dir: {tmp_path / 'run'}\nsft: {{share_prefix: true}}\n")
+    cfg = load_config(user)
+    assert "sft.share_prefix is retired" in capsys.readouterr().err  # the console writes to stderr
+    saved = yaml.safe_load(dump_config(cfg))
+    saved["dpo"]["share_prompt"] = True  # as an earlier version wrote it
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(saved))
+    check_run_dir(cfg)  # the same configuration: no refusal
+    saved["sft"]["max_steps"] += 1
+    (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(saved))
+    with pytest.raises(MedtuneError, match="differs in: sft"):
+        check_run_dir(cfg)

@@ -312,12 +312,14 @@ RETIRED = {("sft", "share_prefix"): "the `accel` piece shared_prompt", ("dpo", "
            "shared_prompt and shared_trunk"}
 
 
-def without_retired(user: dict, source: str) -> dict:
+def without_retired(user: dict, source: str | None = None) -> dict:
+    """The settings without retired keys; with a source (a user's file), a notice for each one left out."""
     for (section, key), now in RETIRED.items():
         if isinstance(user.get(section), dict) and key in user[section]:
             user = {**user, section: {k: v for k, v in user[section].items() if k != key}}
-            console.print(f"{source}: {section}.{key} is retired and left out; it is now {now} "
-                          "(docs/performance.md)", highlight=False)
+            if source:
+                console.print(f"{source}: {section}.{key} is retired and left out; it is now {now} "
+                              "(docs/performance.md)", highlight=False)
     return user
 
 

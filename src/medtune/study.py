@@ -26,7 +26,7 @@ import torch
 import yaml
 
 from . import __version__
-from .config import RETIRED, Config, dump_config
+from .config import Config, dump_config, without_retired
 from .data import task_data
 from .errors import MedtuneError
 from .evaluate.metrics import label_breakdown, stage_metrics
@@ -397,11 +397,8 @@ def check_run_dir(cfg: Config) -> None:
     saved_path = Path(cfg.run_dir) / "config.yaml"
     if saved_path.is_file():
         saved = yaml.safe_load(saved_path.read_text(encoding="utf-8"))
-        if not isinstance(saved, dict):
-            saved = {}
-        for section, key in RETIRED:  # written by earlier versions; they change no finished stage
-            if isinstance(saved.get(section), dict):
-                saved[section] = {k: v for k, v in saved[section].items() if k != key}
+        # retired keys were written by earlier versions; they change no finished stage
+        saved = without_retired(saved) if isinstance(saved, dict) else {}
         current = cfg.model_dump(mode="json")
         # these do not change finished stages (precision and accel: within the number format's rounding)
         ignore = {"tasks", "run_dir", "device", "precision", "accel", "eval", "stats"}
