@@ -318,19 +318,10 @@ def attempts_of(tmp_path: Path, *code_and_args: str) -> list:
 
 
 def test_a_default_study_makes_no_network_connection(tiny_config, tmp_path):
-    from importlib import metadata
-
-    from packaging.version import Version
-
-    try:
-        bnb = Version(metadata.version("bitsandbytes"))
-    except metadata.PackageNotFoundError:
-        bnb = None
-    cpuinfo = Path("/proc/cpuinfo")
-    if bnb and bnb >= Version("0.50") and cpuinfo.exists() and "avx512_bf16" in cpuinfo.read_text():
-        # the defect, seen by the same hook: there importing PEFT asks the hub for a bitsandbytes kernel
-        # (bitsandbytes 0.50 does; 0.49.0, the lower bound, does not)
-        assert any("huggingface" in where for _, where in attempts_of(tmp_path, "import peft"))
+    # the hook must see a hub request when one is made, or an empty list below would prove nothing
+    # (a positive control that does not depend on which packages happen to phone home on this host)
+    probe = "from huggingface_hub import HfApi\ntry: HfApi().model_info('gpt2')\nexcept Exception: pass"
+    assert any("huggingface" in where for _, where in attempts_of(tmp_path, probe))
     attempts = attempts_of(tmp_path, "from medtune.cli import main; main()", "medtune", "study", "--config",
                            str(tiny_config), "--tasks", "text_classification")
     assert attempts == []
