@@ -322,7 +322,7 @@ def test_every_task_has_a_generator():
     assert list(GENERATORS) == TASK_NAMES
 
 
-@pytest.mark.parametrize("split", ["train", "test"])
+@pytest.mark.parametrize("split", ["train", "test", "shifted"])
 @pytest.mark.parametrize("name", TASK_NAMES)
 def test_generator_is_deterministic(name, split):
     generate = GENERATORS[name].generate_examples
@@ -371,6 +371,27 @@ def test_bundled_files_are_complete_and_disjoint(name):
 
 
 @pytest.mark.parametrize("name", TASK_NAMES)
+def test_bundled_shifted_split_is_complete_disjoint_and_clean(name):
+    """test_shifted.jsonl (other wording than train, scripts/make_datasets.py): 200 rows, no input shared
+    with train or test, the test split's labels, and no error or warning from the data doctor."""
+    from medtune.data.doctor import check_task_file
+    from medtune.tasks.common import normalize
+
+    task = get_task(name)
+    train, test, shifted = (read_split(name, split) for split in ("train", "test", "test_shifted"))
+    assert len(shifted) == 200
+    assert all(row["id"].startswith(f"{GENERATORS[name].ID_PREFIX}-shifted-") for row in shifted)
+    inputs = {normalize(row["input"]) for row in shifted}
+    assert len(inputs) == 200
+    assert not inputs & {normalize(row["input"]) for row in train + test}
+    for head in task.labels or {}:
+        field = "target" if head == "label" else head
+        assert {row[field] for row in shifted} == {row[field] for row in test}, head
+    diagnosis = check_task_file(BUNDLED / name / "test_shifted.jsonl", task, other=train, other_name="train")
+    assert not diagnosis.errors and not diagnosis.warnings, diagnosis.lines()
+
+
+@pytest.mark.parametrize("name", TASK_NAMES)
 def test_every_bundled_reference_scores_correct(name):
     task = get_task(name)
     for row in read_split(name, "test") + read_split(name, "train"):
@@ -383,15 +404,16 @@ def test_bundled_numeric_values_match_targets():
         assert label_for(row["value"]) == row["target"]
 
 
-def test_bundled_vignettes_never_name_a_diagnosis():
-    rows = read_split("clinical_reasoning", "train") + read_split("clinical_reasoning", "test")
+@pytest.mark.parametrize("splits", [("train", "test"), ("test_shifted",)])
+def test_bundled_vignettes_never_name_a_diagnosis(splits):
+    rows = [row for split in splits for row in read_split("clinical_reasoning", split)]
     assert {r["target"] for r in rows} == set(DIAGNOSIS_NAMES)
     for row in rows:
         assert parse_diagnosis(row["input"]) is None, row["id"]
 
 
 def test_bundled_summaries_are_short_and_grounded():
-    for row in read_split("summarization", "test"):
+    for row in read_split("summarization", "test") + read_split("summarization", "test_shifted"):
         assert 120 <= len(row["input"].split()) <= 300, row["id"]
         assert len(row["input"]) <= GENERATORS["summarization"].MAX_NOTE_CHARS, row["id"]  # fits 512 tokens
         assert len(row["target"].split()) <= 45, row["id"]

@@ -4,6 +4,8 @@ A case is drawn from a scenario (diagnosis, treatment, new medication, follow-up
 the note is a discharge summary or a progress note with section headers, abbreviations and
 distractor lines (past history, home medications, incidental labs, consults); the reference
 summary states the case's key facts, and ``facts`` lists the accepted phrasings of each.
+``split="shifted"`` writes the same kind of case in other layouts (a letter to the GP, a bulleted
+handoff, EHR section headers, a ward-round entry) with every key fact worded differently.
 """
 
 from __future__ import annotations
@@ -446,11 +448,316 @@ def write_note(rng: random.Random, case: Case) -> str:
     return "\n".join(head + extra + tail)
 
 
+
+
+# ---------------------------------------------------------------- shifted split
+# Pools that only split="shifted" draws from: other note layouts (a letter to the GP, a bulleted
+# handoff, EHR section headers, a ward-round entry), other wording of every key fact (each still
+# holds one of the fact's accepted phrasings, so the grader finds it), spelled-out histories,
+# medicines and distractors. The cases, reference summaries and key facts are drawn as for train.
+
+# The note wording of each fact, by its train wording (Fact.note).
+SHIFTED_WORDING = {
+    # diagnoses
+    "AFib with RVR": "new-onset atrial fibrillation with a fast ventricular rate",
+    "community-acquired pneumonia (RLL)": "right lower lobe pneumonia, community acquired",
+    "acute on chronic HFrEF": "decompensated systolic heart failure (EF 25%)",
+    "AECOPD": "infective exacerbation of COPD",
+    "DKA": "diabetic ketoacidosis, moderate severity",
+    "LLE cellulitis": "cellulitis of the left shin",
+    "acute pyelonephritis": "right-sided pyelonephritis",
+    "NSTEMI": "type 1 myocardial infarction without ST elevation",
+    "acute L MCA ischemic stroke": "left middle cerebral artery territory stroke",
+    "UGIB from duodenal ulcer": "bleeding duodenal ulcer",
+    "gallstone pancreatitis": "acute biliary pancreatitis",
+    "R femoral neck fracture": "displaced right femoral neck fracture",
+    "bilateral PE": "bilateral segmental pulmonary emboli",
+    "acute appendicitis": "uncomplicated appendicitis",
+    "hyponatremia (Na 119)": "thiazide-associated hyponatremia (lowest sodium 119)",
+    "EtOH withdrawal": "alcohol withdrawal with tremor and hallucinations",
+    "acute asthma exacerbation": "severe asthma exacerbation",
+    "C. diff colitis": "Clostridioides difficile infection",
+    "recurrent hypoglycemia": "sulfonylurea-related hypoglycemia",
+    "SBO": "adhesional small bowel obstruction",
+    # treatments
+    "Given IV diltiazem bolus then drip, HR improved to 80s; transitioned to PO diltiazem.":
+        "Rate control with a diltiazem infusion, then oral diltiazem; heart rate settled in the 80s.",
+    "Rate controlled with IV then PO metoprolol, HR 70-90s by HD2.":
+        "Heart rate brought down with metoprolol, intravenous at first and then by mouth.",
+    "Treated with IV ceftriaxone + azithromycin; afebrile after 48 h, weaned from 2 L O2.":
+        "Received ceftriaxone and azithromycin into the vein; fever settled within two days and oxygen was stopped.",
+    "Diuresed with IV furosemide 40 mg BID, net -6 L, weight 92 -> 86 kg.":
+        "Intravenous furosemide twice a day with good diuresis: 6 litres negative and 6 kg lighter.",
+    "Treated with duonebs q4h and prednisone 40 mg daily; O2 weaned to baseline 2 L.":
+        "Regular nebulised bronchodilators and oral prednisone; back to the usual 2 litres of oxygen.",
+    "Managed in ICU with IV fluids and insulin infusion; AG closed at 18 h, bridged to SC insulin.":
+        "Fluids and fixed-rate IV insulin on intensive care; ketones cleared in 18 hours, then back on injections.",
+    "Started IV cefazolin with marked improvement of erythema margins by 48 h.":
+        "Intravenous cefazolin; the redness drew back from the marked borders within two days.",
+    "Treated with IV ceftriaxone; afebrile by HD2. Urine cx: pan-sensitive E. coli.":
+        "Ceftriaxone into the vein, fever gone by day 2; urine grew an E. coli sensitive to everything tested.",
+    "LHC: 90% mid-LAD stenosis, s/p PCI with DES x1. No complications.":
+        "Angiogram found a tight mid-LAD narrowing, treated by PCI with one drug-eluting stent.",
+    "Underwent mechanical thrombectomy of L M1 occlusion (TICI 2b); NIHSS improved to 4.":
+        "Clot retrieved from the left M1 segment by mechanical thrombectomy; deficits improved (NIHSS 4).",
+    "Received IV tenecteplase within 90 min of arrival; NIHSS improved to 5.":
+        "Given tenecteplase within 90 minutes of arrival; NIHSS down to 5.",
+    "Transfused 2 u PRBC. EGD: 1.5 cm duodenal bulb ulcer with visible vessel, treated with clips + epi.":
+        "Two units of red cells; endoscopy found a 1.5 cm ulcer with a visible vessel, which was clipped and injected.",
+    "IV fluids and analgesia; pain resolved, tolerated diet; lap cholecystectomy HD3 without complication.":
+        "Settled with fluids and pain relief, then a laparoscopic cholecystectomy on day 3 without problems.",
+    "Underwent R hip hemiarthroplasty on HD2; PT started POD1, WBAT.":
+        "Right hip hemiarthroplasty on day 2; physiotherapy from the first day after surgery, full weight bearing.",
+    "Started heparin drip; RV normal on echo; weaned off O2 by HD3.":
+        "Unfractionated heparin infusion; right ventricle normal on echo; off oxygen by day 3.",
+    "Underwent uncomplicated laparoscopic appendectomy; tolerating regular diet POD1.":
+        "Laparoscopic appendectomy without complication; eating normally the next day.",
+    "Managed with 1.2 L fluid restriction and cautious NaCl tabs; Na corrected to 131 without overcorrection.":
+        "Fluid restriction to 1.2 litres a day with salt tablets; sodium rose slowly to 131.",
+    "CIWA-guided lorazepam, max CIWA 22, off benzos by HD4; thiamine/folate/MVI given.":
+        "Lorazepam given by withdrawal score (peak 22), stopped by day 4; thiamine, folate and a multivitamin.",
+    "Phenobarbital load with taper; no further seizures.": "Loaded with phenobarbital and tapered; no further fits.",
+    "Continuous albuterol then q4h nebs, IV Mg x1, prednisone 40 mg daily; PEF 80% at discharge.":
+        "Back-to-back albuterol nebulisers, one dose of IV magnesium and prednisone 40 mg; peak flow 80% on leaving.",
+    "Stool PCR + for C. diff; started PO vancomycin 125 mg QID.":
+        "Stool PCR positive; oral vancomycin 125 mg four times a day.",
+    "Stool toxin +; started fidaxomicin 200 mg BID.": "Toxin-positive stool; fidaxomicin 200 mg twice a day.",
+    "Treated with D50 then D10 infusion x 24 h; glucose stable 110-180.":
+        "D50 bolus then a 24-hour D10 infusion; glucose held between 110 and 180.",
+    "NG tube decompression and bowel rest; gastrografin challenge passed HD3; resolved without surgery.":
+        "Nasogastric tube on free drainage, nil by mouth; contrast reached the colon on day 3; settled without an operation.",
+    # medications
+    "apixaban 5 mg BID (NEW)": "NEW: apixaban 5 mg twice a day",
+    "amoxicillin-clavulanate 875 mg BID x 5 more days": "Augmentin 875 mg twice a day for another 5 days",
+    "sacubitril-valsartan 24/26 mg BID (NEW)": "NEW: sacubitril/valsartan 24/26 mg twice a day",
+    "spironolactone 25 mg daily (NEW)": "NEW: spironolactone 25 mg once a day",
+    "doxycycline 100 mg BID to complete 5 days": "doxycycline 100 mg twice a day, 5-day course",
+    "prednisone 40 mg daily x 2 more days": "prednisone 40 mg once a day for 2 further days",
+    "insulin glargine 20 units qHS + lispro sliding scale": "NEW: insulin glargine 20 units at bedtime, lispro with meals",
+    "cephalexin 500 mg QID x 5 days": "cephalexin 500 mg four times a day for 5 days",
+    "ciprofloxacin 500 mg BID x 7 days": "ciprofloxacin 500 mg twice a day to complete 7 days",
+    "aspirin 81 mg daily, ticagrelor 90 mg BID (NEW), atorvastatin 80 mg (NEW)":
+        "NEW: ticagrelor 90 mg twice a day with aspirin 81 mg; NEW: atorvastatin 80 mg",
+    "aspirin 81 mg + clopidogrel 75 mg daily x 21 d, then aspirin alone":
+        "clopidogrel 75 mg and aspirin 81 mg once a day for 21 days, then aspirin only",
+    "pantoprazole 40 mg BID x 8 wks; STOP naproxen": "pantoprazole 40 mg twice a day for 8 weeks; naproxen discontinued",
+    "enoxaparin 40 mg SC daily x 28 days": "enoxaparin 40 mg under the skin once a day for 28 days",
+    "apixaban 10 mg BID x 7 d then 5 mg BID": "apixaban 10 mg twice a day for a week, then 5 mg twice a day",
+    "rivaroxaban 15 mg BID x 21 d then 20 mg daily": "rivaroxaban 15 mg twice a day for 3 weeks, then 20 mg once a day",
+    "STOP hydrochlorothiazide; amlodipine 5 mg daily (NEW) for BP":
+        "hydrochlorothiazide discontinued; NEW: amlodipine 5 mg for blood pressure",
+    "naltrexone 50 mg daily (NEW)": "NEW: naltrexone 50 mg once a day",
+    "acamprosate 666 mg TID (NEW)": "NEW: acamprosate 666 mg three times a day",
+    "budesonide-formoterol 160/4.5 2 puffs BID (NEW)": "NEW: Symbicort 160/4.5, two inhalations twice a day",
+    "STOP glipizide; continue metformin 500 mg BID": "glipizide discontinued; metformin 500 mg twice a day continues",
+    # follow-ups
+    "Cardiology clinic in 2 weeks": "cardiology outpatient review in a fortnight",
+    "PCP in 1 week": "see the family doctor within 7 days",
+    "Repeat CXR in 6 wks": "chest X-ray to be repeated at 6 weeks",
+    "HF clinic in 7 days with BMP": "heart failure clinic next week, with kidney function and potassium",
+    "Pulm clinic in 3 weeks": "pulmonology review in 3 weeks",
+    "Endocrine clinic in 1 week": "endocrinology appointment next week",
+    "Wound clinic in 1 week": "wound care nurse review in 1 week",
+    "Cardiac rehab referral placed": "referred to cardiac rehabilitation",
+    "Cardiology in 2 weeks": "cardiology review at 2 weeks",
+    "Stroke clinic in 4 weeks": "neurology outpatient appointment in 4 weeks",
+    "GI clinic, repeat EGD in 8 wks": "gastroenterology to repeat the endoscopy at 8 weeks",
+    "Gen surg clinic in 2 weeks": "general surgery outpatient review at 2 weeks",
+    "Ortho clinic in 2 wks": "orthopaedics wound check and review at 2 weeks",
+    "Heme clinic in 3 months": "hematology review at 3 months to decide on duration",
+    "Surgery clinic in 2 weeks": "surgical outpatient review in 2 weeks",
+    "BMP (Na) in 3 days via PCP": "repeat sodium check by the GP in 3 days",
+    "Intake at outpatient addiction program Monday": "addiction service assessment booked for Monday",
+    "Asthma clinic in 4 weeks": "asthma clinic review in a month",
+    "Endo in 4 weeks": "endocrinology review in 4 weeks",
+    "Surgery clinic in 2-3 weeks": "general surgery review in 2-3 weeks",
+}
+# the note wording of each disposition (by its summary), in a discharge note and in a ward-round plan
+SHIFTED_DISPOSITIONS = {"home": "home with family", "home with home health":
+                        "home, with a visiting nurse twice a week and home physio",
+                        "to a skilled nursing facility": "to a nursing facility for a short stay",
+                        "to inpatient rehabilitation": "to the inpatient rehab unit"}
+SHIFTED_PLANNED = {"home": "home", "home with home health": "home with visiting nurse support",
+                   "to a skilled nursing facility": "to a nursing facility", "to inpatient rehabilitation":
+                   "to the inpatient rehab unit"}
+# how the patient presented, by the diagnosis' summary (spelled out, where train uses shorthand)
+SHIFTED_PRESENTATIONS = {
+    "atrial fibrillation with rapid ventricular response":
+        "six hours of a racing, irregular heartbeat and light-headedness, heart rate around 150",
+    "community-acquired pneumonia": "three days of cough with rusty sputum, fevers to 39.4 and pain on breathing in",
+    "acute decompensated heart failure": "two weeks of breathlessness on exertion, three pillows at night and 5 kg weight gain",
+    "COPD exacerbation": "three days of more breathlessness and green sputum, saturations 85% on air",
+    "diabetic ketoacidosis": "two days of thirst, passing a lot of urine and vomiting; glucose 540, pH 7.10",
+    "left lower leg cellulitis": "three days of a spreading hot, red, painful left shin after a garden scratch",
+    "acute pyelonephritis": "two days of right loin pain, burning on passing urine and fever to 39.2",
+    "NSTEMI": "two hours of central chest pressure at rest with a raised troponin",
+    "acute ischemic stroke": "sudden right arm and face weakness with word-finding difficulty, well an hour before",
+    "upper GI bleed from a duodenal ulcer": "two days of black tarry stools and dizziness, hemoglobin 6.8 from 13",
+    "gallstone pancreatitis": "severe upper abdominal pain going through to the back, with vomiting; lipase 2,300",
+    "right hip fracture": "a fall at home, unable to stand, with the right leg shortened and turned outwards",
+    "pulmonary embolism": "sudden breathlessness and pain on breathing 10 days after knee surgery, pulse 112",
+    "acute appendicitis": "18 hours of pain moving from the navel to the right lower abdomen and no appetite",
+    "symptomatic hyponatremia": "two days of confusion and unsteadiness while taking a water tablet",
+    "alcohol withdrawal": "shaking, sweating and seeing things 36 hours after the last drink",
+    "asthma exacerbation": "two days of wheeze and breathlessness after a cold, peak flow 45% of predicted",
+    "C. difficile colitis": "eight to ten watery stools a day after a course of clindamycin",
+    "hypoglycemia": "found confused by the spouse with a fingerstick glucose of 34, on glipizide",
+    "adhesive small bowel obstruction": "green vomiting, no stool or wind and a swollen abdomen after a past laparotomy",
+}
+SHIFTED_PMH = ["high blood pressure", "high cholesterol", "type 2 diabetes", "chronic kidney disease stage 3",
+               "underactive thyroid", "osteoarthritis", "low mood", "sleep apnoea on CPAP", "gout", "glaucoma"]
+SHIFTED_YOUNG_PMH = ["migraine", "anxiety", "eczema", "hay fever", "irritable bowel", "low mood"]
+SHIFTED_HOME_MEDS = ["ramipril 5 mg", "simvastatin 20 mg", "levothyroxine 100 mcg", "lansoprazole 30 mg",
+                     "citalopram 20 mg", "allopurinol 300 mg", "colecalciferol", "paracetamol as needed",
+                     "timolol eye drops"]
+SHIFTED_YOUNG_MEDS = ["fluoxetine 20 mg", "loratadine 10 mg", "rizatriptan as needed", "colecalciferol",
+                      "propranolol 10 mg as needed"]
+SHIFTED_ALLERGIES = ["no known allergies", "penicillin (rash)", "peanuts", "morphine (itching)", "sticking plaster"]
+SHIFTED_SOCIAL = ["Lives with partner, independent.", "Lives alone in a flat, manages own care.",
+                  "Lives with son and his family.", "Walks with a frame indoors."]
+SHIFTED_HABITS = ["Ex-smoker.", "Never smoked.", "Retired bus driver.", "Works in IT.", "Keen gardener."]
+SHIFTED_DISTRACTORS = [
+    "Resuscitation status: for full escalation.", "Diet on leaving: low salt.",
+    "Physiotherapy: managing stairs with a stick.", "Flu vaccine given before leaving.",
+    "Incidental small liver cyst on imaging, no action needed.", "Long-standing knee pain unchanged.",
+    "Respiratory viral swabs negative.", "Pressure areas intact throughout.",
+    "Relatives updated by phone and happy with the plan.", "Mild constipation on day 2, settled with laxatives.",
+    "Poor sleep on the ward, melatonin tried.", "Potassium 3.3, replaced by mouth.",
+    "Dietitian advised protein drinks.", "Cannula removed before leaving.",
+    "Old thyroid nodule already under review by the GP.", "Occupational therapy: kitchen assessment passed.",
+]
+SHIFTED_NAMES = ["Abara", "Lindqvist", "Ferreira", "O'Neill", "Takahashi", "Novak", "Quispe", "Wright"]
+
+
+def article(age: int) -> str:
+    return "an" if str(age).startswith("8") or age in (11, 18) else "a"
+
+
+def shifted(fact: Fact) -> str:
+    return SHIFTED_WORDING[fact.note]
+
+
+def shifted_history(rng: random.Random, age: int) -> str:
+    return ", ".join(rng.sample(SHIFTED_YOUNG_PMH if age < 45 else SHIFTED_PMH, rng.randint(2, 3)))
+
+
+def shifted_meds(rng: random.Random, case: Case) -> str:
+    meds = rng.sample(SHIFTED_YOUNG_MEDS if case.age < 45 else SHIFTED_HOME_MEDS, rng.randint(2, 3))
+    if case.medication:
+        meds.insert(rng.randint(0, len(meds)), shifted(case.medication))
+    return "; ".join(meds)
+
+
+def course(rng: random.Random, case: Case) -> str:
+    return " ".join([shifted(case.treatment), *rng.sample(case.scenario.course_extra, 1)])
+
+
+def gp_letter(rng: random.Random, case: Case) -> tuple[list[str], list[str]]:
+    """(lines before, lines after) of a letter to the patient's GP; distractors go in between."""
+    s, pronoun = case.scenario, "He" if case.sex == "M" else "She"
+    head = [
+        f"Dear Dr {rng.choice(SHIFTED_NAMES)},",
+        f"Your patient, {article(case.age)} {case.age}-year-old {'man' if case.sex == 'M' else 'woman'}, was with us for "
+        f"{case.stay} days with {shifted(s.diagnosis)}. {pronoun} came in with "
+        f"{SHIFTED_PRESENTATIONS[s.diagnosis.summary]}. Background: {shifted_history(rng, case.age)}.",
+        course(rng, case),
+    ]
+    tail = [
+        f"Medicines on leaving: {shifted_meds(rng, case)}. Allergies: {rng.choice(SHIFTED_ALLERGIES)}.",
+        f"{pronoun} went {SHIFTED_DISPOSITIONS[case.disposition.summary]}; {shifted(case.followup)}.",
+        f"Yours sincerely, Dr {rng.choice(SHIFTED_NAMES)}",
+    ]
+    return head, tail
+
+
+def handoff(rng: random.Random, case: Case) -> tuple[list[str], list[str]]:
+    s = case.scenario
+    head = [
+        "Hospital discharge - handoff to community team",
+        f"- Patient: {case.age}, {'male' if case.sex == 'M' else 'female'}; {case.stay} nights in hospital",
+        f"- Main problem: {shifted(s.diagnosis)}",
+        f"- Came in with: {SHIFTED_PRESENTATIONS[s.diagnosis.summary]}",
+        f"- Other conditions: {shifted_history(rng, case.age)}",
+        f"- What we did: {course(rng, case)}",
+    ]
+    tail = [
+        f"- Medicines now: {shifted_meds(rng, case)}",
+        f"- Going: {SHIFTED_DISPOSITIONS[case.disposition.summary]}",
+        f"- Appointments: {shifted(case.followup)}",
+    ]
+    return head, tail
+
+
+def ehr_sections(rng: random.Random, case: Case) -> tuple[list[str], list[str]]:
+    s = case.scenario
+    head = [
+        f"Principal problem: {shifted(s.diagnosis)}",
+        f"Patient: {case.age} y {case.sex}; length of stay {case.stay} days",
+        f"Reason for admission: {SHIFTED_PRESENTATIONS[s.diagnosis.summary]}",
+        f"Medical history: {shifted_history(rng, case.age)}",
+        f"Brief hospital course: {course(rng, case)}",
+    ]
+    tail = [
+        f"Discharge medication list: {shifted_meds(rng, case)}",
+        f"Allergies: {rng.choice(SHIFTED_ALLERGIES)}",
+        f"Discharge destination: {SHIFTED_DISPOSITIONS[case.disposition.summary]}",
+        f"Follow-up appointments: {shifted(case.followup)}",
+    ]
+    return head, tail
+
+
+def ward_round(rng: random.Random, case: Case) -> tuple[list[str], list[str]]:
+    s = case.scenario
+    head = [
+        f"WARD ROUND - day {case.stay} of admission",
+        f"{case.age} y {case.sex}, in with {shifted(s.diagnosis)} after {SHIFTED_PRESENTATIONS[s.diagnosis.summary]}. "
+        f"Background: {shifted_history(rng, case.age)}.",
+        f"Overnight: {rng.choice(['comfortable', 'slept well', 'up walking to the toilet', 'no concerns from nursing staff'])}.",
+        f"Observations: temperature {rng.uniform(36.4, 37.5):.1f}, pulse {rng.randint(62, 96)}, "
+        f"BP {rng.randint(104, 146)}/{rng.randint(58, 88)}, saturations {rng.randint(93, 99)}% on air.",
+        "Impression and plan:",
+        f"- {shifted(s.diagnosis)}: {course(rng, case)}",
+    ]
+    tail = []
+    if case.medication:
+        tail.append(f"- Medicines for discharge: {shifted(case.medication)}")
+    tail += [f"- Follow-up: {shifted(case.followup)}",
+             f"- Expected discharge {SHIFTED_PLANNED[case.disposition.summary]} in the next day or two."]
+    return head, tail
+
+
+def write_shifted_note(rng: random.Random, case: Case) -> str:
+    """A note in a shifted layout, padded with distractor lines up to 120-160 words (at most MAX_NOTE_CHARS)."""
+    layout = ward_round if case.progress_note else rng.choice([gp_letter, handoff, ehr_sections])
+    head, tail = layout(rng, case)
+    habits = [h for h in SHIFTED_HABITS if case.age >= 60 or not h.startswith("Retired")]
+    social = f"Social: {rng.choice(SHIFTED_SOCIAL)} {rng.choice(habits)}"
+    # in the handoff's list it is a bullet; in a ward round it stays above the plan
+    head.insert(rng.randint(2, 3 if layout is ward_round else len(head)),
+                f"- {social}" if layout is handoff else social)
+    target_words = rng.randint(120, 160)
+    extra: list[str] = []
+
+    def lines(extra: list[str]) -> list[str]:  # a letter gathers them into one paragraph, lists bullet them
+        if layout is gp_letter:
+            return ["Other points: " + " ".join(extra)] if extra else []
+        return [f"- {line}" if layout in (handoff, ward_round) else line for line in extra]
+
+    for line in rng.sample(SHIFTED_DISTRACTORS, len(SHIFTED_DISTRACTORS)):
+        if len(" ".join(head + lines(extra) + tail).split()) >= target_words:
+            break
+        if len("\n".join(head + lines(extra + [line]) + tail)) <= MAX_NOTE_CHARS:
+            extra.append(line)
+    return "\n".join(head + lines(extra) + tail)
+
+
 def generate_examples(rng: random.Random, n: int, split: str = "train") -> list[dict]:
-    """n notes, scenarios in turn; ``split`` is unused: test notes differ from training ones by the draw."""
+    """n notes, scenarios in turn. Test notes differ from training ones by the draw; ``split="shifted"``
+    writes them in the shifted layouts and wording instead (same cases, summaries and key facts)."""
+    write = write_shifted_note if split == "shifted" else write_note
     examples = []
     for i in range(n):
         case = draw_case(rng, SCENARIOS[i % len(SCENARIOS)])
-        examples.append({"input": write_note(rng, case), "target": write_summary(case), "facts": facts_of(case)})
+        examples.append({"input": write(rng, case), "target": write_summary(case), "facts": facts_of(case)})
     rng.shuffle(examples)
     return examples

@@ -4,7 +4,9 @@ A message core written for its (personnel, urgency) cell, with slots filled in, 
 sign-offs, rambling context, negated or past red flags, typos and lower case. About 30% of
 messages are urgent; admin requests never carry a red flag. Test messages are written from
 message cores never used in training (``split_cores``), so a model that only memorised
-training phrasings does not score well.
+training phrasings does not score well. ``split="shifted"`` writes messages from separate pools: other
+voices (carers writing for a parent or child, terse texting, formal letters), phrasings, medicines,
+greetings and asides that train and test never use.
 """
 
 from __future__ import annotations
@@ -199,14 +201,174 @@ def write_message(rng: random.Random, personnel: str, urgency: str, cores=None) 
     return text
 
 
+
+
+# ---------------------------------------------------------------- shifted split
+# Pools that only split="shifted" draws from: other voices (a carer writing for a parent or child, terse
+# texting, formal letters), other phrasings of the same requests and red flags, other medicines,
+# greetings, sign-offs and asides. The personnel and urgency rules are the same as train's.
+
+SHIFTED_SLOTS = {
+    "med": ["metoprolol", "simvastatin", "furosemide", "hydrochlorothiazide", "pantoprazole", "citalopram",
+            "tamsulosin", "allopurinol", "pregabalin", "ramipril"],
+    "critical": ["insulin glargine", "Humalog", "Coumadin", "rivaroxaban", "Pradaxa (blood thinner)",
+                 "levetiracetam (for seizures)", "mycophenolate (transplant med)", "enoxaparin injections"],
+    "thinner": ["Coumadin", "rivaroxaban", "Pradaxa", "enoxaparin injections"],
+    "otc": ["cough syrup", "naproxen", "Claritin", "Imodium", "a decongestant nasal spray", "turmeric capsules"],
+    "day": ["the 3rd", "Thursday afternoon", "the 22nd", "next Monday"],
+    "n": ["2", "3", "6"],
+    "doctor": ["Dr. Nakamura", "Dr. Fischer", "Dr. Mensah", "Dr. Rossi"],
+    "form": ["my gym membership health form", "a travel insurance medical form", "my pilot's medical paperwork",
+             "a housing support letter"],
+    "finding": ["a 4 mm gallbladder polyp", "mild emphysematous changes", "a bone island in the pelvis",
+                "a small hiatal hernia", "diverticulosis without inflammation"],
+    "lab": ["cholesterol is 7.9", "hemoglobin is 10.1", "platelets are 520", "uric acid is 9.2",
+            "calcium is 10.9", "B12 is 150"],
+    "bp": ["150/95 most mornings", "between 126/78 and 134/82", "around 160/100 twice", "122/74 daily"],
+    "sugar": ["around 7-8 mmol", "120s-140s fasting", "mostly under 150"],
+    "parent_age": ["79", "84", "88", "91"],
+    "kid_age": ["3", "5", "7", "10"],
+    "infant_age": ["4-week-old", "7-week-old", "8-week-old", "11-week-old"],
+}
+
+SHIFTED_CORES = {
+    ("physician", "non-urgent"): [
+        "Writing for my father ({parent_age}). He has become more forgetful over the past {n} months, losing his keys "
+        "and repeating questions. Could the doctor assess him?",
+        "bloods came back, {lab}. is that bad? do i need different tablets",
+        "I would be grateful if the doctor could explain the finding of {finding} on my recent scan and "
+        "whether further investigation is warranted.",
+        "Mum's ankles have swollen more each week since her {med} dose went up. Should her medication be changed?",
+        "seen a bit of bright red blood on the tissue on and off for {n} weeks, no pain. pls advise",
+        "I am writing on behalf of my husband, whose hand tremor has slowly worsened since the spring. We would like "
+        "a medical opinion on whether he needs treatment.",
+        "I'd like to discuss stopping {med} altogether, I've felt dizzy ever since the dose was increased.",
+        "lump in my neck for {n} wks, not going down, doesnt hurt. should someone look at it",
+    ],
+    ("physician", "urgent"): [
+        "Mum ({parent_age}) suddenly can't lift her left arm and her words are muddled, it started 15 minutes ago.",
+        "crushing chest pain 30 min, sweaty n feel sick. what do i do",
+        "I am writing because my husband has become severely breathless at rest this evening and his lips look blue.",
+        "Dad keeps saying he wants to end it all and he has been giving his things away. I'm scared to leave him "
+        "alone tonight.",
+        "gasping for air even sitting still, getting worse past hour",
+        "My wife fainted and is now vomiting bright red blood.",
+        "nosebleed 40 min wont stop, on {thinner}, soaked 2 towels",
+        "Please forgive a message rather than a call: I have had tight central chest pain spreading to my jaw for "
+        "the last 45 minutes.",
+    ],
+    ("nurse", "non-urgent"): [
+        "stitches itchy, is that normal?? healing fine otherwise",
+        "Dad's home BP machine has been reading {bp} this week. Is that in range?",
+        "Could you please advise whether my son should have the HPV jab at his next check-up? He turns 11 soon.",
+        "sugars {sugar} all week, just fyi. keep checking?",
+        "Mum has a small skin tear on her shin from the car door. How should we dress it?",
+        "cold for 3 days, stuffy nose and sore throat, whats best to take",
+        "I would like to know how long I should wait after my shingles jab before having the flu jab.",
+        "my {kid_age} yr old was 38.2 this morning but is drinking and playing as usual. anything to do?",
+    ],
+    ("nurse", "urgent"): [
+        "Our {infant_age} daughter feels very hot, 38.6 on the thermometer, and won't take her bottle.",
+        "our {infant_age} has a temp of 38.5, floppy and not feeding",
+        "had my flu jab 20 mins ago, now my throat feels tight and im covered in itchy welts",
+        "I am writing to report that the incision from my operation has opened and is bleeding heavily through "
+        "the dressings.",
+        "Dad's home oxygen reading is 84% and he is gasping for air.",
+        "my c-section wound is pouring blood since I got out of the shower",
+    ],
+    ("pharmacist", "non-urgent"): [
+        "{med} repeat script pls, about 10 days of tablets left",
+        "I would be grateful if you could confirm whether {otc} interacts with my {med}.",
+        "Mum takes {med} every day; can she have {otc} for her cold?",
+        "which is better, taking {med} in the morning or at night?",
+        "my plan stopped covering {med}. any cheaper option?",
+        "I missed two doses of {med} while on holiday. Should I double up?",
+        "Please send my next {critical} script to the mail-order chemist; I still have a month's supply.",
+        "can i split my {med} tablets in half?",
+    ],
+    ("pharmacist", "urgent"): [
+        "no {critical} left for tonights dose!! chemist shut",
+        "Dad used his last {critical} this morning and the chemist says the script has lapsed. He needs his dose this "
+        "evening.",
+        "I regret to say I used my final dose of {critical} this morning and my repeat prescription has not been "
+        "authorised.",
+        "Lost my bag with all my {critical} in it on the train, next dose due in 2 hours.",
+    ],
+    ("admin", "non-urgent"): [
+        "need to move my appt on {day}, anything thurs?",
+        "I am writing to request copies of my notes for my solicitor.",
+        "I'm my mother's carer. Can I be added as her contact so I can book her appointments?",
+        "got an invoice for a visit insurance should cover, pls check",
+        "pls fax {form} to my work",
+        "Kindly update my address and telephone number on file.",
+        "Can Dad's annual check be on a Tuesday? That's when I can drive him.",
+        "I'd like to register my newborn with the practice.",
+        "is there parking at the new clinic building?",
+    ],
+}
+
+# Greetings, sign-offs and asides that fit any voice (a carer's message or the patient's own).
+SHIFTED_GREETINGS = ["", "Dear Sir or Madam,", "Good afternoon,", "hiya", "To the practice team,", "Morning all,",
+                     "Hello again,"]
+SHIFTED_SIGNOFFS = ["", "Kind regards, R. Whitfield", "cheers", "ty", "Yours faithfully, D. Okoro", "Best wishes",
+                    "Many thanks in advance.", "(sent from the family account)"]
+SHIFTED_CONTEXT = [
+    "We have been with this practice for years.", "Current meds: {med} and {med2}.",
+    "Our phone number has changed, see the profile.", "We moved here in the summer.",
+    "English is my second language, sorry for mistakes.", "Usually seen by {doctor}.",
+]
+# Red-flag words that are negated, past or hypothetical: they do not make a message urgent.
+SHIFTED_NEGATED = ["No breathing problems and no chest pains.", "Not bleeding at the moment.",
+                   "It is not an emergency.", "He is alert and talking normally.", "Denies any chest discomfort.",
+                   "Hasn't had a temperature.", "No rash or swelling in the mouth.",
+                   "She is not having any dark thoughts, just tired.",
+                   "The chest pain I had in 2019 turned out to be muscular."]
+SHIFTED_URGENT_ENDINGS = ["Should we go to A&E?", "Please advise asap.", "Is this an emergency?"]
+
+
+CHILD_WORDS = ["week-old", "yr old", "baby", "son ", "newborn"]  # a child's message takes no adult medication list
+
+
+def fill_shifted(template: str, rng: random.Random) -> str:
+    values = {key: rng.choice(options) for key, options in SHIFTED_SLOTS.items()}
+    values["med2"] = rng.choice([m for m in SHIFTED_SLOTS["med"] if m != values["med"]])
+    return template.format(**values)
+
+
+def texting(text: str) -> str:
+    """Texting register: lower case and the usual contractions."""
+    for long, short in ((" you ", " u "), ("please", "pls"), (" are ", " r "), (" and ", " & "), ("thanks", "thx")):
+        text = text.replace(long, short)
+    return text.lower()
+
+
+def write_shifted_message(rng: random.Random, personnel: str, urgency: str) -> str:
+    core = fill_shifted(rng.choice(SHIFTED_CORES[(personnel, urgency)]), rng)
+    parts = [rng.choice(SHIFTED_GREETINGS), core]
+    context = rng.choice(["", "", *SHIFTED_CONTEXT])
+    if context and not (context.startswith("Current meds") and any(w in core for w in CHILD_WORDS)):
+        parts.insert(rng.randint(1, len(parts)), fill_shifted(context, rng))
+    if urgency == "non-urgent" and personnel != "admin" and rng.random() < 0.3:
+        parts.append(rng.choice(SHIFTED_NEGATED))
+    if urgency == "urgent" and rng.random() < 0.3:
+        parts.append(rng.choice(SHIFTED_URGENT_ENDINGS))
+    parts.append(rng.choice(SHIFTED_SIGNOFFS))
+    text = " ".join(p for p in parts if p)
+    return texting(text) if rng.random() < 0.2 else text
+
+
 def generate_examples(rng: random.Random, n: int, split: str = "train") -> list[dict]:
-    """n messages, personnel in turn, written from the ``split``'s message cores."""
+    """n messages, personnel in turn, written from the ``split``'s message cores; ``split="shifted"``
+    writes them from the shifted pools (other voices and phrasings) instead."""
     cores = split_cores(split)
     examples = []
     for i in range(n):
         personnel = PERSONNEL[i % len(PERSONNEL)]
         urgency = "urgent" if rng.random() < URGENT_RATE[personnel] else "non-urgent"
-        examples.append({"input": write_message(rng, personnel, urgency, cores), "personnel": personnel,
-                         "urgency": urgency})
+        if split == "shifted":
+            text = write_shifted_message(rng, personnel, urgency)
+        else:
+            text = write_message(rng, personnel, urgency, cores)
+        examples.append({"input": text, "personnel": personnel, "urgency": urgency})
     rng.shuffle(examples)
     return examples
