@@ -156,9 +156,13 @@ def render() -> str:
     lines += [
         "## Presets",
         "",
-        "`preset: quick` (the default, and `make demo`) is the smallest study that still shows what SFT does on",
-        "the embedded model; `preset: full` uses whole datasets and paper-like epochs, meant for a GPU. Each sets",
-        "only the keys below (–: the default above); your YAML file and flags override them.",
+        "`preset: quick` (the default, and `make demo`) is sized so that SFT's gain over the base model is",
+        "decided on each bundled task; `preset: standard` is a CPU afternoon with the seed study's proportions",
+        "(DPO long enough, and with its task check, for its comparison with SFT to be a measurement);",
+        "`preset: full` uses whole datasets and paper-like epochs, meant for a GPU. Their wall times on 2 CPU",
+        "cores: docs/performance.md; `medtune study --preset NAME --dry-run` estimates yours. Each sets only the",
+        "keys below (–: the default above); your YAML file and flags override them. `per_task` rows apply to",
+        "that task only.",
         "",
         *presets_table(PRESETS, [f"{path}.{name}" if path else name
                                   for path, model in blocks for name in model.model_fields]),

@@ -77,3 +77,34 @@ def test_retired_keys_are_left_out_of_a_users_file_and_of_a_saved_run(tmp_path, 
     (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(saved))
     with pytest.raises(MedtuneError, match="differs in: sft"):
         check_run_dir(cfg)
+
+
+def test_per_task_settings_change_only_their_task(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("sft: {max_steps: 30}\nper_task: {summarization: {sft: {max_steps: 8, batch_size: 4}}}\n")
+    cfg = load_config(path)
+    assert (cfg.for_task("summarization").sft.max_steps, cfg.for_task("summarization").sft.batch_size) == (8, 4)
+    assert cfg.for_task("triage").sft.max_steps == 30 and cfg.for_task("triage") is cfg
+    assert cfg.for_task("summarization").sft.learning_rate == cfg.sft.learning_rate  # the rest is inherited
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("per_task: {summ: {sft: {max_steps: 8}}}", "per_task names 'summ'"),
+    ("per_task: {triage: {stats: {alpha: 0.1}}}", "may set the sections"),
+    ("per_task: {triage: {sft: {max_steps: 0}}}", "per_task.triage: sft.max_steps: Value error, 0 steps"),
+    ("stats: {min_effect: {macro_f1: 0}}", "min_effect must be above 0"),
+])
+def test_bad_per_task_and_min_effect_settings_are_named(tmp_path, text, expected):
+    path = tmp_path / "c.yaml"
+    path.write_text(text + "\n")
+    with pytest.raises(MedtuneError, match=expected.replace("(", r"\(")):
+        load_config(path)
+
+
+def test_a_size_you_set_yourself_holds_for_every_task(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data: {test_limit: 10}\nsft: {max_steps: 3}\n")
+    summarization = load_config(path).for_task("summarization")
+    assert summarization.data.test_limit == 10 and summarization.sft.max_steps == 3
+    assert summarization.sft.batch_size == PRESETS["quick"]["per_task"]["summarization"]["sft"]["batch_size"]
+    assert load_config().for_task("summarization").data.test_limit == 40  # the preset's, where you set none

@@ -119,7 +119,7 @@ def test_each_kind_and_a_bundled_task_in_one_study(tiny_config, tmp_path):
         task = results["tasks"][name]
         assert task["primary_metrics"] == primary
         assert set(task["stages"]) == {"base", "sft", "dpo"}
-        assert task["verdict"]["verdict"] in ("sft_sufficient", "dpo_helps", "inconclusive")
+        assert task["verdict"]["verdict"] in ("sft_sufficient", "dpo_helps", "no_gain", "inconclusive")
         assert all(task["stages"][s]["metrics"][primary[0]]["n"] == 8 for s in ("base", "sft", "dpo"))
     esi = results["tasks"]["esi_level"]
     assert "per_class" in esi["stages"]["sft"] and esi["baselines"]["tfidf_logreg"]

@@ -5,7 +5,7 @@ import math
 from scipy.stats import binomtest
 
 from medtune.evaluate.metrics import stage_metrics
-from medtune.evaluate.stats import compare, mcnemar_exact, verdict
+from medtune.evaluate.stats import add_findings, compare, compare_stages, mcnemar_exact, verdict
 from medtune.tasks.common import Metric, Task, accuracy, label_metrics
 
 
@@ -62,19 +62,85 @@ def fake_task() -> Task:
                 max_new_tokens=4, build_prompt=str, reference=str, score=lambda e, o: {}, wrong_completions=list)
 
 
-def comp(diff: float, p: float) -> dict:
-    return {"accuracy": {"difference": diff, "p_value": p}}
+def comp(diff: float, p: float, half_width: float = 0.02) -> dict:
+    return {"accuracy": {"difference": diff, "p_value": p, "ci_low": diff - half_width, "ci_high": diff + half_width,
+                         "n": 100}}
 
 
-def test_verdict_rule():
+def test_verdict_rule_on_summaries():
     task = fake_task()
     assert verdict(task, {"sft_vs_base": comp(0.3, 0.001), "dpo_vs_sft": comp(0.1, 0.01)}, 0.05)["verdict"] == "dpo_helps"
-    assert verdict(task, {"sft_vs_base": comp(0.3, 0.001), "dpo_vs_sft": comp(0.02, 0.4)}, 0.05)["verdict"] == "sft_sufficient"
+    assert verdict(task, {"sft_vs_base": comp(0.3, 0.001), "dpo_vs_sft": comp(0.0, 0.9)}, 0.05)["verdict"] == "sft_sufficient"
     assert verdict(task, {"sft_vs_base": comp(0.3, 0.001), "dpo_vs_sft": comp(-0.1, 0.01)}, 0.05)["verdict"] == "sft_sufficient"
-    assert verdict(task, {"sft_vs_base": comp(0.01, 0.6), "dpo_vs_sft": comp(0.01, 0.7)}, 0.05)["verdict"] == "inconclusive"
-    # a significant *drop* from SFT is not "SFT beat base"
-    assert verdict(task, {"sft_vs_base": comp(-0.3, 0.001), "dpo_vs_sft": comp(0.0, 1.0)}, 0.05)["verdict"] == "inconclusive"
+    # not significant, and the CI reaches a gain of min_effect: no claim of sufficiency
+    wide = verdict(task, {"sft_vs_base": comp(0.3, 0.001), "dpo_vs_sft": comp(0.02, 0.4, 0.15)}, 0.05)
+    assert (wide["verdict"], wide["kind"]) == ("inconclusive", "underpowered")
+    narrow = verdict(task, {"sft_vs_base": comp(0.3, 0.001), "dpo_vs_sft": comp(0.02, 0.2, 0.04)}, 0.05)
+    assert (narrow["verdict"], narrow["kind"]) == ("inconclusive", "no_difference_found")
+    # a significant drop from the base model is not "SFT helps"; with DPO ruling out a gain too, neither helps
+    assert verdict(task, {"sft_vs_base": comp(-0.3, 0.001), "dpo_vs_sft": comp(0.0, 1.0)}, 0.05)["verdict"] == "no_gain"
     assert verdict(task, {"sft_vs_base": comp(0.3, 0.001)}, 0.05)["verdict"] == "inconclusive"  # no DPO yet
+    # min_effect from the config, by metric name: a +0.1 gain is not enough where 0.2 is what matters
+    assert verdict(task, {"sft_vs_base": comp(0.3, 0.001), "dpo_vs_sft": comp(0.1, 0.01)}, 0.05,
+                   {"accuracy": 0.2})["verdict"] == "sft_sufficient"
+
+
+def stage_rows(n: int, right: set[int], prefix: str = "i") -> list[dict]:
+    return rows_from([int(k in right) for k in range(n)], prefix)
+
+
+def constructed(n: int, dpo_gains: int, dpo_losses: int, sft_right: int) -> dict:
+    """Paired rows for base, SFT and DPO on n items: the base model gets n/10 right, SFT ``sft_right``; DPO
+    turns ``dpo_gains`` of SFT's wrong items right and ``dpo_losses`` of its right ones wrong."""
+    base = set(range(n // 10))
+    sft = set(range(sft_right))
+    dpo = (sft - set(range(dpo_losses))) | set(range(sft_right, sft_right + dpo_gains))
+    return {"base": stage_rows(n, base), "sft": stage_rows(n, sft), "dpo": stage_rows(n, dpo)}
+
+
+def decide(rows: dict) -> dict:
+    task = fake_task()
+    comparisons = add_findings(task, compare_stages(task, rows, 400, 0), 0.05)
+    return verdict(task, comparisons, 0.05)
+
+
+def test_verdict_on_constructed_paired_data():
+    """The five cases docs/statistics.md names, each from item-level rows through the real tests and CIs."""
+    # a large significant gain: DPO right on 60 more of 400 items (+0.15)
+    assert decide(constructed(400, 60, 0, 240))["verdict"] == "dpo_helps"
+    # a significant gain below min_effect (+0.03 on 2,000 items; the CI stays under +0.05)
+    small = decide(constructed(2000, 60, 0, 1200))
+    assert small["verdict"] == "sft_sufficient" and "by less than min_effect 0.05" in small["reason"]
+    # a narrow CI around zero: 20 items won, 20 lost, of 2,000
+    assert decide(constructed(2000, 20, 20, 1200))["verdict"] == "sft_sufficient"
+    # a wide CI around zero: 4 won, 4 lost, of 40; how many items would decide it is said
+    wide = decide(constructed(40, 4, 4, 24))
+    assert (wide["verdict"], wide["kind"]) == ("inconclusive", "underpowered")
+    needed = int(wide["reason"].split("About ")[1].split()[0])
+    assert 150 < needed < 1000
+    # a significant loss: DPO wrong on 60 items SFT had right
+    loss = decide(constructed(400, 0, 60, 240))
+    assert loss["verdict"] == "sft_sufficient" and "significantly worse, by at least min_effect" in loss["reason"]
+
+
+def test_sft_that_does_not_help_is_a_finding():
+    rows = constructed(2000, 20, 20, 200)  # SFT right on the base model's 200 items and no more
+    assert decide(rows)["verdict"] == "no_gain"
+
+
+def test_findings_name_what_each_ci_rules_out():
+    from medtune.evaluate.stats import finding
+
+    metric = fake_task().metrics[0]
+    result = {"difference": 0.0, "ci_low": -0.02, "ci_high": 0.03, "p_value": 0.8, "n": 500}
+    assert finding(result, metric, 0.05, 0.05)["finding"] == "equivalent"
+    assert finding({**result, "ci_low": -0.2}, metric, 0.05, 0.05)["finding"] == "no_gain"
+    assert finding({**result, "ci_high": 0.2}, metric, 0.05, 0.05)["finding"] == "no_loss"
+    under = finding({**result, "ci_low": -0.2, "ci_high": 0.2}, metric, 0.05, 0.05)
+    assert under["finding"] == "underpowered" and under["n_to_decide"] == 500 * 16  # half-width 0.2 -> 0.05
+    lower = Metric("error_rate", accuracy, "mcnemar", item_key="correct", higher_is_better=False)
+    assert finding({**result, "difference": -0.1, "ci_low": -0.15, "ci_high": -0.06, "p_value": 0.001},
+                   lower, 0.05, 0.05)["finding"] == "gain"  # lower is better: a fall is a gain
 
 
 def test_macro_f1_agrees_with_sklearn():
@@ -169,11 +235,13 @@ def test_compare_stages_adds_holm_within_primary_family():
 
 def test_verdict_uses_holm_adjusted_p():
     task = fake_task()
-    raw_only = {"sft_vs_base": {"accuracy": {"difference": 0.3, "p_value": 0.001, "p_holm": 0.003}},
-                "dpo_vs_sft": {"accuracy": {"difference": 0.1, "p_value": 0.03, "p_holm": 0.06}}}
+    raw_only = {"sft_vs_base": {"accuracy": {"difference": 0.3, "p_value": 0.001, "p_holm": 0.003,
+                                             "ci_low": 0.2, "ci_high": 0.4, "n": 100}},
+                "dpo_vs_sft": {"accuracy": {"difference": 0.1, "p_value": 0.03, "p_holm": 0.06,
+                                            "ci_low": 0.01, "ci_high": 0.19, "n": 100}}}
     v = verdict(task, raw_only, 0.05)
-    assert v["verdict"] == "sft_sufficient"  # raw p 0.03 would have said dpo_helps
-    assert "Holm p=0.003" in v["reason"]
+    assert v["verdict"] == "inconclusive"  # raw p 0.03 would have said dpo_helps
+    assert "Holm p=0.003" in v["reason"] and "Holm p=0.06" in v["reason"]
     raw_only["dpo_vs_sft"]["accuracy"]["p_holm"] = 0.04
     assert verdict(task, raw_only, 0.05)["verdict"] == "dpo_helps"
 

@@ -42,7 +42,7 @@ def test_full_five_task_study(tiny_config, accel):
     assert result.exit_code == 0, result.output
     run = run_dir_of(tiny_config)
     results = json.loads((run / "results.json").read_text())
-    assert results["schema_version"] == 2
+    assert results["schema_version"] == 3
     assert set(results["tasks"]) == set(TASK_NAMES)
     assert results["versions"]["trl"] and results["config"]["model"]
     for name, task in results["tasks"].items():
@@ -59,8 +59,15 @@ def test_full_five_task_study(tiny_config, accel):
                 c = task["comparisons"][comparison][metric]
                 assert 0 <= c["p_value"] <= c["p_holm"] <= 1
                 assert c["test"] in ("exact McNemar", "paired bootstrap", "Wilcoxon signed-rank")
-        assert task["verdict"]["verdict"] in ("sft_sufficient", "dpo_helps", "inconclusive")
-        assert task["verdict"]["reason"]
+        assert task["verdict"]["verdict"] in ("sft_sufficient", "dpo_helps", "no_gain", "inconclusive")
+        assert task["verdict"]["reason"] and task["verdict"]["split"] == "test"
+        assert all("finding" in c for comp in task["comparisons"].values() for c in comp.values())
+        # every bundled task has a shifted split: each stage answered it too, on the same number of items
+        shifted = task["shifted"]
+        assert all(shifted["stages"][s]["metrics"][m]["n"] == 10 for s in ("base", "sft", "dpo")
+                   for m in task["primary_metrics"])
+        assert (run / name / "dpo" / "predictions_shifted.jsonl").is_file()
+        assert shifted["verdict"]["verdict"] and set(shifted["comparisons"]) == set(task["comparisons"])
         assert task["pairs"]["pairs"] > 0
         pairs = [json.loads(line) for line in (run / name / "pairs" / "pairs.jsonl").open()]
         assert all(p["chosen"] != p["rejected"] and p["source"] in ("model_error", "label_swap") for p in pairs)
@@ -70,7 +77,7 @@ def test_full_five_task_study(tiny_config, accel):
     report = (run / "report.md").read_text()
     for name in TASK_NAMES:
         assert f"## {name}" in report
-    assert "Verdict:" in report and "p=" in report
+    assert "**Verdict (in-distribution test split):" in report and "p=" in report
     html = (run / "report.html").read_text()
     assert "data:image/png;base64," in html and "Summary" in html
 
@@ -263,7 +270,7 @@ def test_triage_file_with_one_head_runs_the_whole_study(tiny_config, tmp_path):
     assert triage["primary_metrics"] == ["urgency_macro_f1"]
     assert set(triage["comparisons"]["dpo_vs_sft"]) == {"urgency_macro_f1", "urgency_accuracy"}
     assert "personnel_macro_f1" not in triage["stages"]["sft"]["metrics"]
-    assert triage["verdict"]["verdict"] in ("sft_sufficient", "dpo_helps", "inconclusive")
+    assert triage["verdict"]["verdict"] in ("sft_sufficient", "dpo_helps", "no_gain", "inconclusive")
 
 
 def test_iterative_rounds_mine_from_the_previous_round(tiny_config):
@@ -389,3 +396,15 @@ def test_study_evaluates_sft_beside_dpo_sharing_the_layers_below_dpos_adapters(t
         assert "evaluated_with" not in json.loads((run / stage / "metrics.json").read_text())
         assert (run / stage / "predictions.jsonl").read_text() == together[stage]
     assert together["sft"] != together["dpo"]
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tiny_config):
+    result = run_cli("study", "--config", tiny_config, "--tasks", "triage,summarization", "--dry-run")
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "Estimated time: about" in out and "GFLOP/s" in out
+    for stage in ("eval base", "SFT", "pairs", "DPO", "eval SFT + DPO"):
+        assert stage in out
+    # triage: 10 test and 10 shifted items, 3 SFT steps of 4 sequences
+    assert "20 items" in out and "12 sequences" in out
+    assert not run_dir_of(tiny_config).exists()

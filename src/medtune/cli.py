@@ -19,7 +19,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Fine-tune a language model on a clinical task with SFT and DPO, and learn which one it needs.")
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file (see configs/example.yaml)")
-PresetOpt = typer.Option(None, "--preset", help="quick (demo-sized) or full (whole datasets)")
+PresetOpt = typer.Option(None, "--preset", help="quick (the demo), standard (a CPU afternoon) or full "
+                         "(whole datasets, a GPU); --dry-run shows the time each takes")
 ModelOpt = typer.Option(None, "--model", "-m", help="'embedded' (default), a local HF model folder, or a hub id")
 RunDirOpt = typer.Option(None, "--run-dir", "-o", help="run directory (default runs/demo)")
 DeviceOpt = typer.Option(None, "--device", help="auto, cpu or cuda")
@@ -111,16 +112,54 @@ def study(config: Optional[Path] = ConfigOpt, preset: Optional[str] = PresetOpt,
           run_dir: Optional[Path] = RunDirOpt, device: Optional[str] = DeviceOpt,
           tasks: Optional[str] = typer.Option(None, "--tasks", help="comma-separated task ids (default: all five)"),
           restart: bool = typer.Option(False, "--restart", help="empty the run directory (only one medtune made) and start over"),
-          rounds: Optional[int] = RoundsOpt, loss: Optional[str] = LossOpt, strategy: Optional[str] = StrategyOpt):
+          rounds: Optional[int] = RoundsOpt, loss: Optional[str] = LossOpt, strategy: Optional[str] = StrategyOpt,
+          dry_run: bool = typer.Option(False, "--dry-run", help="check the data and print the plan and its "
+                                       "estimated time; train and write nothing")):
     """Run the whole study: base -> SFT -> DPO, evaluated, compared, reported. Resumes if interrupted."""
     task_list = None if tasks is None else [t.strip() for t in tasks.split(",") if t.strip()]
     if task_list == []:
         raise MedtuneError(f"--tasks {tasks!r} names no task; give comma-separated task ids (see `medtune tasks`)")
     cfg = make_config(config, preset, model, run_dir, device, task_list, rounds=rounds, loss=loss, strategy=strategy)
+    if dry_run:
+        print_plan(cfg)
+        return
     from .study import run_study  # after make_config: the libraries read the offline switches when imported
 
     results = run_study(cfg, restart=restart)
     print_summary(results, Path(cfg.run_dir))
+
+
+def print_plan(cfg) -> None:
+    """The study's plan per task and stage, with the estimated time (plan.py); nothing is trained or written."""
+    from .data import task_data
+    from .models import load_tokenizer, resolve_base, resolve_compute
+    from .plan import plan_study
+    from .study import preflight
+    from .tasks import get_task
+
+    compute = resolve_compute(cfg.device, cfg.precision, cfg.accel)
+    tasks = [get_task(name) for name in cfg.tasks]
+    preflight(cfg, compute, tasks)
+    tokenizer = load_tokenizer(resolve_base(cfg.model))
+    data = {}
+    for task in tasks:
+        task_cfg = cfg.for_task(task.name)
+        data[task.name] = task_data(task_cfg, task, tokenizer, task_cfg.sft.max_length)
+    steps, basis = plan_study(cfg, compute, tasks, data, tokenizer)
+    table = Table(title=f"medtune study --dry-run: preset {cfg.preset}, {compute.device} ({compute.precision})")
+    for col in ("task", "stage", "work", "estimate"):
+        table.add_column(col)
+    for step in steps:
+        table.add_row(step.task, step.stage, step.work, f"{step.seconds / 60:.1f} min")
+    console.print(table)
+    total = sum(step.seconds for step in steps) / 60
+    if basis["calibrated"]:
+        console.print(f"Estimated time: about {total:.0f} min (this machine multiplies at {basis['gflops']:.0f} "
+                      f"GFLOP/s; the costs were measured on a 2-core CPU; expect +-30%, more if the machine is "
+                      "busy).", highlight=False)
+    else:
+        console.print(f"Estimated time: under {total:.0f} min (the costs were measured on a CPU; a GPU is faster).",
+                      highlight=False)
 
 
 @app.command("tasks")
@@ -138,7 +177,7 @@ def list_tasks(specs: Optional[list[Path]] = typer.Argument(None, help="task spe
         tasks[task.name] = task
     table = Table(title="medtune tasks")
     table.add_column("task", no_wrap=True)  # the id users type must stay whole
-    for col in ("what", "kind", "labels", "metrics (primary*)", "train", "test"):
+    for col in ("what", "kind", "labels", "metrics (primary*)", "train", "test", "shifted"):
         table.add_column(col)
     for name, task in tasks.items():
         labels = "; ".join(f"{h}: {'/'.join(v)}" for h, v in task.labels.items()) if task.labels else "open answer"
@@ -152,11 +191,12 @@ def kind_of(task) -> str:
 
 
 def data_sizes(task) -> list[str]:
-    """Rows in the task's train and test files (its spec's, else the bundled ones); – where there is none."""
+    """Rows in the task's train, test and shifted test files (its spec's, else the bundled ones); – where there
+    is none."""
     from .data import bundled_path
 
-    files = [task.data.train, task.data.test] if task.data is not None else \
-        [bundled_path(task, "train"), bundled_path(task, "test")]
+    files = [task.data.train, task.data.test, task.data.test_shifted] if task.data is not None else \
+        [bundled_path(task, split) for split in ("train", "test", "test_shifted")]
     sizes = []
     for path in files:
         if path is None or not Path(path).is_file() or Path(path).suffix.lower() not in (".jsonl", ".csv", ".tsv"):
@@ -449,6 +489,8 @@ def print_metrics(task: str, stage: str, metrics: dict) -> None:
 
 
 def print_summary(results: dict, run_dir: Path) -> None:
+    from .report.tables import verdict_words
+
     table = Table(title="medtune study: base -> SFT -> DPO")
     for col in ("task", "metric", "base", "SFT", "DPO", "Holm p SFT>base", "Holm p DPO>SFT", "verdict"):
         table.add_column(col)
@@ -457,7 +499,8 @@ def print_summary(results: dict, run_dir: Path) -> None:
             vals = [task["stages"].get(s, {}).get("metrics", {}).get(metric) for s in ("base", "sft", "dpo")]
             ps = [task["comparisons"].get(c, {}).get(metric) for c in ("sft_vs_base", "dpo_vs_sft")]
             table.add_row(name, metric, *[f"{v['value']:.3f}" if v else "–" for v in vals],
-                          *[f"{p.get('p_holm', p['p_value']):.3g}" if p else "–" for p in ps], task["verdict"]["verdict"])
+                          *[f"{p.get('p_holm', p['p_value']):.3g}" if p else "–" for p in ps],
+                          verdict_words(task["verdict"]))
     console.print(table)
     if "elapsed_s" in results:
         console.print(f"Study finished in {results['elapsed_s'] / 60:.1f} min.")

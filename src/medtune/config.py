@@ -1,6 +1,6 @@
 """The study configuration: one YAML file validated with pydantic.
 
-Precedence, lowest first: the preset (``quick`` or ``full``), the user's YAML
+Precedence, lowest first: the preset (``quick``, ``standard`` or ``full``), the user's YAML
 file, command-line flags. Unknown keys are errors, so a typo never silently
 falls back to a default.
 """
@@ -184,12 +184,27 @@ class EvalSettings(Strict):
 class StatsSettings(Strict):
     alpha: float = Field(0.05, gt=0, lt=1)
     bootstrap_samples: int = Field(2000, ge=100)
+    min_effect: dict[str, float] = Field(
+        default_factory=dict, description="metric name -> the smallest difference that matters, used both ways "
+        "by the verdict (docs/statistics.md); unnamed metrics keep their default: 0.05 for accuracy, macro-F1 and "
+        "fact coverage, 0.25 for the Likert grade")
+    verdict_on: Literal["test", "shifted"] = Field(
+        "test", description="the test split the verdict rests on: test (in-distribution) or shifted (written "
+        "with other wording than train, where the task has one); the report shows both")
+
+    @field_validator("min_effect")
+    @classmethod
+    def positive_effects(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in value.items() if not v > 0}
+        if bad:
+            raise ValueError(f"min_effect must be above 0, got {bad}")
+        return value
 
 
 class Config(Strict):
     model: str = Field("embedded", description="'embedded', a local HF model folder, or a hub id")
     run_dir: Path = Path("runs/demo")
-    preset: Literal["quick", "full"] = "quick"
+    preset: Literal["quick", "standard", "full"] = "quick"
     tasks: list[str] = Field(default_factory=lambda: list(TASK_NAMES))
     seed: int = Field(0, ge=0, le=2 ** 32 - 1, description="one seed for data subsets, training and sampling "
                       "(numpy's range: 0 to 2^32 - 1)")
@@ -208,6 +223,10 @@ class Config(Strict):
     dpo: DPOSettings = DPOSettings()
     eval: EvalSettings = EvalSettings()
     stats: StatsSettings = StatsSettings()
+    per_task: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="task id -> the settings that differ for that task, in the sections "
+        "data, sft, pairs and dpo; e.g. {summarization: {sft: {max_steps: 10}}} (a long-text task needs fewer "
+        "steps than a label task). A preset's per-task settings give way to any setting you give yourself")
 
     @field_validator("accel", mode="before")
     @classmethod
@@ -243,6 +262,28 @@ class Config(Strict):
         return value
 
     @model_validator(mode="after")
+    def per_task_settings(self):
+        ids = {get_task(name).name for name in self.tasks} | set(TASK_NAMES)
+        for name, settings in self.per_task.items():
+            if name not in ids:
+                raise ValueError(f"per_task names {name!r}, which is not a bundled task or one of this run's tasks")
+            other = sorted(set(settings) - PER_TASK_SECTIONS) if isinstance(settings, dict) else settings
+            if other:
+                raise ValueError(f"per_task.{name} may set the sections {sorted(PER_TASK_SECTIONS)}, not {other}")
+            try:
+                self.for_task(name)
+            except ValidationError as exc:
+                problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+                raise ValueError(f"per_task.{name}: {problems}") from None
+        return self
+
+    def for_task(self, name: str) -> "Config":
+        """The settings one task runs with: these, with its ``per_task`` ones on top."""
+        if not self.per_task.get(name):
+            return self
+        return Config.model_validate({**deep_merge(self.model_dump(), self.per_task[name]), "per_task": {}})
+
+    @model_validator(mode="after")
     def data_for_chosen_tasks(self):
         ids = {get_task(name).name for name in self.tasks}
         unknown = sorted(set(self.data.tasks) - ids - set(TASK_NAMES))
@@ -252,22 +293,40 @@ class Config(Strict):
         return self
 
 
-# Quick: the smallest study that still shows what SFT does on the embedded model
-# (its wall time on two CPU cores: docs/performance.md).
-# Full: whole datasets and paper-like epochs.
+PER_TASK_SECTIONS = {"data", "sft", "pairs", "dpo"}
+
+# Quick: the demo, sized so that SFT's gain over the base model is decided on each bundled task;
+# standard: a CPU afternoon with the proportions of the seed study (its wall times on two CPU cores and the
+# frontier behind the quick sizes: docs/performance.md); full: whole datasets and paper-like epochs (a GPU).
+# Summarization's notes are long: fewer steps and items buy the same certainty there (its gain is large).
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
-        "data": {"train_limit": 160, "test_limit": 40},
-        # no LoRA dropout: 10 steps need no regularizer, and on a CPU it costs a large share of a step
-        "sft": {"max_steps": 10, "batch_size": 4, "learning_rate": 1e-3, "max_length": 512, "lora_dropout": 0.0},
-        "pairs": {"samples": 2, "temperature": 1.0, "max_prompts": 8},
+        "data": {"train_limit": 320, "test_limit": 80},
+        # no LoRA dropout: a few dozen steps need no regularizer, and on a CPU it costs a large share of a step
+        "sft": {"max_steps": 24, "batch_size": 8, "learning_rate": 1e-3, "max_length": 512, "lora_dropout": 0.0},
+        "pairs": {"samples": 2, "temperature": 1.0, "max_prompts": 32},
         # adapters on the top 8 layers shorten DPO's backward pass, and with accel its reference pass, which
         # starts from the policy pass's hidden state below them (accel/shared_trunk.py)
-        # no held-out task check: 2 steps barely move the metrics, and answering 64 prompts before and after
-        # them would cost minutes of a demo that should take a few
-        "dpo": {"max_steps": 2, "batch_size": 4, "learning_rate": 2e-4, "max_length": 512, "eval_steps": 2,
+        # no held-out task check: answering 64 prompts before and after a few steps would cost minutes
+        "dpo": {"max_steps": 6, "batch_size": 8, "learning_rate": 2e-4, "max_length": 512, "eval_steps": 6,
                 "lora_layers": 8, "task_check_prompts": 0},
         "stats": {"bootstrap_samples": 1000},
+        # the same 24 steps as two epochs over 96 examples teach these two more than a pass over 320
+        "per_task": {"summarization": {"data": {"test_limit": 40}, "sft": {"max_steps": 10, "batch_size": 4},
+                                       "pairs": {"max_prompts": 8},
+                                       "dpo": {"max_steps": 2, "batch_size": 4, "eval_steps": 2}},
+                     "text_classification": {"data": {"train_limit": 96}},
+                     "clinical_reasoning": {"data": {"train_limit": 96}}},
+    },
+    "standard": {
+        "data": {"train_limit": 640, "test_limit": 200},
+        "sft": {"max_steps": 48, "batch_size": 8, "learning_rate": 1e-3, "max_length": 512, "lora_dropout": 0.0},
+        "pairs": {"samples": 4, "temperature": 1.0, "max_prompts": 96},
+        "dpo": {"max_steps": 24, "batch_size": 8, "learning_rate": 2e-4, "max_length": 640, "eval_steps": 8,
+                "lora_layers": 8, "task_check_prompts": 64},
+        "stats": {"bootstrap_samples": 2000},
+        "per_task": {"summarization": {"data": {"test_limit": 100}, "sft": {"max_steps": 16},
+                                       "pairs": {"max_prompts": 24}, "dpo": {"max_steps": 8}}},
     },
     "full": {
         "data": {"train_limit": None, "test_limit": None},
@@ -323,6 +382,17 @@ def without_retired(user: dict, source: str | None = None) -> dict:
     return user
 
 
+def preset_for(preset: dict, user: dict) -> dict:
+    """The preset without the per-task settings the user's own settings replace: a size you set yourself
+    (say data.test_limit) holds for every task, a preset's summarization too."""
+    per_task = {}
+    for task, sections in preset.get("per_task", {}).items():
+        kept = {section: {k: v for k, v in keys.items() if k not in (user.get(section) or {})}
+                for section, keys in sections.items()}
+        per_task[task] = {section: keys for section, keys in kept.items() if keys}
+    return {**preset, "per_task": per_task} if per_task else preset
+
+
 def load_config(path: Path | None = None, overrides: dict | None = None, source: str | None = None) -> Config:
     """Preset defaults < YAML file < overrides (CLI flags), validated."""
     user = without_retired(read_yaml(path), str(path)) if path else {}
@@ -331,7 +401,7 @@ def load_config(path: Path | None = None, overrides: dict | None = None, source:
     preset = merged_user.get("preset", "quick")
     if preset not in PRESETS:
         raise MedtuneError(f"{source or path or 'config'}: preset: {preset!r} is not one of {sorted(PRESETS)}")
-    merged = deep_merge(PRESETS[preset], merged_user)
+    merged = deep_merge(preset_for(PRESETS[preset], merged_user), merged_user)
     try:
         return Config.model_validate(merged)
     except ValidationError as exc:

@@ -6,11 +6,14 @@ stopped. Files are written atomically, and each step's commit marker is the
 last file it writes (rundir.py).
 
     RUN/config.yaml
-    RUN/<task>/base/{predictions.jsonl, metrics.json}
-    RUN/<task>/sft/{model/, train_log.json, predictions.jsonl, metrics.json}
+    RUN/<task>/base/{predictions.jsonl, predictions_shifted.jsonl, metrics.json}
+    RUN/<task>/sft/{model/, train_log.json, predictions.jsonl, predictions_shifted.jsonl, metrics.json}
     RUN/<task>/pairs/{pairs.jsonl, stats.json}
-    RUN/<task>/dpo/{model/, train_log.json, predictions.jsonl, metrics.json}
+    RUN/<task>/dpo/{model/, train_log.json, predictions.jsonl, predictions_shifted.jsonl, metrics.json}
     RUN/results.json, RUN/report.md, RUN/report.html
+
+predictions_shifted.jsonl holds the answers to the shifted test split, where the task has one; metrics.json
+holds both splits' metrics. A task's settings are the run's with its ``per_task`` ones on top.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from .data import task_data
 from .errors import MedtuneError
 from .evaluate.metrics import label_breakdown, stage_metrics
 from .evaluate.predict import predict_each
-from .evaluate.stats import compare_stages, verdict
+from .evaluate.stats import add_findings, compare_stages, verdict
 from .io import read_json, read_jsonl, write_json, write_jsonl, write_text
 from .models import (Compute, check_lora_targets, load_model, load_quantized, load_tokenizer, quantization_config,
                      read_model_info, resolve_base, resolve_compute)
@@ -40,7 +43,8 @@ from .rundir import EVALUATED, MINED, STAGES, TRAINED, is_done, open_run
 from .tasks import get_task
 from .tasks.common import Task
 
-RESULTS_VERSION = 2  # docs/results.md; 2: per_class/confusion, p_holm, effect sizes, multiple_testing
+RESULTS_VERSION = 3  # docs/results.md; 2: per_class/confusion, p_holm, effect sizes, multiple_testing; 3: findings,
+# min_effect, the verdict's kind and split, the shifted split
 
 
 def stage_dir(cfg: Config, task: Task, stage: str) -> Path:
@@ -115,7 +119,7 @@ def model_key(ref: str | Path) -> str:
 def stage_data(run: Run, task: Task) -> dict:
     """The task's data, checked by the doctor once per run; recorded in RUN/<task>/data.json."""
     if task.name not in run.data:
-        cfg = run.cfg
+        cfg = run.cfg.for_task(task.name)
         tokenizer = load_tokenizer(resolve_base(cfg.model))
         data = task_data(cfg, task, tokenizer, cfg.sft.max_length)
         for line in data["info"]["warnings"][:10]:
@@ -130,7 +134,7 @@ def stage_data(run: Run, task: Task) -> dict:
 def evaluate_stage(run: Run, task: Task, stage: str, force: bool = False,
                    model_path: str | Path | None = None) -> dict:
     """Evaluate a stage's model (or ``model_path``) on the test set; returns metrics."""
-    cfg = run.cfg
+    cfg = run.cfg.for_task(task.name)
     out = stage_dir(cfg, task, stage)
     if is_done(out, EVALUATED) and not force:
         return read_json(out / EVALUATED)
@@ -145,7 +149,7 @@ def evaluate_tuned(run: Run, task: Task) -> None:
     DPO's adapters on the top layers only (``dpo.lora_layers``), both in one pass, the layers below DPO's
     adapters, which DPO left as SFT made them, computed once for both; otherwise one model at a time, so two
     are never held at once (QLoRA too: it is chosen to fit one model in memory)."""
-    cfg = run.cfg
+    cfg = run.cfg.for_task(task.name)
     stages = [s for s in ("dpo", "sft") if not is_done(stage_dir(cfg, task, s), EVALUATED)]
     if (len(stages) == 2 and cfg.dpo.lora_layers and cfg.sft.method == "lora"
             and run.compute.uses("shared_trunk")):  # DPO's model first: its stage may have held it
@@ -156,10 +160,12 @@ def evaluate_tuned(run: Run, task: Task) -> None:
 
 
 def evaluate_together(run: Run, task: Task, refs: dict[str, str | Path]) -> dict[str, dict]:
-    """Evaluate each stage's model (``refs``: stage -> model) on the same test items in one pass; writes each
-    stage's predictions and metrics."""
-    cfg = run.cfg
-    examples = stage_data(run, task)["test"]
+    """Evaluate each stage's model (``refs``: stage -> model) on the same test items in one pass, the shifted
+    split's with them where the task has one; writes each stage's predictions and metrics."""
+    cfg = run.cfg.for_task(task.name)
+    data = stage_data(run, task)
+    splits = {"test": data["test"], "shifted": data["shifted"]}
+    examples = [ex for rows in splits.values() for ex in rows]
     start = time.perf_counter()
     loaded = [run.load(ref) for ref in refs.values()]  # the first may be the one a stage held
     tokenizer = loaded[0][1]
@@ -172,7 +178,14 @@ def evaluate_together(run: Run, task: Task, refs: dict[str, str | Path]) -> dict
     saved = {}
     for (stage, ref), rows in zip(refs.items(), all_rows):
         out = stage_dir(cfg, task, stage)
+        n_test = len(splits["test"])
         rows, grading = regrade_summaries(cfg, task, examples, rows)
+        shifted = {}
+        if splits["shifted"]:
+            write_jsonl(out / "predictions_shifted.jsonl", rows[n_test:])
+            shifted = {"shifted": {"metrics": stage_metrics(task, rows[n_test:], cfg.stats.bootstrap_samples, cfg.seed),
+                                   **label_breakdown(task, rows[n_test:])}}
+        rows = rows[:n_test]
         metrics = stage_metrics(task, rows, cfg.stats.bootstrap_samples, cfg.seed)
         together = {"evaluated_with": [s for s in refs if s != stage]} if len(refs) > 1 else {}
         answered = {"label_answers": cfg.eval.label_answers} if task.labels is not None else {}
@@ -180,7 +193,7 @@ def evaluate_together(run: Run, task: Task, refs: dict[str, str | Path]) -> dict
         write_json(out / EVALUATED, {"stage": stage, "model": str(ref), "metrics": metrics, **grading,
                                      **label_breakdown(task, rows), "elapsed_s": elapsed,
                                      "precision": run.compute.precision, "accel": sorted(run.compute.accel),
-                                     **answered, **together})
+                                     **answered, **together, **shifted})
         saved[stage] = read_json(out / EVALUATED)
     return saved
 
@@ -205,7 +218,7 @@ def regrade_summaries(cfg: Config, task: Task, examples: list[dict], rows: list[
 def sft_stage(run: Run, task: Task, force: bool = False) -> dict:
     from .train.sft import train_sft
 
-    cfg = run.cfg
+    cfg = run.cfg.for_task(task.name)
     out = stage_dir(cfg, task, "sft")
     if is_trained(cfg, task, "sft") and not force:
         return read_json(out / TRAINED)
@@ -234,7 +247,7 @@ def round_parent(cfg: Config, task: Task, k: int) -> Path:
 def pairs_stage(run: Run, task: Task, force: bool = False, round_k: int = 1) -> dict:
     from .train.pairs import mine_pairs, needs_model
 
-    cfg = run.cfg
+    cfg = run.cfg.for_task(task.name)
     out = round_dirs(cfg, task, round_k)[0]
     if is_done(out, MINED) and not force:
         return read_json(out / MINED)
@@ -262,7 +275,7 @@ def pairs_stage(run: Run, task: Task, force: bool = False, round_k: int = 1) -> 
 def dpo_stage(run: Run, task: Task, force: bool = False) -> dict:
     """DPO from the SFT model; with ``dpo.rounds`` N > 1, mine again from each round's model and repeat."""
     summary = {}
-    for k in range(1, run.cfg.dpo.rounds + 1):
+    for k in range(1, run.cfg.for_task(task.name).dpo.rounds + 1):
         if k > 1:
             pairs_stage(run, task, force, round_k=k)
         summary = dpo_round(run, task, force, k)
@@ -272,7 +285,7 @@ def dpo_stage(run: Run, task: Task, force: bool = False) -> dict:
 def dpo_round(run: Run, task: Task, force: bool, k: int) -> dict:
     from .train.dpo import train_dpo
 
-    cfg = run.cfg
+    cfg = run.cfg.for_task(task.name)
     pairs_dir, out = round_dirs(cfg, task, k)
     if is_done(out, TRAINED) and not force:
         return read_json(out / TRAINED)
@@ -296,15 +309,16 @@ def dpo_round(run: Run, task: Task, force: bool, k: int) -> dict:
 
 
 def baselines_stage(run: Run, task: Task) -> dict:
-    """Majority and TF-IDF baselines on the same test items (seconds; no model)."""
+    """Majority and TF-IDF baselines on the same test items, and on the shifted split's (seconds; no model)."""
     from .evaluate.baselines import all_baselines
 
-    cfg = run.cfg
-    path = Path(cfg.run_dir) / task.name / "baselines.json"
-    if not path.is_file():
-        data = stage_data(run, task)
-        write_json(path, all_baselines(task, data["train"], data["test"], cfg.seed))
-    return read_json(path)
+    cfg = run.cfg.for_task(task.name)
+    data = stage_data(run, task)
+    for split, name in (("test", "baselines.json"), ("shifted", "baselines_shifted.json")):
+        path = Path(cfg.run_dir) / task.name / name
+        if data[split] and not path.is_file():
+            write_json(path, all_baselines(task, data["train"], data[split], cfg.seed))
+    return read_json(Path(cfg.run_dir) / task.name / "baselines.json")
 
 
 def checked_pairs(cfg: Config, task: Task, pairs_file: Path) -> list[dict]:
@@ -334,32 +348,55 @@ def versions() -> dict:
 
 
 def task_results(cfg: Config, task: Task) -> dict:
-    stages, rows = {}, {}
+    stages, shifted_stages, rows = {}, {}, {"test": {}, "shifted": {}}
     for stage in STAGES:
         d = stage_dir(cfg, task, stage)
         if (d / "metrics.json").is_file():
             saved = read_json(d / "metrics.json")
-            rows[stage] = read_jsonl(d / "predictions.jsonl")
+            rows["test"][stage] = read_jsonl(d / "predictions.jsonl")
             stages[stage] = {"metrics": saved["metrics"], "model": saved["model"], "eval_s": saved.get("elapsed_s"),
                              "precision": saved.get("precision"), "label_answers": saved.get("label_answers"),
-                             **label_breakdown(task, rows[stage])}  # from the predictions: older runs get it too
+                             **label_breakdown(task, rows["test"][stage])}  # from the predictions: older runs get it too
+            if "shifted" in saved:
+                rows["shifted"][stage] = read_jsonl(d / "predictions_shifted.jsonl")
+                shifted_stages[stage] = {"metrics": saved["shifted"]["metrics"],
+                                         **label_breakdown(task, rows["shifted"][stage])}
         if (d / "train_log.json").is_file():
             log = read_json(d / "train_log.json")
             stages.setdefault(stage, {})["training"] = {k: v for k, v in log.items() if k != "log_history"}
-    comparisons = compare_stages(task, rows, cfg.stats.bootstrap_samples, cfg.seed)
+    # each split is its own Holm family and has its own verdict; the config says which one the task's rests on
+    judged = {split: judge_split(cfg, task, split_rows) for split, split_rows in rows.items()
+              if split == "test" or split_rows}
+    verdict_on = cfg.stats.verdict_on if cfg.stats.verdict_on in judged else "test"
+    chosen = {**judged[verdict_on]["verdict"], "split": verdict_on}
+    if verdict_on != cfg.stats.verdict_on:
+        chosen["reason"] += " (Decided on the in-distribution test split: this task has no shifted split.)"
     out = {"description": task.description, "primary_metrics": applicable_primary(task, stages), "stages": stages,
-           "comparisons": comparisons, "verdict": verdict(task, comparisons, cfg.stats.alpha),
+           "comparisons": judged["test"]["comparisons"], "verdict": chosen,
            "multiple_testing": {"method": "holm", "alpha": cfg.stats.alpha,
-                                "families": {"primary": [f"{c}/{m}" for c in comparisons for m in task.primary_metrics],
-                                             "secondary": [f"{c}/{m.name}" for c in comparisons for m in task.metrics
-                                                           if m.name not in task.primary_metrics]}}}
-    baselines = Path(cfg.run_dir) / task.name / "baselines.json"
-    if baselines.is_file():
-        out["baselines"] = read_json(baselines)
+                                "families": {"primary": [f"{c}/{m}" for c in judged["test"]["comparisons"]
+                                                         for m in task.primary_metrics],
+                                             "secondary": [f"{c}/{m.name}" for c in judged["test"]["comparisons"]
+                                                           for m in task.metrics if m.name not in task.primary_metrics],
+                                             "per_split": "the shifted split's comparisons form families of their own"}}}
+    folder = Path(cfg.run_dir) / task.name
+    if "shifted" in judged:
+        out["shifted"] = {"stages": shifted_stages, **judged["shifted"]}
+        if (folder / "baselines_shifted.json").is_file():
+            out["shifted"]["baselines"] = read_json(folder / "baselines_shifted.json")
+    if (folder / "baselines.json").is_file():
+        out["baselines"] = read_json(folder / "baselines.json")
     pairs_stats = stage_dir(cfg, task, "pairs") / "stats.json"
     if pairs_stats.is_file():
         out["pairs"] = read_json(pairs_stats)
     return out
+
+
+def judge_split(cfg: Config, task: Task, rows: dict[str, list[dict]]) -> dict:
+    """One test split's paired comparisons (with what each CI rules out) and the verdict they give."""
+    comparisons = compare_stages(task, rows, cfg.stats.bootstrap_samples, cfg.seed)
+    add_findings(task, comparisons, cfg.stats.alpha, cfg.stats.min_effect)
+    return {"comparisons": comparisons, "verdict": verdict(task, comparisons, cfg.stats.alpha, cfg.stats.min_effect)}
 
 
 def applicable_primary(task: Task, stages: dict) -> list[str]:

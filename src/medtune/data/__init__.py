@@ -29,8 +29,9 @@ def raise_on_problems(diagnoses: list[Diagnosis], strict: bool, stopped: str = "
 def task_data(cfg, task: Task, tokenizer=None, max_length: int | None = None) -> dict:
     """Train and test examples for a task, checked; plus a record of where they came from.
 
-    Returns ``{"train", "test", "info"}``. ``train``/``test`` are already cut to
-    ``data.train_limit``/``data.test_limit`` by a seeded random subset.
+    Returns ``{"train", "test", "shifted", "info"}``. ``shifted`` is the test split written with other wording
+    than train, or [] where the task has none. Each is already cut to ``data.train_limit`` /
+    ``data.test_limit`` by a seeded random subset.
     """
     source = cfg.data.tasks.get(task.name) or task.data  # the config's files, else the spec's
     if source is None:
@@ -38,28 +39,35 @@ def task_data(cfg, task: Task, tokenizer=None, max_length: int | None = None) ->
             raise MedtuneError(f"task {task.name} has no data: give its files in the spec's data section or in "
                                f"the config's data.tasks.{task.name}")
         train_path, test_path, mapping = bundled_path(task, "train"), bundled_path(task, "test"), {}
+        shifted_path = bundled_path(task, "test_shifted") if bundled_path(task, "test_shifted").is_file() else None
     else:
         train_path, test_path, mapping = Path(source.train), source.test and Path(source.test), source.map
+        shifted_path = source.test_shifted and Path(source.test_shifted)
     train_diag = check_task_file(train_path, task, mapping, tokenizer, max_length)
     diagnoses = [train_diag]
-    if test_path is not None:
-        diagnoses.append(check_task_file(test_path, task, mapping, tokenizer, max_length,
-                                         other=train_diag.records, other_name=str(train_path)))
-    raise_on_problems(diagnoses, cfg.data.strict)
+    tests = {"test": test_path, "shifted": shifted_path}
+    checked = {split: check_task_file(path, task, mapping, tokenizer, max_length, other=train_diag.records,
+                                      other_name=str(train_path))
+               for split, path in tests.items() if path is not None}
+    raise_on_problems(diagnoses + list(checked.values()), cfg.data.strict)
     train = train_diag.records
     split = None
     if test_path is None:
         train, test = stratified_split(train, source.test_fraction, cfg.seed, strata_key(task))
         split = {"test_fraction": source.test_fraction, "seed": cfg.seed, "stratified_by": list(task.labels or {})}
     else:
-        test = diagnoses[1].records
+        test = checked["test"].records
+    shifted = checked["shifted"].records if "shifted" in checked else []
     info = {"train_file": str(train_path), "test_file": str(test_path) if test_path else None,
+            "test_shifted_file": str(shifted_path) if shifted_path else None,
             "bundled": source is None, "split": split, "map": mapping,
-            "train_rows": len(train), "test_rows": len(test),
-            "warnings": [line for d in diagnoses for line in d.lines()]}
-    train, test = subset(train, cfg.data.train_limit, cfg.seed, task, "train"), subset(test, cfg.data.test_limit, cfg.seed, task, "test")
-    info.update(train_used=len(train), test_used=len(test))
-    return {"train": train, "test": test, "info": info}
+            "train_rows": len(train), "test_rows": len(test), "test_shifted_rows": len(shifted),
+            "warnings": [line for d in diagnoses + list(checked.values()) for line in d.lines()]}
+    train = subset(train, cfg.data.train_limit, cfg.seed, task, "train")
+    test = subset(test, cfg.data.test_limit, cfg.seed, task, "test")
+    shifted = subset(shifted, cfg.data.test_limit, cfg.seed, task, "shifted")
+    info.update(train_used=len(train), test_used=len(test), test_shifted_used=len(shifted))
+    return {"train": train, "test": test, "shifted": shifted, "info": info}
 
 
 def subset(rows: list[dict], limit: int | None, seed: int, task: Task, split: str) -> list[dict]:

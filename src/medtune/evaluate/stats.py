@@ -31,6 +31,8 @@ family. Each result keeps its raw ``p_value`` and gains ``p_holm``; the verdict 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.stats import binomtest, rankdata, wilcoxon
 
@@ -190,40 +192,117 @@ def adjusted_p(result: dict) -> float:
     return result.get("p_holm", result["p_value"])
 
 
-def _better(result: dict, metric: Metric, alpha: float) -> bool:
+# ------------------------------------------------------------------ findings and the verdict
+
+def min_effect_of(metric: Metric, overrides: dict[str, float] | None = None) -> float:
+    """The smallest difference in the metric that matters: ``stats.min_effect`` by metric name, else the
+    metric's own default."""
+    return (overrides or {}).get(metric.name, metric.min_effect)
+
+
+def finding(result: dict, metric: Metric, alpha: float, min_effect: float) -> dict:
+    """What one comparison (first stage minus second) shows on one metric, read against the smallest
+    difference that matters. ``gain`` and its CI are turned so that positive is better."""
     sign = 1 if metric.higher_is_better else -1
-    return adjusted_p(result) < alpha and sign * result["difference"] > 0
+    gain = sign * result["difference"]
+    low, high = sorted((sign * result["ci_low"], sign * result["ci_high"]))
+    no_gain, no_loss = high < min_effect, low > -min_effect
+    if adjusted_p(result) < alpha:
+        kind = ("gain" if gain >= min_effect else "small_gain") if gain > 0 else \
+            ("loss" if gain <= -min_effect else "small_loss")
+    else:
+        kind = {(True, True): "equivalent", (True, False): "no_gain", (False, True): "no_loss",
+                (False, False): "underpowered"}[(no_gain, no_loss)]
+    out = {"finding": kind, "min_effect": min_effect, "rules_out_gain": no_gain, "rules_out_loss": no_loss}
+    if not no_gain and kind != "gain":
+        out["n_to_decide"] = items_to_decide(result.get("n"), gain, low, high, min_effect)
+    return out
 
 
-def _worse(result: dict, metric: Metric, alpha: float) -> bool:
-    sign = 1 if metric.higher_is_better else -1
-    return adjusted_p(result) < alpha and sign * result["difference"] < 0
+def items_to_decide(n: int | None, gain: float, low: float, high: float, min_effect: float) -> int | None:
+    """Test items that would likely settle whether the step gains min_effect, if the observed difference and
+    its per-item spread held: the CI's half-width shrinks as 1/sqrt(n) until the CI clears zero (an estimate
+    at or above min_effect) or min_effect (one below it)."""
+    half = (high - low) / 2
+    need = gain if gain >= min_effect else min_effect - gain
+    if not n or half <= 0 or need <= 0:
+        return None
+    return max(n, math.ceil(n * (half / need) ** 2))
 
 
-def verdict(task: Task, comparisons: dict, alpha: float) -> dict:
-    """sft_sufficient / dpo_helps / inconclusive on the task's primary metrics, Holm-adjusted p
-    (docs/statistics.md)."""
-    dpo_sft = comparisons.get("dpo_vs_sft")
-    sft_base = comparisons.get("sft_vs_base")
-    if dpo_sft is None or sft_base is None:
-        return {"verdict": "inconclusive", "reason": "the study has not evaluated base, SFT and DPO yet"}
-    primary = [task.metric(name) for name in task.primary_metrics if name in dpo_sft and name in sft_base]
+def add_findings(task: Task, comparisons: dict, alpha: float, min_effects: dict[str, float] | None = None) -> dict:
+    """Every comparison's result gains its finding (``finding``), which the report states."""
+    for results in comparisons.values():
+        for name, result in results.items():
+            metric = task.metric(name)
+            result.update(finding(result, metric, alpha, min_effect_of(metric, min_effects)))
+    return comparisons
 
-    def names(results, test):
-        return [m.name for m in primary if test(results[m.name], m, alpha)]
 
-    def cite(results, found):
-        return ", ".join(f"{n} {results[n]['difference']:+.3f} (Holm p={adjusted_p(results[n]):.3g})" for n in found)
+def step_outcome(findings: dict[str, dict]) -> str:
+    """One step (SFT over base, DPO over SFT) on the primary metrics: ``helps`` -- a significant gain of at
+    least min_effect on one and a significant loss on none; ``no_help`` -- no such gain, and the step is
+    significantly worse on one or every CI rules out a gain of min_effect; otherwise ``open``."""
+    kinds = [f["finding"] for f in findings.values()]
+    worse = any(k in ("loss", "small_loss") for k in kinds)
+    if "gain" in kinds and not worse:
+        return "helps"
+    if "gain" not in kinds and (worse or all(f["rules_out_gain"] for f in findings.values())):
+        return "no_help"
+    return "open"
 
-    dpo_up, dpo_down = names(dpo_sft, _better), names(dpo_sft, _worse)
-    sft_up = names(sft_base, _better)
-    if dpo_up and not dpo_down:
-        return {"verdict": "dpo_helps",
-                "reason": f"DPO beat SFT significantly on {cite(dpo_sft, dpo_up)} and was not worse on any primary metric."}
-    if sft_up:
-        tail = ("DPO was significantly worse than SFT on " + cite(dpo_sft, dpo_down)) if dpo_down else \
-            "DPO did not improve on SFT significantly"
-        return {"verdict": "sft_sufficient", "reason": f"SFT beat the base model on {cite(sft_base, sft_up)}; {tail}."}
-    return {"verdict": "inconclusive",
-            "reason": f"Neither SFT over base nor DPO over SFT was significant at alpha={alpha} (Holm-adjusted) on "
-                      f"{', '.join(task.primary_metrics)}; more test data or training may settle it."}
+
+FINDING_WORDS = {
+    "gain": "significantly better, by at least min_effect {e:g}",
+    "small_gain": "significantly better, by less than min_effect {e:g}",
+    "loss": "significantly worse, by at least min_effect {e:g}",
+    "small_loss": "significantly worse, by less than min_effect {e:g}",
+    "equivalent": "not significant; the CI rules out a change of {e:g} either way",
+    "no_gain": "not significant; the CI rules out a gain of {e:g}",
+    "no_loss": "not significant; the CI rules out a loss of {e:g}, not a gain",
+    "underpowered": "not significant; the CI reaches both -{e:g} and +{e:g} (underpowered)",
+}
+STEP_NAMES = {"sft_vs_base": "SFT vs base", "dpo_vs_sft": "DPO vs SFT"}
+
+
+def signed(x: float) -> str:
+    """+0.123, and +0.000 rather than -0.000 for a difference that rounds to zero."""
+    return f"{round(x, 3) + 0.0:+.3f}"
+
+
+def describe_step(comp: str, findings: dict[str, dict], results: dict) -> str:
+    """A sentence: each primary metric's difference, CI, Holm p and what the CI rules out."""
+    parts = [f"{name} {signed(results[name]['difference'])} [{signed(results[name]['ci_low'])}, "
+             f"{signed(results[name]['ci_high'])}], Holm p={adjusted_p(results[name]):.3g}, "
+             + FINDING_WORDS[f["finding"]].format(e=f["min_effect"]) for name, f in findings.items()]
+    return f"{STEP_NAMES[comp]}: " + "; ".join(parts) + "."
+
+
+def verdict(task: Task, comparisons: dict, alpha: float, min_effects: dict[str, float] | None = None) -> dict:
+    """dpo_helps / sft_sufficient / no_gain / inconclusive on the task's primary metrics (docs/statistics.md)."""
+    if "dpo_vs_sft" not in comparisons or "sft_vs_base" not in comparisons:
+        return {"verdict": "inconclusive", "kind": "incomplete",
+                "reason": "The study has not evaluated base, SFT and DPO yet."}
+    steps = {}
+    for comp in ("sft_vs_base", "dpo_vs_sft"):
+        results = comparisons[comp]
+        steps[comp] = {m: finding(results[m], task.metric(m), alpha, min_effect_of(task.metric(m), min_effects))
+                       for m in task.primary_metrics if m in results}
+    reason = " ".join(describe_step(comp, steps[comp], comparisons[comp]) for comp in ("dpo_vs_sft", "sft_vs_base"))
+    dpo, sft = step_outcome(steps["dpo_vs_sft"]), step_outcome(steps["sft_vs_base"])
+    if dpo == "helps":
+        return {"verdict": "dpo_helps", "reason": reason}
+    if dpo == "no_help":
+        return {"verdict": "no_gain" if sft == "no_help" else "sft_sufficient", "reason": reason}
+    open_ones = [f for f in steps["dpo_vs_sft"].values() if not f["rules_out_gain"]]
+    kinds = {f["finding"] for f in steps["dpo_vs_sft"].values()}
+    if "gain" in kinds:
+        kind = "mixed"  # a gain on one primary metric, a significant loss on another
+    elif any(f["finding"] == "underpowered" for f in open_ones):
+        kind = "underpowered"
+    else:
+        kind = "no_difference_found"
+    needed = [f["n_to_decide"] for f in open_ones if f.get("n_to_decide")]
+    if needed and kind != "mixed":
+        reason += f" About {max(needed)} test items would likely decide whether DPO gains min_effect."
+    return {"verdict": "inconclusive", "kind": kind, "reason": reason}

@@ -9,9 +9,9 @@ from __future__ import annotations
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from . import plots
-from .tables import (BASELINE_LABELS, COMPARISON_LABELS, STAGE_LABELS, STAGES, VERDICT_WORDS, comparison_rows,
-                     heads, label_answers_note, n_items, number_formats, pairs_line, per_class_rows, stage_rows,
-                     summary_rows, training_line)
+from .tables import (BASELINE_LABELS, COMPARISON_LABELS, SPLIT_WORDS, STAGE_LABELS, STAGES, comparison_rows, heads,
+                     label_answers_note, n_items, number_formats, pairs_line, per_class_rows, splits, stage_rows,
+                     summary_rows, training_line, verdict_words, learning_notes)
 
 
 def environment() -> Environment:
@@ -22,9 +22,17 @@ def environment() -> Environment:
 
 def task_view(name: str, task: dict, alpha: float, examples: list[dict]) -> dict:
     comps = task["comparisons"]
+    split = task["verdict"].get("split", "test")
+    other = next((s for s in splits(task) if s != split), None)
+    other_verdict = splits(task)[other]["verdict"] if other else None
     return {
         "name": name, "description": task["description"], "verdict": task["verdict"]["verdict"],
-        "verdict_words": VERDICT_WORDS[task["verdict"]["verdict"]], "reason": task["verdict"]["reason"],
+        "verdict_words": verdict_words(task["verdict"]), "reason": task["verdict"]["reason"],
+        "verdict_split": SPLIT_WORDS[split],
+        "other_verdict": other_verdict and {"split": SPLIT_WORDS[other], "verdict": other_verdict["verdict"],
+                                            "words": verdict_words(other_verdict), "reason": other_verdict["reason"]},
+        "shifted_n": n_items(task["shifted"]) if task.get("shifted") else None,
+        "notes": learning_notes(task),
         "n": n_items(task), "primary": task["primary_metrics"],
         "chart": plots.metric_bars(task),
         "stage_rows": stage_rows(task),

@@ -6,7 +6,8 @@ import re
 
 from .tables import (BASELINE_LABELS, COMPARISON_LABELS, STAGE_LABELS, STAGES, VERDICT_WORDS, comparison_rows,
                      fmt_metric, fmt_p, heads, label_answers_note, p_text, n_items, number_formats, pairs_line,
-                     per_class_rows, stage_rows, summary_rows, training_line)
+                     per_class_rows, splits, stage_rows, summary_rows, training_line, verdict_words,
+                     learning_notes, SPLIT_WORDS)
 
 __all__ = ["render_markdown", "fmt_metric", "fmt_p", "VERDICT_WORDS"]
 
@@ -15,16 +16,21 @@ MARKUP = re.compile(r"([\\`*\[\]|])")  # emphasis, code, links, tables: shown as
 LINE_START = re.compile(r"^(\s*|\s*\d+)([#+=-]|(?<=\d)[.)])")  # a heading, list item or rule opening a line
 
 
-def escape(text) -> str:
-    """Text from models, data and the user's settings is shown, never interpreted: no raw HTML, and no
-    markdown of its own (links, emphasis, headings, table cells)."""
+def escape_inline(text) -> str:
+    """Text shown, never interpreted, inside a line: no raw HTML, no markdown (links, emphasis, table cells)."""
     text = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return "\n".join(LINE_START.sub(r"\1\\\2", MARKUP.sub(r"\\\1", line)) for line in text.split("\n"))
+    return MARKUP.sub(r"\\\1", text)
+
+
+def escape(text) -> str:
+    """Text from models, data and the user's settings is shown, never interpreted: ``escape_inline``, and no
+    line of it opens a heading, list or rule."""
+    return "\n".join(LINE_START.sub(r"\1\\\2", line) for line in escape_inline(text).split("\n"))
 
 
 def cell(text) -> str:
-    """A table cell: no pipes or newlines, no raw HTML or markdown."""
-    return " ".join(escape(text).split())
+    """A table cell: no pipes or newlines, no raw HTML or markdown (a cell opens no line, so '0.5' and '+1' stay)."""
+    return " ".join(escape_inline(text).split())
 
 
 def fmt_comparison(c: dict | None) -> str:
@@ -44,7 +50,13 @@ def table(header: list[str], rows: list[list]) -> list[str]:
 def task_section(name: str, task: dict, alpha: float, examples: list[dict] | None = None) -> list[str]:
     lines = [f"## {escape(name)}", "", escape(task["description"]), ""]
     v = task["verdict"]
-    lines += [f"**Verdict: {VERDICT_WORDS[v['verdict']]}** — {escape(v['reason'])}", ""]
+    lines += [f"**Verdict ({verdict_split_words(task)}): {verdict_words(v)}** — {escape(v['reason'])}", ""]
+    if task.get("shifted"):
+        other = "shifted" if v.get("split", "test") == "test" else "test"
+        ov = splits(task)[other]["verdict"]
+        lines += [f"On the {SPLIT_WORDS[other]}: {verdict_words(ov)} — {escape(ov['reason'])}", ""]
+    for note in learning_notes(task):
+        lines += [f"Note: {escape(note)}", ""]
     comps = task["comparisons"]
     rows = []
     for r in stage_rows(task):
@@ -54,6 +66,14 @@ def task_section(name: str, task: dict, alpha: float, examples: list[dict] | Non
     tests = sorted({c["test"] for comp in comps.values() for c in comp.values()})
     lines += ["", f"Values with 95% bootstrap CIs on n={n_items(task)} test items; differences with raw and "
                   f"Holm-adjusted p-values ({' / '.join(tests) or 'no test yet'}).", ""]
+    if task.get("shifted"):
+        lines += [f"The same metrics on the shifted split (n={n_items(task['shifted'])} items written with other "
+                  "wording than train), beside the in-distribution ones:", ""]
+        lines += table(["metric", *(f"{STAGE_LABELS[s]} (test)" for s in STAGES),
+                        *(f"{STAGE_LABELS[s]} (shifted)" for s in STAGES)],
+                       [[r["metric"] + (" (primary)" if r["primary"] else ""), *r["values"], *r["shifted_values"]]
+                        for r in stage_rows(task)])
+        lines.append("")
     if task.get("baselines"):
         names = list(task["baselines"])
         lines += ["Baselines on the same test items (no language model):", ""]
@@ -64,11 +84,16 @@ def task_section(name: str, task: dict, alpha: float, examples: list[dict] | Non
     crow = comparison_rows(task, alpha)
     if crow:
         lines += ["### Paired comparisons", ""]
-        lines += table(["comparison", "metric", "difference", "95% CI", "test", "p", "Holm p", "effect size"],
-                       [[r["comparison"], r["metric"] + (" (primary)" if r["primary"] else ""), r["difference"],
-                         r["ci"], r["test"], r["p"], r["p_holm"] + (" *" if r["significant"] else ""), r["effect"]]
-                        for r in crow])
-        lines += ["", f"\\* significant at alpha = {alpha} after Holm correction (family: {holm_family_text(task)}).", ""]
+        lines += table(["split", "comparison", "metric", "difference", "95% CI", "test", "p", "Holm p", "effect size",
+                        "the CI rules out"],
+                       [[r["split"], r["comparison"], r["metric"] + (" (primary)" if r["primary"] else ""),
+                         r["difference"], r["ci"], r["test"], r["p"], r["p_holm"] + (" *" if r["significant"] else ""),
+                         r["effect"], r["rules_out"]] for r in crow])
+        lines += ["", f"\\* significant at alpha = {alpha} after Holm correction (family: {holm_family_text(task)}).",
+                  "Against min_effect, the smallest difference that matters (stats.min_effect): gain ≥ / loss ≥ "
+                  "(significant, at least min_effect), gain < / loss < (significant, smaller), rules out ±, + or − "
+                  "(not significant; the CI excludes a change of min_effect both ways, a gain, or a loss), rules out "
+                  "neither (underpowered).", ""]
     for head in heads(task):
         lines += [f"### {escape(head)}: per class and confusion matrices", ""]
         lines += table(["class", "support", *(f"{STAGE_LABELS[s]} P / R / F1" for s in STAGES)],
@@ -108,15 +133,20 @@ def short(text: str | None, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def verdict_split_words(task: dict) -> str:
+    return SPLIT_WORDS[task["verdict"].get("split", "test")]
+
+
 def holm_family_text(task: dict) -> str:
     return f"the 3 comparisons × the primary metric(s) {', '.join(task['primary_metrics'])}; " \
-           "secondary metrics form a second family"
+           "secondary metrics form a second family; each test split has its own families"
 
 
 def summary_table(results: dict) -> list[str]:
-    return table(["task", "primary metric", "base", "SFT", "DPO", "best baseline", "SFT vs base", "DPO vs SFT", "verdict"],
-                 [[r["task"], r["metric"], *r["values"], r["baseline"], r["sft_vs_base"], r["dpo_vs_sft"],
-                   r["verdict_words"]] for r in summary_rows(results)])
+    return table(["task", "split", "primary metric", "base", "SFT", "DPO", "best baseline", "SFT vs base",
+                  "DPO vs SFT", "verdict"],
+                 [[r["task"], r["split"] + (" (verdict)" if r["decides"] else ""), r["metric"], *r["values"],
+                   r["baseline"], r["sft_vs_base"], r["dpo_vs_sft"], r["verdict_words"]] for r in summary_rows(results)])
 
 
 def render_markdown(results: dict, examples: dict[str, list[dict]] | None = None) -> str:
@@ -129,8 +159,11 @@ def render_markdown(results: dict, examples: dict[str, list[dict]] | None = None
              "",
              "## Summary", ""]
     lines += summary_table(results) + [""]
+    lines += ["Each comparison: the difference, its 95% CI, the Holm-adjusted p and what the CI rules out against "
+              "min_effect (docs/statistics.md). A task's verdict rests on the split marked (verdict).", ""]
     for name, task in results["tasks"].items():
-        lines.append(f"- **{escape(name)}: {VERDICT_WORDS[task['verdict']['verdict']]}** — {escape(task['verdict']['reason'])}")
+        lines.append(f"- **{escape(name)}: {verdict_words(task['verdict'])}** ({verdict_split_words(task)}) — "
+                     f"{escape(task['verdict']['reason'])}")
     lines.append("")
     for name, task in results["tasks"].items():
         lines += task_section(name, task, alpha, (examples or {}).get(name))

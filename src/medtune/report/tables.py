@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from ..evaluate.stats import signed
+
 STAGES = ("base", "sft", "dpo")
 STAGE_LABELS = {"base": "base", "sft": "SFT", "dpo": "DPO"}
 COMPARISON_LABELS = {"sft_vs_base": "SFT vs base", "dpo_vs_sft": "DPO vs SFT", "dpo_vs_base": "DPO vs base"}
-VERDICT_WORDS = {"sft_sufficient": "SFT is sufficient", "dpo_helps": "DPO helps", "inconclusive": "inconclusive"}
+VERDICT_WORDS = {"sft_sufficient": "SFT is sufficient", "dpo_helps": "DPO helps", "no_gain": "neither step helps",
+                 "inconclusive": "inconclusive"}
+KIND_WORDS = {"underpowered": "underpowered", "no_difference_found": "no difference found", "mixed": "mixed",
+              "incomplete": "not all stages evaluated"}
+SPLIT_LABELS = {"test": "test", "shifted": "shifted"}
+SPLIT_WORDS = {"test": "in-distribution test split", "shifted": "shifted test split"}
+# what a comparison's CI rules out, short, for the tables (the verdict's reason says it in full)
+FINDING_SHORT = {"gain": "gain ≥ {e:g}", "small_gain": "gain < {e:g}", "loss": "loss ≥ {e:g}",
+                 "small_loss": "loss < {e:g}", "equivalent": "rules out ±{e:g}", "no_gain": "rules out +{e:g}",
+                 "no_loss": "rules out −{e:g}", "underpowered": "rules out neither ±{e:g}"}
 BASELINE_LABELS = {"majority": "majority class", "tfidf_logreg": "TF-IDF + logistic regression",
                    "lead_2_sentences": "first 2 sentences"}
 
@@ -54,6 +65,32 @@ def fmt_effect(c: dict) -> str:
     return text
 
 
+def verdict_words(v: dict) -> str:
+    """'SFT is sufficient', or 'inconclusive (underpowered)'."""
+    words = VERDICT_WORDS[v["verdict"]]
+    return f"{words} ({KIND_WORDS[v['kind']]})" if v.get("kind") in KIND_WORDS else words
+
+
+def finding_text(c: dict) -> str:
+    """What the comparison's CI rules out against min_effect ('' for results written before findings)."""
+    if "finding" not in c:
+        return ""
+    return FINDING_SHORT[c["finding"]].format(e=c["min_effect"])
+
+
+def comparison_cell(c: dict | None) -> str:
+    """The difference, its CI, the Holm p and what the CI rules out."""
+    if not c:
+        return "–"
+    text = f"{signed(c['difference'])} [{signed(c['ci_low'])}, {signed(c['ci_high'])}], Holm {p_text(holm_p(c))}"
+    return text + (f"; {finding_text(c)}" if finding_text(c) else "")
+
+
+def splits(task: dict) -> dict[str, dict]:
+    """The test splits a task was evaluated on: the in-distribution one (the task itself) and the shifted one."""
+    return {"test": task, **({"shifted": task["shifted"]} if task.get("shifted") else {})}
+
+
 def metric_names(task: dict) -> list[str]:
     names: list[str] = []
     for stage in STAGES:
@@ -64,26 +101,32 @@ def metric_names(task: dict) -> list[str]:
 
 
 def stage_rows(task: dict) -> list[dict]:
-    """Per metric: the three stages' values with CIs, and the baselines."""
+    """Per metric: the three stages' values with CIs, and the baselines; the shifted split's values beside them
+    where the task has one."""
     baselines = task.get("baselines") or {}
+    shifted = task.get("shifted") or {}
     rows = []
     for metric in metric_names(task):
         rows.append({"metric": metric, "primary": metric in task["primary_metrics"],
                      "values": [fmt_metric(task["stages"].get(s, {}).get("metrics", {}).get(metric)) for s in STAGES],
+                     "shifted_values": [fmt_metric(shifted["stages"].get(s, {}).get("metrics", {}).get(metric))
+                                        for s in STAGES] if shifted else [],
                      "baselines": [fmt_num(baselines.get(b, {}).get(metric)) for b in baselines]})
     return rows
 
 
 def comparison_rows(task: dict, alpha: float) -> list[dict]:
     rows = []
-    for comp in COMPARISON_LABELS:
-        for metric, c in task["comparisons"].get(comp, {}).items():
-            rows.append({"comparison": COMPARISON_LABELS[comp], "metric": metric,
-                         "primary": metric in task["primary_metrics"],
-                         "difference": f"{c['difference']:+.3f}",
-                         "ci": f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]",
-                         "test": c["test"], "p": fmt_p(c["p_value"]), "p_holm": fmt_p(holm_p(c)),
-                         "significant": holm_p(c) < alpha, "effect": fmt_effect(c), "n": c.get("n")})
+    for split, part in splits(task).items():
+        for comp in COMPARISON_LABELS:
+            for metric, c in part["comparisons"].get(comp, {}).items():
+                rows.append({"split": SPLIT_LABELS[split], "comparison": COMPARISON_LABELS[comp], "metric": metric,
+                             "primary": metric in task["primary_metrics"],
+                             "difference": signed(c["difference"]),
+                             "ci": f"[{signed(c['ci_low'])}, {signed(c['ci_high'])}]",
+                             "test": c["test"], "p": fmt_p(c["p_value"]), "p_holm": fmt_p(holm_p(c)),
+                             "significant": holm_p(c) < alpha, "effect": fmt_effect(c), "n": c.get("n"),
+                             "rules_out": finding_text(c) or "–"})
     return rows
 
 
@@ -122,19 +165,55 @@ def best_baseline(task: dict, metric: str) -> str:
 
 
 def summary_rows(results: dict) -> list[dict]:
-    """The cross-task table, like the seed paper's: task x primary metric, base/SFT/DPO, verdict."""
+    """The cross-task table, like the seed paper's: task x primary metric x test split, base/SFT/DPO, what each
+    step's CI rules out, and the split's verdict (the task's verdict rests on one split, ``verdict_split``)."""
     rows = []
     for name, task in results["tasks"].items():
-        for metric in task["primary_metrics"]:
-            vals = [task["stages"].get(s, {}).get("metrics", {}).get(metric) for s in STAGES]
-            dpo_sft = task["comparisons"].get("dpo_vs_sft", {}).get(metric)
-            sft_base = task["comparisons"].get("sft_vs_base", {}).get(metric)
-            rows.append({"task": name, "metric": metric, "values": [fmt_num(v["value"]) if v else "–" for v in vals],
-                         "baseline": best_baseline(task, metric),
-                         "sft_vs_base": f"{sft_base['difference']:+.3f} (Holm {p_text(holm_p(sft_base))})" if sft_base else "–",
-                         "dpo_vs_sft": f"{dpo_sft['difference']:+.3f} (Holm {p_text(holm_p(dpo_sft))})" if dpo_sft else "–",
-                         "verdict": task["verdict"]["verdict"], "verdict_words": VERDICT_WORDS[task["verdict"]["verdict"]]})
+        for split, part in splits(task).items():
+            for metric in task["primary_metrics"]:
+                vals = [part["stages"].get(s, {}).get("metrics", {}).get(metric) for s in STAGES]
+                v = part["verdict"]
+                rows.append({"task": name, "split": SPLIT_LABELS[split], "metric": metric,
+                             "values": [fmt_num(m["value"]) if m else "–" for m in vals],
+                             "baseline": best_baseline(part, metric),
+                             "sft_vs_base": comparison_cell(part["comparisons"].get("sft_vs_base", {}).get(metric)),
+                             "dpo_vs_sft": comparison_cell(part["comparisons"].get("dpo_vs_sft", {}).get(metric)),
+                             "verdict": v["verdict"], "verdict_words": verdict_words(v),
+                             "decides": split == task["verdict"].get("split", "test")})
     return rows
+
+
+def learning_notes(task: dict) -> list[str]:
+    """What the fine-tuned model did not learn, said plainly, so that a task the model cannot learn at this
+    size is not taken for a tool failure: one label answered to nearly every item, or SFT below a keyword
+    baseline on the same items."""
+    notes = []
+    for stage in ("sft", "dpo"):
+        for head, conf in (task["stages"].get(stage, {}).get("confusion") or {}).items():
+            predicted = [sum(col) for col in zip(*conf["matrix"])]
+            gold = [sum(row) for row in conf["matrix"]]
+            total = sum(predicted)
+            top = max(range(len(predicted)), key=predicted.__getitem__) if total else None
+            if top is not None and predicted[top] >= 0.9 * total and max(gold) < 0.9 * total:
+                notes.append(f"{STAGE_LABELS[stage]} answered {conf['columns'][top]!r} ({head}) to {predicted[top]} "
+                             f"of {total} items, though the references are more varied: it learned the answer's "
+                             "form, not the rule that picks it.")
+    same = [c for m, c in task["comparisons"].get("dpo_vs_sft", {}).items() if m in task["primary_metrics"]]
+    if same and all(c["difference"] == c["ci_low"] == c["ci_high"] == 0 for c in same):
+        steps = (task["stages"].get("dpo", {}).get("training") or {}).get("steps")
+        notes.append(f"DPO{f' ({steps} steps)' if steps else ''} left every primary score as SFT had it: this "
+                     "DPO run changed too little to measure what DPO can do (more dpo.max_steps, or a higher "
+                     "dpo.learning_rate, would).")
+    sft = task["stages"].get("sft", {}).get("metrics", {})
+    for metric in task["primary_metrics"]:
+        best = [(v[metric], name) for name, v in (task.get("baselines") or {}).items() if v.get(metric) is not None]
+        if metric in sft and best and max(best)[0] - sft[metric]["ci_high"] > 0:
+            value, name = max(best)
+            notes.append(f"SFT's {metric} ({sft[metric]['value']:.3f}, CI up to {sft[metric]['ci_high']:.3f}) stayed "
+                         f"below the {BASELINE_LABELS.get(name, name)} baseline ({value:.3f}) on the same items: at "
+                         "this training size the model did not learn what a keyword model finds. More SFT steps or "
+                         "a larger model may (docs/datasets.md says what each bundled task asks of a model).")
+    return notes
 
 
 def n_items(task: dict) -> int | None:

@@ -48,6 +48,8 @@ class Metric:
     paired_test: Literal["mcnemar", "wilcoxon", "bootstrap"]
     item_key: str | None = None
     higher_is_better: bool = True
+    # the smallest difference that matters to a user (docs/statistics.md); stats.min_effect overrides it
+    min_effect: float = 0.05
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,9 @@ class DataFiles(Strict):
 
     train: Path
     test: Path | None = Field(None, description="without it, a seeded stratified split of `train` is made")
+    test_shifted: Path | None = Field(None, description="a second test split written with other wording than "
+                                      "train (other templates, sites or authors): the report shows how well "
+                                      "what each model learned carries over")
     map: dict[str, str] = Field(default_factory=dict, description="canonical field -> your column")
     test_fraction: float = Field(0.2, gt=0, lt=1)
 
@@ -192,6 +195,7 @@ def read_spec(path: Path) -> Spec:
         base = path.resolve().parent
         spec.data.train = base / spec.data.train
         spec.data.test = base / spec.data.test if spec.data.test else None
+        spec.data.test_shifted = base / spec.data.test_shifted if spec.data.test_shifted else None
     return spec
 
 
@@ -360,7 +364,7 @@ def kind_metrics(spec: Spec, heads: dict[str, Head], fields: dict[str, str]) -> 
                 + [Metric(f"{h}_accuracy", acc(h), "mcnemar", item_key=f"correct_{h}") for h in heads])
     if spec.kind == "short_answer":
         return [Metric("accuracy", accuracy, "mcnemar", item_key="correct")]
-    return [Metric("likert", mean_of("grade"), "wilcoxon", item_key="grade"),
+    return [Metric("likert", mean_of("grade"), "wilcoxon", item_key="grade", min_effect=0.25),
             Metric("fact_coverage", mean_of("coverage"), "bootstrap")]
 
 
