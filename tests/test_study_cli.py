@@ -408,3 +408,16 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tiny_config):
     # triage: 10 test and 10 shifted items, 3 SFT steps of 4 sequences
     assert "20 items" in out and "12 sequences" in out
     assert not run_dir_of(tiny_config).exists()
+
+
+def test_eval_answers_both_test_splits(tiny_config):
+    result = run_cli("eval", "--task", "triage", "--config", tiny_config)
+    assert result.exit_code == 0, result.output
+    assert "triage / base" in result.output and "triage / base, shifted test split" in result.output
+    base = run_dir_of(tiny_config) / "triage" / "base"
+    saved = json.loads((base / "metrics.json").read_text())
+    assert saved["shifted"]["metrics"]["urgency_macro_f1"]["n"] == 10
+    shifted_ids = [json.loads(line)["id"] for line in (base / "predictions_shifted.jsonl").open()]
+    test_ids = [json.loads(line)["id"] for line in (base / "predictions.jsonl").open()]
+    assert len(shifted_ids) == len(test_ids) == 10
+    assert all(i.startswith("tr-shifted-") for i in shifted_ids) and all(i.startswith("tr-test-") for i in test_ids)

@@ -287,6 +287,8 @@ def eval_cmd(task: str = TaskOpt, stage: str = typer.Option("base", "--stage", h
 
         saved = evaluate_stage(run, t, stage, force=force or checkpoint is not None, model_path=checkpoint)
     print_metrics(t.name, stage, saved["metrics"])
+    if "shifted" in saved:
+        print_metrics(t.name, f"{stage}, shifted test split", saved["shifted"]["metrics"])
 
 
 @app.command()

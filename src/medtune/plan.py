@@ -2,9 +2,9 @@
 compute, and about how long that takes on this machine (``medtune study --dry-run``).
 
 The time is a model, not a measurement: tokens trained, prompt tokens read and decoding steps taken, each
-times a cost per unit measured on the 2-core reference CPU (dev/LOG.md, "the study's plan"), scaled by how
-fast this machine multiplies matrices (a half-second probe). On a GPU the costs are not calibrated; the plan
-still counts the work.
+times a cost per unit fitted on measured runs of the 2-core reference CPU (benchmarks/plan_check.py), scaled
+by how fast this machine multiplies matrices (a half-second probe). On a GPU the costs are not calibrated;
+the plan still counts the work.
 """
 
 from __future__ import annotations

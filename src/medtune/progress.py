@@ -20,6 +20,8 @@ def quiet_libraries() -> None:
 
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
+    # TRL's pass over the reference log-probs draws a tqdm bar of its own (a variable you set is kept)
+    os.environ.setdefault("TQDM_DISABLE", "1")
     transformers.utils.logging.set_verbosity_error()
     # renamed-argument notices from transformers/TRL (gradient_checkpointing -> activation_checkpointing)
     # are for library developers, not for someone reading a study's progress

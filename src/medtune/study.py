@@ -175,10 +175,9 @@ def evaluate_together(run: Run, task: Task, refs: dict[str, str | Path]) -> dict
     run.hold(list(refs.values())[-1], loaded[-1])
     del loaded
     elapsed = time.perf_counter() - start
-    saved = {}
+    saved, n_test = {}, len(splits["test"])
     for (stage, ref), rows in zip(refs.items(), all_rows):
         out = stage_dir(cfg, task, stage)
-        n_test = len(splits["test"])
         rows, grading = regrade_summaries(cfg, task, examples, rows)
         shifted = {}
         if splits["shifted"]:
