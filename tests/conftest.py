@@ -74,6 +74,59 @@ def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
 
 
+@pytest.fixture(scope="session")
+def chatty_model(tmp_path_factory, tiny_model) -> Path:
+    """The tiny model with its weights scaled up: at its usual scale it repeats one whitespace token, which
+    strips to nothing, so two ways of generating would agree trivially. Special tokens are suppressed so
+    every answer runs its full length."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    folder = tmp_path_factory.mktemp("chatty-llama")
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() > 1:
+                param.normal_(0, 0.3)
+    model.generation_config.suppress_tokens = [0, 1, 2]
+    model.save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"):
+        if (tiny_model / name).is_file():
+            shutil.copy(tiny_model / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory, chatty_model) -> Path:
+    """A finished one-task study (text_classification) on the chatty model, one item per evaluation batch so
+    each answer is what generating it alone gives; returns its run directory (its config.yaml beside it)."""
+    from typer.testing import CliRunner
+
+    from medtune.cli import app
+
+    folder = tmp_path_factory.mktemp("tiny-study")
+    config = folder / "config.yaml"
+    config.write_text(f"""
+model: {chatty_model}
+run_dir: {folder / 'run'}
+tasks: [text_classification]
+preset: quick
+seed: 1
+data: {{train_limit: 12, test_limit: 8}}
+sft: {{max_steps: 3, batch_size: 4, learning_rate: 0.001, save_steps: 2, max_length: 2048}}
+pairs: {{samples: 2, max_prompts: 6}}
+dpo: {{max_steps: 2, batch_size: 4, learning_rate: 0.001, save_steps: 1, max_length: 2048}}
+eval: {{batch_size: 1}}
+stats: {{bootstrap_samples: 200}}
+""")
+    result = CliRunner().invoke(app, ["study", "--config", str(config)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return folder / "run"
+
+
 @pytest.fixture()
 def tiny_config(tmp_path, tiny_model) -> Path:
     """A study config sized for seconds: a handful of examples and steps per task."""

@@ -273,22 +273,148 @@ def task_check(spec: Path = typer.Argument(..., help="the task spec file"),
 @user_errors
 def eval_cmd(task: str = TaskOpt, stage: str = typer.Option("base", "--stage", help="base, sft or dpo"),
              checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="evaluate this saved model folder instead"),
+             endpoint: Optional[str] = typer.Option(None, "--endpoint", help="evaluate the model an OpenAI-compatible "
+                                                    "server serves at this URL instead (e.g. http://127.0.0.1:8000/v1)"),
+             served_model: Optional[str] = typer.Option(None, "--served-model", help="with --endpoint: the model id to "
+                                                        "ask (default: the one the server lists)"),
+             api_key_env: str = typer.Option("MEDTUNE_API_KEY", "--api-key-env", help="with --endpoint: the "
+                                             "environment variable holding its API key"),
+             workers: int = typer.Option(4, "--workers", min=1, help="with --endpoint: requests in flight at once"),
+             retries: int = typer.Option(4, "--retries", min=0, help="with --endpoint: retries of a failed request "
+                                         "(connection errors, 429, 5xx), with exponential back-off"),
              config: Optional[Path] = ConfigOpt, preset: Optional[str] = PresetOpt, model: Optional[str] = ModelOpt,
              run_dir: Optional[Path] = RunDirOpt, device: Optional[str] = DeviceOpt, force: bool = ForceOpt):
-    """Evaluate the base model, a stage's model, or any checkpoint on a task's test set."""
+    """Evaluate the base model, a stage's model, any checkpoint, or a served model on a task's test set."""
     from .rundir import STAGES
 
     if stage not in STAGES:
         raise MedtuneError(f"--stage must be one of {', '.join(STAGES)}, got {stage!r}")
     if checkpoint is not None and not checkpoint.exists():
         raise MedtuneError(f"{checkpoint}: no such model folder")
+    if endpoint is not None and checkpoint is not None:
+        raise MedtuneError("--endpoint and --checkpoint name two models; give one")
     with stage_run(config, preset, model, run_dir, device, task, training=False) as (run, t):
-        from .study import evaluate_stage
+        if endpoint is not None:
+            from .evaluate.client import ChatClient
+            from .evaluate.endpoint import evaluate_endpoint
 
-        saved = evaluate_stage(run, t, stage, force=force or checkpoint is not None, model_path=checkpoint)
-    print_metrics(t.name, stage, saved["metrics"])
+            client = ChatClient(endpoint, api_key_env, max_retries=retries, who="endpoint", setting="--endpoint")
+            folder, saved = evaluate_endpoint(run, t, client, served_model, workers)
+            label = f"{saved['model']} at {endpoint}"
+            console.print(f"predictions and metrics: {folder}", highlight=False)
+        else:
+            from .study import evaluate_stage
+
+            saved = evaluate_stage(run, t, stage, force=force or checkpoint is not None, model_path=checkpoint)
+            label = stage
+    print_metrics(t.name, label, saved["metrics"])
     if "shifted" in saved:
-        print_metrics(t.name, f"{stage}, shifted test split", saved["shifted"]["metrics"])
+        print_metrics(t.name, f"{label}, shifted test split", saved["shifted"]["metrics"])
+
+
+def run_model(run: Path) -> str | None:
+    """The model a run directory's config names (offline unless it is a hub id)."""
+    import yaml
+
+    saved = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    return saved.get("model") if isinstance(saved, dict) else None
+
+
+@app.command()
+@user_errors
+def export(run: Path = typer.Argument(..., help="run directory of a finished study"), task: str = TaskOpt,
+           stage: str = typer.Option("best", "--stage", help="best (the stage the verdict picks), base, sft or dpo"),
+           fmt: str = typer.Option("hf", "--format", help="hf (merged safetensors folder), gguf, or ollama "
+                                   "(GGUF + Modelfile)"),
+           out: Path = typer.Option(..., "--out", help="the folder to write (made whole or not at all)"),
+           quant: str = typer.Option("f16", "--quant", help="gguf/ollama: f16, q8_0, bf16 or f32"),
+           dtype: str = typer.Option("auto", "--dtype", help="hf: auto (the base model's), float32, bfloat16 or float16"),
+           force: bool = typer.Option(False, "--force", help="replace --out if it exists")):
+    """Export a stage's model as one merged folder, a GGUF file or an Ollama model, with a model card."""
+    if not (run / "config.yaml").is_file():
+        raise MedtuneError(f"{run}: not a medtune run directory (no config.yaml)")
+    begin(run_model(run))
+    t = get_task_or_exit(task)
+    from .export.ship import export as ship
+
+    facts = ship(run, t, fmt, out, stage, quant, dtype, force)
+    console.print(f"[green]exported[/] {t.name} / {facts['stage']} ({facts['chosen']}) as {fmt} to {out}; "
+                  f"model card: {out / 'README.md'}", highlight=False)
+
+
+SystemOpt = typer.Option(None, "--system", help="the system prompt (default: the task's)")
+ServeTaskOpt = typer.Option(None, "--task", "-t", help="the task whose system prompt to use (default: the one the "
+                            "exported or stage folder belongs to)")
+
+
+def model_defaults(model_dir: str, task: str | None, system: str | None) -> tuple[str | None, str | None, int | None]:
+    """(system prompt, model name, max new tokens) for serving or chatting with ``model_dir``: what the flags
+    say, else what ``medtune export`` recorded in the folder, else the task of a stage's ``RUN/<task>/<stage>/model``."""
+    from .export.ship import export_info
+
+    folder = Path(model_dir)
+    info = export_info(folder) if folder.is_dir() else {}
+    name = f"{info['task']}-{info['stage']}" if info else None
+    if task is None and not info and folder.is_dir() and folder.name == "model":
+        task = stage_task(folder)
+    if task is not None:
+        t = get_task_or_exit(task)
+        return system or t.system_prompt, name, t.max_new_tokens
+    return system or info.get("system_prompt"), name, info.get("max_new_tokens")
+
+
+def stage_task(folder: Path) -> str | None:
+    """The task of a stage's ``RUN/<task>/<stage>/model`` folder, where the name is a task medtune knows."""
+    from .tasks import get_task
+
+    name = folder.resolve().parent.parent.name
+    try:
+        get_task(name)
+    except MedtuneError:
+        return None
+    return name
+
+
+@app.command()
+@user_errors
+def serve(model_dir: str = typer.Argument(..., help="an exported folder (medtune export), a stage's model/ folder, "
+                                          "or 'embedded'"),
+          host: str = typer.Option("127.0.0.1", "--host", help="the address to bind; other than loopback needs a key"),
+          port: int = typer.Option(8000, "--port"),
+          api_key: Optional[str] = typer.Option(None, "--api-key", help="required from clients as a Bearer token "
+                                                "(default: $MEDTUNE_API_KEY; none on 127.0.0.1)"),
+          task: Optional[str] = ServeTaskOpt, system: Optional[str] = SystemOpt,
+          name: Optional[str] = typer.Option(None, "--name", help="the model id clients ask for"),
+          max_request_bytes: int = typer.Option(1_000_000, "--max-request-bytes", min=1),
+          max_tokens_limit: int = typer.Option(2048, "--max-tokens-limit", min=1),
+          device: Optional[str] = DeviceOpt):
+    """Serve a model over the OpenAI chat-completions protocol (/v1/models, /v1/chat/completions)."""
+    begin(model_dir)
+    system_prompt, default, _ = model_defaults(model_dir, task, system)
+    from .serve import serve as run_server
+
+    console.print(f"serving {model_dir} at http://{host}:{port}/v1 (Ctrl-C stops)", highlight=False)
+    run_server(model_dir, host, port, api_key, name or default, device or "auto",
+               max_request_bytes=max_request_bytes, max_tokens_limit=max_tokens_limit, system_prompt=system_prompt)
+
+
+@app.command()
+@user_errors
+def chat(model_dir: str = typer.Argument(..., help="an exported folder, a stage's model/ folder, or 'embedded'"),
+         task: Optional[str] = ServeTaskOpt, system: Optional[str] = SystemOpt,
+         max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1,
+                                                      help="the longest answer (default: the task's, else 256)"),
+         device: Optional[str] = DeviceOpt):
+    """Chat with a model in the terminal, answers streamed as they are generated."""
+    begin(model_dir)
+    system_prompt, _, task_tokens = model_defaults(model_dir, task, system)
+    from .models import load_model, resolve_compute
+    from .serve import chat as chat_loop
+
+    compute = resolve_compute(device or "auto", "auto", "off")
+    with console.status(f"loading {model_dir}"):
+        model, tokenizer, _ = load_model(model_dir, compute.device, compute.weights)
+    chat_loop(model, tokenizer, compute, system_prompt, max_new_tokens or task_tokens or 256)
 
 
 @app.command()

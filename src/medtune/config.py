@@ -201,6 +201,52 @@ class StatsSettings(Strict):
         return value
 
 
+TRACKERS = ("tensorboard", "mlflow")
+
+
+class TrackingSettings(Strict):
+    """Experiment tracking (docs/tracking.md): SFT's and DPO's training curves, and each task's results,
+    in TensorBoard event files or an MLflow store. Off by default; nothing is sent anywhere unless
+    `mlflow_tracking_uri` names a server."""
+
+    report_to: Literal["none", "tensorboard", "mlflow"] | list[Literal["tensorboard", "mlflow"]] = Field(
+        "none", description="none, tensorboard, mlflow, or a list of them (each needs its package: "
+        "pip install 'medtune[track]')")
+    dir: Path | None = Field(None, description="where the local tracking files go: DIR/tensorboard/TASK/STAGE "
+                             "and MLflow's file store DIR/mlruns (null: RUN/tracking)")
+    mlflow_tracking_uri: str | None = Field(None, description="an MLflow tracking server or store to log to "
+                                            "(http://..., sqlite:///...; null: the local file store DIR/mlruns)")
+    experiment: str | None = Field(None, description="the MLflow experiment (null: medtune); runs of different "
+                                   "run directories in one experiment are told apart by their medtune.run_dir tag")
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def known_trackers(cls, value):
+        """One clear message for a wrong name, before pydantic tries each branch of the union."""
+        value = "none" if value is False else value  # YAML's off
+        names = value if isinstance(value, list) else [value]
+        unknown = [n for n in names if n not in TRACKERS and not (n == "none" and not isinstance(value, list))]
+        if unknown:
+            raise ValueError(f"unknown tracker(s) {unknown}; report_to is none, {', '.join(TRACKERS)} or a list "
+                             "of them")
+        if isinstance(value, list) and (not value or len(set(value)) < len(value)):
+            raise ValueError("give each tracker once, or none")
+        return value
+
+    @model_validator(mode="after")
+    def mlflow_settings_need_mlflow(self):
+        unused = [key for key in ("mlflow_tracking_uri", "experiment") if getattr(self, key) is not None]
+        if unused and "mlflow" not in self.trackers():
+            raise ValueError(f"{' and '.join(unused)} set, but report_to does not name mlflow")
+        return self
+
+    def trackers(self) -> list[str]:
+        """The trackers named, in order; [] for none."""
+        if isinstance(self.report_to, list):
+            return list(self.report_to)
+        return [] if self.report_to == "none" else [self.report_to]
+
+
 class Config(Strict):
     model: str = Field("embedded", description="'embedded', a local HF model folder, or a hub id")
     run_dir: Path = Path("runs/demo")
@@ -223,6 +269,7 @@ class Config(Strict):
     dpo: DPOSettings = DPOSettings()
     eval: EvalSettings = EvalSettings()
     stats: StatsSettings = StatsSettings()
+    tracking: TrackingSettings = TrackingSettings()
     per_task: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="task id -> the settings that differ for that task, in the sections "
         "data, sft, pairs and dpo; e.g. {summarization: {sft: {max_steps: 10}}} (a long-text task needs fewer "

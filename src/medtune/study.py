@@ -11,6 +11,7 @@ last file it writes (rundir.py).
     RUN/<task>/pairs/{pairs.jsonl, stats.json}
     RUN/<task>/dpo/{model/, train_log.json, predictions.jsonl, predictions_shifted.jsonl, metrics.json}
     RUN/results.json, RUN/report.md, RUN/report.html
+    RUN/tracking/{tensorboard/, mlruns/}  with tracking.report_to (tracking.py, docs/tracking.md)
 
 predictions_shifted.jsonl holds the answers to the shifted test split, where the task has one; metrics.json
 holds both splits' metrics. A task's settings are the run's with its ``per_task`` ones on top.
@@ -42,6 +43,7 @@ from .progress import console
 from .rundir import EVALUATED, MINED, STAGES, TRAINED, is_done, open_run
 from .tasks import get_task
 from .tasks.common import Task
+from .tracking import check_installed, for_stage, log_results
 
 RESULTS_VERSION = 3  # docs/results.md; 2: per_class/confusion, p_holm, effect sizes, multiple_testing; 3: findings,
 # min_effect, the verdict's kind and split, the shifted split
@@ -177,24 +179,32 @@ def evaluate_together(run: Run, task: Task, refs: dict[str, str | Path]) -> dict
     elapsed = time.perf_counter() - start
     saved, n_test = {}, len(splits["test"])
     for (stage, ref), rows in zip(refs.items(), all_rows):
-        out = stage_dir(cfg, task, stage)
-        rows, grading = regrade_summaries(cfg, task, examples, rows)
-        shifted = {}
-        if splits["shifted"]:
-            write_jsonl(out / "predictions_shifted.jsonl", rows[n_test:])
-            shifted = {"shifted": {"metrics": stage_metrics(task, rows[n_test:], cfg.stats.bootstrap_samples, cfg.seed),
-                                   **label_breakdown(task, rows[n_test:])}}
-        rows = rows[:n_test]
-        metrics = stage_metrics(task, rows, cfg.stats.bootstrap_samples, cfg.seed)
         together = {"evaluated_with": [s for s in refs if s != stage]} if len(refs) > 1 else {}
         answered = {"label_answers": cfg.eval.label_answers} if task.labels is not None else {}
-        write_jsonl(out / "predictions.jsonl", rows)
-        write_json(out / EVALUATED, {"stage": stage, "model": str(ref), "metrics": metrics, **grading,
-                                     **label_breakdown(task, rows), "elapsed_s": elapsed,
-                                     "precision": run.compute.precision, "accel": sorted(run.compute.accel),
-                                     **answered, **together, **shifted})
-        saved[stage] = read_json(out / EVALUATED)
+        saved[stage] = write_evaluation(cfg, task, stage_dir(cfg, task, stage), examples, rows, n_test,
+                                        {"stage": stage, "model": str(ref)},
+                                        {"elapsed_s": elapsed, "precision": run.compute.precision,
+                                         "accel": sorted(run.compute.accel), **answered, **together})
     return saved
+
+
+def write_evaluation(cfg: Config, task: Task, out: Path, examples: list[dict], rows: list[dict], n_test: int,
+                     head: dict, tail: dict) -> dict:
+    """One model's scored answers to both test splits (the first ``n_test`` rows are the test split's) as
+    predictions.jsonl, predictions_shifted.jsonl and metrics.json in ``out``; ``head`` and ``tail`` go into
+    metrics.json before and after the metrics. Returns metrics.json as written."""
+    rows, grading = regrade_summaries(cfg, task, examples, rows)
+    shifted = {}
+    if len(rows) > n_test:
+        write_jsonl(out / "predictions_shifted.jsonl", rows[n_test:])
+        shifted = {"shifted": {"metrics": stage_metrics(task, rows[n_test:], cfg.stats.bootstrap_samples, cfg.seed),
+                               **label_breakdown(task, rows[n_test:])}}
+    rows = rows[:n_test]
+    metrics = stage_metrics(task, rows, cfg.stats.bootstrap_samples, cfg.seed)
+    write_jsonl(out / "predictions.jsonl", rows)
+    write_json(out / EVALUATED, {**head, "metrics": metrics, **grading, **label_breakdown(task, rows), **tail,
+                                 **shifted})
+    return read_json(out / EVALUATED)
 
 
 def regrade_summaries(cfg: Config, task: Task, examples: list[dict], rows: list[dict]) -> tuple[list[dict], dict]:
@@ -227,7 +237,8 @@ def sft_stage(run: Run, task: Task, force: bool = False) -> dict:
         model, tokenizer, _ = load_quantized(cfg.model, run.compute.device, out / "scratch_model", run.compute.dtype)
     else:
         model, tokenizer, _ = run.load(cfg.model)
-    summary, trained = train_sft(model, tokenizer, cfg.model, task, examples, cfg.sft, out, run.compute, cfg.seed)
+    summary, trained = train_sft(model, tokenizer, cfg.model, task, examples, cfg.sft, out, run.compute, cfg.seed,
+                                 tracking=for_stage(cfg, out))
     run.hand_on(out / "model", trained, tokenizer, cfg.sft.method)
     return summary
 
@@ -302,7 +313,8 @@ def dpo_round(run: Run, task: Task, force: bool, k: int) -> dict:
     else:
         model, tokenizer, info = run.load(parent)
     summary, trained = train_dpo(model, tokenizer, cfg.model, parent, info["kind"], task, pairs,
-                                 cfg.dpo, out, run.compute, cfg.seed, examples=stage_data(run, task)["train"])
+                                 cfg.dpo, out, run.compute, cfg.seed, examples=stage_data(run, task)["train"],
+                                 tracking=for_stage(cfg, out))
     run.hand_on(out / "model", trained, tokenizer, info["kind"])
     return summary
 
@@ -423,6 +435,7 @@ def write_results(cfg: Config, elapsed_s: float | None = None) -> dict:
     }
     write_json(path, results)
     write_reports(Path(cfg.run_dir), results)  # report.md and report.html
+    log_results(cfg, results, path)  # to TensorBoard or MLflow where tracking.report_to names them
     return results
 
 
@@ -437,7 +450,7 @@ def check_run_dir(cfg: Config) -> None:
         saved = without_retired(saved) if isinstance(saved, dict) else {}
         current = cfg.model_dump(mode="json")
         # these do not change finished stages (precision and accel: within the number format's rounding)
-        ignore = {"tasks", "run_dir", "device", "precision", "accel", "eval", "stats"}
+        ignore = {"tasks", "run_dir", "device", "precision", "accel", "eval", "stats", "tracking"}
         diff = [k for k in current if k not in ignore and saved.get(k) != current[k]]
         # the stages' answers are compared item by item: all generated, or all chosen
         if (saved.get("eval") or {}).get("label_answers", "generate") != cfg.eval.label_answers:
@@ -455,6 +468,7 @@ def preflight(cfg: Config, compute: Compute, tasks: list[Task], training: bool =
     from .train.pairs import check_pair_settings
 
     resolve_base(cfg.model)
+    check_installed(cfg.tracking.trackers())
     if not training:
         return
     if cfg.sft.method == "qlora":

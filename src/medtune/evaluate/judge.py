@@ -24,19 +24,11 @@ Same rubric as the built-in grader (``grader.RUBRIC``, ``docs/grading.md``), ask
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
-import socket
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
-from ..errors import MedtuneError
-from ..io import read_json, write_json
+from .client import ChatClient
 from .grader import RUBRIC
 
 def system_prompt(rubric: str = RUBRIC) -> str:
@@ -49,8 +41,6 @@ def system_prompt(rubric: str = RUBRIC) -> str:
 
 SYSTEM_PROMPT = system_prompt()
 
-RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
-MAX_WAIT_S = 30.0
 
 
 def judge_messages(note: str, reference: str, summary: str, rubric: str | None = None) -> list[dict]:
@@ -103,48 +93,17 @@ def parse_grade(reply: str) -> int | None:
 
 # ---------------------------------------------------------------- the client
 
-def origin(url: str) -> tuple[str, str, int | None]:
-    parts = urllib.parse.urlsplit(url)
-    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
-
-
-class SameOriginRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow a redirect only within the judge's origin, as the same POST; never hand the key elsewhere."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        target = urllib.parse.urljoin(req.full_url, newurl)
-        if origin(target) != origin(req.full_url):
-            raise MedtuneError(f"LLM judge at {req.full_url} redirected to {target}, another host; medtune does not "
-                               "send the judge's API key to another address. Set eval.judge.base_url to the "
-                               "address that should answer")
-        if code not in (307, 308):
-            raise MedtuneError(f"LLM judge at {req.full_url} answered HTTP {code}, a redirect to {target} that would "
-                               "drop the request's body; set eval.judge.base_url to that address")
-        return urllib.request.Request(target, data=req.data, headers=dict(req.header_items()), method="POST")
-
-
-class Judge:
+class Judge(ChatClient):
     def __init__(self, base_url: str, model: str, api_key_env: str = "MEDTUNE_JUDGE_API_KEY",
                  timeout_s: float = 60.0, max_retries: int = 4, cache_dir: Path | str | None = None,
                  backoff_s: float = 1.0, max_tokens: int = 200, rubric: str | None = None):
-        self.base_url = base_url.rstrip("/")
-        self.url = self.base_url if self.base_url.endswith("/chat/completions") else self.base_url + "/chat/completions"
+        super().__init__(base_url, api_key_env, timeout_s, max_retries, backoff_s, who="LLM judge",
+                         setting="eval.judge.base_url")
         self.model = model
-        self.api_key_env = api_key_env
-        self.timeout_s = timeout_s
-        self.max_retries = max_retries
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
-        self.backoff_s = backoff_s
         self.max_tokens = max_tokens
         self.rubric = rubric  # a task's own rubric; None: the built-in one
-        self.requests = 0  # HTTP requests actually sent (retries included)
-        self.answered_url: str | None = None  # the address the last answer came from
         self.answered_by: set[str] = set()  # every address the grades came from, cached ones included
-        host = urllib.parse.urlsplit(self.url).hostname or ""
-        if not urllib.parse.urlsplit(self.url).scheme.startswith("http") or not host:
-            raise MedtuneError(f"judge base_url {base_url!r} is not an http(s) URL")
-        handlers = [urllib.request.ProxyHandler({})] if host in ("127.0.0.1", "localhost", "::1") else []
-        self.opener = urllib.request.build_opener(*handlers, SameOriginRedirects())
 
     @classmethod
     def from_settings(cls, settings, run_dir: Path | None = None, rubric: str | None = None) -> "Judge":
@@ -158,67 +117,9 @@ class Judge:
     def grade(self, note: str, reference: str, summary: str) -> dict:
         messages = judge_messages(note, reference, summary, self.rubric)
         body = {"model": self.model, "messages": messages, "temperature": 0, "max_tokens": self.max_tokens}
-        key = hashlib.sha256(json.dumps([self.base_url, body], sort_keys=True).encode("utf-8")).hexdigest()
-        path = self.cache_dir / f"{key}.json" if self.cache_dir else None
-        if path is not None and path.is_file():
-            try:
-                cached = read_json(path)
-                reply = cached["reply"]
-                self.answered_by.add(cached.get("answered_url") or self.url)
-                return {"grade": parse_grade(reply), "reply": reply, "cached": True}
-            except (OSError, ValueError, KeyError, TypeError):
-                pass  # a damaged cache entry is asked again
-        reply = self.complete(body)
-        self.answered_by.add(self.answered_url)
-        if path is not None:
-            write_json(path, {"model": self.model, "base_url": self.base_url, "answered_url": self.answered_url,
-                              "reply": reply})
-        return {"grade": parse_grade(reply), "reply": reply, "cached": False}
-
-    # -- the HTTP exchange
-
-    def complete(self, body: dict) -> str:
-        data = json.dumps(body).encode("utf-8")
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        last = ""
-        for attempt in range(self.max_retries + 1):
-            wait = self.backoff_s * 2 ** attempt
-            try:
-                self.requests += 1
-                request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
-                with self.opener.open(request, timeout=self.timeout_s) as response:
-                    payload = json.loads(response.read().decode("utf-8"))
-                    self.answered_url = response.geturl()
-                return reply_text(payload, self.answered_url)
-            except urllib.error.HTTPError as exc:
-                detail = exc.read().decode("utf-8", "replace")[:300] if exc.fp else ""
-                last = f"HTTP {exc.code} {exc.reason} {detail}".strip()
-                if exc.code not in RETRY_STATUS:
-                    hint = f" (is ${self.api_key_env} set?)" if exc.code in (401, 403) else ""
-                    raise MedtuneError(f"LLM judge at {self.url} refused the request: {last}{hint}") from None
-                retry_after = exc.headers.get("Retry-After") if exc.headers else None
-                if retry_after and retry_after.strip().replace(".", "", 1).isdigit():
-                    wait = float(retry_after)
-            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as exc:
-                last = f"{getattr(exc, 'reason', exc)}"
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise MedtuneError(f"LLM judge at {self.url} did not answer with JSON ({exc})") from None
-            if attempt < self.max_retries:
-                time.sleep(min(wait, MAX_WAIT_S))
-        raise MedtuneError(f"LLM judge at {self.url} is unreachable after {self.max_retries + 1} attempt(s): {last}. "
-                           "Check eval.judge.base_url and that the server is running.")
-
-
-def reply_text(payload: dict, url: str) -> str:
-    try:
-        content = payload["choices"][0]["message"]["content"]
-    except (KeyError, IndexError, TypeError):
-        raise MedtuneError(f"LLM judge at {url} answered without choices[0].message.content: "
-                           f"{json.dumps(payload)[:300]}") from None
-    return content or ""
+        answer = self.ask(body, self.cache_dir)
+        self.answered_by.add(answer["answered_url"])
+        return {"grade": parse_grade(answer["reply"]), "reply": answer["reply"], "cached": answer["cached"]}
 
 
 # ---------------------------------------------------------------- the study's hook

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
+from transformers.integrations import TensorBoardCallback
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -50,8 +51,9 @@ class RichProgress(TrainerCallback):
             self.bar.stop()
 
 
-def common_args(out_dir: Path, settings, compute, seed: int) -> dict:
-    """TrainingArguments shared by SFTConfig and DPOConfig."""
+def common_args(out_dir: Path, settings, compute, seed: int, tracking=None) -> dict:
+    """TrainingArguments shared by SFTConfig and DPOConfig. ``tracking``: a tracking.StageTracking, or None
+    (nothing logged but train_log.json)."""
     on_gpu = compute.device == "cuda"
     return dict(
         output_dir=str(out_dir / "checkpoints"),
@@ -65,7 +67,9 @@ def common_args(out_dir: Path, settings, compute, seed: int) -> dict:
         save_strategy="steps",
         save_steps=settings.save_steps,
         save_total_limit=1,
-        report_to="none",
+        # the trackers' callbacks take their folders and store from the environment (tracking.tracked)
+        report_to=tracking.report_to if tracking else "none",
+        run_name=tracking.run_name if tracking else None,
         disable_tqdm=True,
         seed=seed,
         data_seed=seed,
@@ -76,6 +80,15 @@ def common_args(out_dir: Path, settings, compute, seed: int) -> dict:
         # TRL turns this on by default; it trades ~30% speed for memory a small model does not need
         gradient_checkpointing=settings.gradient_checkpointing,
     )
+
+
+def close_tensorboard(trainer) -> None:
+    """TensorBoardCallback closes its writer when training ends and opens another for a log after that (DPO's
+    held-out evaluation when a resumed run was already at its last step); close that one too, through the
+    callback's own hook."""
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback) and callback.tb_writer is not None:
+            callback.on_train_end(trainer.args, trainer.state, trainer.control)
 
 
 def last_checkpoint(out_dir: Path) -> str | None:

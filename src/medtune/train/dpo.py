@@ -37,7 +37,9 @@ from ..io import atomic_dir, read_json, write_json
 from ..models import lora_config, save_model_info
 from ..progress import console
 from ..tasks.common import Task
-from .common import RichProgress, clean_checkpoints, common_args, last_checkpoint, sped_up
+from ..tracking import tracked
+from .common import (RichProgress, clean_checkpoints, close_tensorboard, common_args, last_checkpoint,
+                     sped_up)
 
 
 def loss_args(settings) -> dict:
@@ -367,10 +369,11 @@ def checkpoint_dir(args, state) -> Path:
 
 def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, task: Task, pairs: list[dict],
               settings, out_dir: Path, compute, seed: int,
-              examples: list[dict] | None = None) -> tuple[dict, object]:
+              examples: list[dict] | None = None, tracking=None) -> tuple[dict, object]:
     """``model`` is the parent (SFT, or the previous DPO round) with adapters merged. Saves ``out_dir/model``;
     returns the training summary and the trained model (a PEFT model for adapters, with the weights saved).
-    ``examples``: the training examples the pairs came from, for the guard's held-out task check."""
+    ``examples``: the training examples the pairs came from, for the guard's held-out task check.
+    ``tracking``: where the curves and held-out evaluations go (tracking.for_stage), or None."""
     from trl import DPOConfig, DPOTrainer
 
     pairs, fit, chosen_tokens = fit_pairs(tokenizer, task, pairs, settings.max_length, settings.truncation)
@@ -384,7 +387,8 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
     # micro-batches (by default N/2 pairs, i.e. N sequences): the same update, about SFT's activation memory.
     per_forward, accumulation = settings.micro_batch()
     precompute = precompute_reference(settings, method, len(train_pairs), len(heldout))
-    args = DPOConfig(**{**common_args(out_dir, settings, compute, seed), "per_device_train_batch_size": per_forward,
+    args = DPOConfig(**{**common_args(out_dir, settings, compute, seed, tracking),
+                        "per_device_train_batch_size": per_forward,
                         "gradient_accumulation_steps": accumulation},
                      **loss_args(settings), **eval_args, beta=settings.beta, max_length=settings.max_length,
                      precompute_ref_log_probs=precompute)
@@ -395,17 +399,20 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)
     check, check_info = task_check(task, tokenizer, examples, heldout, train_pairs, settings, compute)
     guard = CollapseGuard(settings, mean(chosen_tokens[p["id"]] for p in heldout), check)
-    trainer = DPOTrainer(model=model, ref_model=ref_model, args=args,
-                         train_dataset=Dataset.from_list(dpo_rows(task, train_pairs)),
-                         eval_dataset=Dataset.from_list(dpo_rows(task, heldout)) if heldout else None,
-                         processing_class=tokenizer, peft_config=peft,
-                         callbacks=[RichProgress(f"{task.name}: DPO"), guard])
-    trainer.remove_callback(PrinterCallback)  # our rich bar shows the loss instead
-    ref_model = None  # the trainer holds it
-    with sped_up(trainer, compute, "dpo") as sharing:
-        result = trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
-        if heldout and (not guard.history or guard.history[-1]["step"] != trainer.state.global_step):
-            trainer.evaluate()  # the held-out metrics of the weights as trained
+    resume = last_checkpoint(out_dir)
+    with tracked(tracking, resuming=resume is not None):
+        trainer = DPOTrainer(model=model, ref_model=ref_model, args=args,
+                             train_dataset=Dataset.from_list(dpo_rows(task, train_pairs)),
+                             eval_dataset=Dataset.from_list(dpo_rows(task, heldout)) if heldout else None,
+                             processing_class=tokenizer, peft_config=peft,
+                             callbacks=[RichProgress(f"{task.name}: DPO"), guard])
+        trainer.remove_callback(PrinterCallback)  # our rich bar shows the loss instead
+        ref_model = None  # the trainer holds it
+        with sped_up(trainer, compute, "dpo") as sharing:
+            result = trainer.train(resume_from_checkpoint=resume)
+            if heldout and (not guard.history or guard.history[-1]["step"] != trainer.state.global_step):
+                trainer.evaluate()  # the held-out metrics of the weights as trained
+        close_tensorboard(trainer)
     guard.final_check()
     restored = guard.restore_best(trainer.model) if guard.fired and settings.stop_on_collapse else None
     with atomic_dir(out_dir / "model") as tmp:

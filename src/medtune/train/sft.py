@@ -16,6 +16,7 @@ from ..errors import MedtuneError
 from ..io import atomic_dir, write_json
 from ..models import lora_config, save_model_info
 from ..tasks.common import Task
+from ..tracking import tracked
 from .common import RichProgress, clean_checkpoints, common_args, last_checkpoint, sped_up
 
 
@@ -39,23 +40,27 @@ def check_lengths(tokenizer, task: Task, examples: list[dict], max_length: int) 
 
 
 def train_sft(model, tokenizer, base: str, task: Task, examples: list[dict], settings, out_dir: Path,
-              compute, seed: int) -> tuple[dict, object]:
+              compute, seed: int, tracking=None) -> tuple[dict, object]:
     """Train on ``examples`` and save ``out_dir/model``; returns the training summary and the trained model
-    (a PEFT model for adapters, as the trainer leaves it)."""
+    (a PEFT model for adapters, as the trainer leaves it). ``tracking``: where the curves go
+    (tracking.for_stage), or None."""
     from trl import SFTConfig, SFTTrainer
 
     check_lengths(tokenizer, task, examples, settings.max_length)
-    args = SFTConfig(**common_args(out_dir, settings, compute, seed), max_length=settings.max_length,
+    args = SFTConfig(**common_args(out_dir, settings, compute, seed, tracking), max_length=settings.max_length,
                      completion_only_loss=True, packing=False)
     peft = None
     if settings.method in ("lora", "qlora"):
         peft = lora_config(settings.lora_r, settings.lora_alpha, settings.lora_dropout, settings.lora_target_modules,
                            model, settings.lora_layers)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=sft_dataset(task, examples), processing_class=tokenizer,
-                         peft_config=peft, callbacks=[RichProgress(f"{task.name}: SFT")])
-    trainer.remove_callback(PrinterCallback)  # our rich bar shows the loss instead
-    with sped_up(trainer, compute, "sft") as sharing:
-        result = trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
+    resume = last_checkpoint(out_dir)
+    with tracked(tracking, resuming=resume is not None):
+        trainer = SFTTrainer(model=model, args=args, train_dataset=sft_dataset(task, examples),
+                             processing_class=tokenizer, peft_config=peft,
+                             callbacks=[RichProgress(f"{task.name}: SFT")])
+        trainer.remove_callback(PrinterCallback)  # our rich bar shows the loss instead
+        with sped_up(trainer, compute, "sft") as sharing:
+            result = trainer.train(resume_from_checkpoint=resume)
     with atomic_dir(out_dir / "model") as tmp:
         trainer.model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
