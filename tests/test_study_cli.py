@@ -42,7 +42,7 @@ def test_full_five_task_study(tiny_config, accel):
     assert result.exit_code == 0, result.output
     run = run_dir_of(tiny_config)
     results = json.loads((run / "results.json").read_text())
-    assert results["schema_version"] == 3
+    assert results["schema_version"] == 4
     assert set(results["tasks"]) == set(TASK_NAMES)
     assert results["versions"]["trl"] and results["config"]["model"]
     for name, task in results["tasks"].items():

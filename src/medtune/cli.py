@@ -6,13 +6,14 @@ import contextlib
 import errno
 import functools
 import os
+import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from .errors import MedtuneError
+from .errors import MedtuneError, RankStopped
 from .progress import console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -45,6 +46,8 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except MedtuneError as exc:
             console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            if console.quiet and not isinstance(exc, RankStopped):  # a rank but 0, with an error of its own
+                print(f"error: {exc}", file=sys.stderr)
             raise typer.Exit(exc.exit_code) from None
         except OSError as exc:
             if exc.errno not in FILE_SYSTEM_ERRORS:
@@ -91,6 +94,7 @@ def stage_run(config, preset, model, run_dir, device, task_name, training: bool 
     directory held by this process."""
     task = get_task_or_exit(task_name)
     cfg = make_config(config, preset, model, run_dir, device, **extra)  # before the libraries are imported
+    from .distributed import on_main
     from .models import resolve_compute
     from .rundir import open_run
     from .study import Run, check_run_dir, preflight
@@ -98,7 +102,7 @@ def stage_run(config, preset, model, run_dir, device, task_name, training: bool 
     compute = resolve_compute(cfg.device, cfg.precision, cfg.accel)
     preflight(cfg, compute, [task], training)
     with open_run(Path(cfg.run_dir)):
-        check_run_dir(cfg)
+        on_main(check_run_dir, cfg)  # rank 0 writes the run (distributed.py)
         run = Run(cfg, compute)
         try:
             yield run, task
@@ -132,6 +136,7 @@ def study(config: Optional[Path] = ConfigOpt, preset: Optional[str] = PresetOpt,
 def print_plan(cfg) -> None:
     """The study's plan per task and stage, with the estimated time (plan.py); nothing is trained or written."""
     from .data import task_data
+    from .distributed import world_size
     from .models import load_tokenizer, resolve_base, resolve_compute
     from .plan import plan_study
     from .study import preflight
@@ -160,6 +165,43 @@ def print_plan(cfg) -> None:
     else:
         console.print(f"Estimated time: under {total:.0f} min (the costs were measured on a CPU; a GPU is faster).",
                       highlight=False)
+    if world_size() > 1:
+        console.print(f"{world_size()} processes share each step's batch and the prompts (the same steps, the same "
+                      "answers); the estimate is for one process (docs/scale.md)", highlight=False)
+    print_memory(cfg, compute.device, longest_example(tasks, data, tokenizer))
+
+
+def longest_example(tasks, data: dict, tokenizer) -> int:
+    """Tokens of a long training example (mean prompt plus a 95th-percentile answer) of the longest task."""
+    from .plan import token_counts
+
+    return max(round(prompt + long_answer) for task in tasks
+               for prompt, _, long_answer in [token_counts(tokenizer, task, data[task.name]["train"])])
+
+
+def print_memory(cfg, device: str, tokens: int) -> None:
+    """Memory per device for each method and layout (resources.py states the accounting; docs/scale.md)."""
+    from .distributed import world_size
+    from .resources import GB, model_shape, plan_table
+
+    shape = model_shape(cfg.model)
+    if shape is None:
+        console.print("Memory plan: the model's config is not Llama-like; see docs/scale.md", highlight=False)
+        return
+    devices = world_size() if world_size() > 1 else 8
+    table = Table(title=f"memory per device, GB: {shape.parameters() / 1e6:,.0f}M parameters, LoRA r={cfg.sft.lora_r} "
+                        f"adapters {shape.lora_parameters(cfg.sft.lora_r) / 1e6:,.1f}M (all-linear)")
+    layouts = {"single": "1 device", "ddp": f"DDP x{devices}", "zero2": f"ZeRO-2 x{devices}",
+               "zero3": f"ZeRO-3/FSDP x{devices}"}
+    for col in ("method", "stage", *layouts.values()):
+        table.add_column(col)
+    for method, stage, by_layout in plan_table(shape, cfg, device, devices, tokens):
+        table.add_row(method, stage, *[f"{by_layout[k]['total'] / GB:.1f}" for k in layouts])
+    console.print(table)
+    console.print(f"Per device: weights, trained parameters with their gradients and optimizer state, activations "
+                  f"and logits at the configured batch, {tokens} tokens a sequence (a long example of the longest task), "
+                  f"{'fp32 weights on a CPU' if device == 'cpu' else '16-bit weights'}. An estimate; leave 10-20% of a "
+                  "card free (docs/scale.md). QLoRA needs CUDA.", highlight=False)
 
 
 @app.command("tasks")
@@ -295,11 +337,12 @@ def eval_cmd(task: str = TaskOpt, stage: str = typer.Option("base", "--stage", h
         raise MedtuneError("--endpoint and --checkpoint name two models; give one")
     with stage_run(config, preset, model, run_dir, device, task, training=False) as (run, t):
         if endpoint is not None:
+            from .distributed import on_main
             from .evaluate.client import ChatClient
             from .evaluate.endpoint import evaluate_endpoint
 
             client = ChatClient(endpoint, api_key_env, max_retries=retries, who="endpoint", setting="--endpoint")
-            folder, saved = evaluate_endpoint(run, t, client, served_model, workers)
+            folder, saved = on_main(evaluate_endpoint, run, t, client, served_model, workers)  # one sends
             label = f"{saved['model']} at {endpoint}"
             console.print(f"predictions and metrics: {folder}", highlight=False)
         else:
@@ -435,8 +478,14 @@ def sft(task: str = TaskOpt, config: Optional[Path] = ConfigOpt, preset: Optiona
 @user_errors
 def pairs(task: str = TaskOpt, config: Optional[Path] = ConfigOpt, preset: Optional[str] = PresetOpt,
           model: Optional[str] = ModelOpt, run_dir: Optional[Path] = RunDirOpt, device: Optional[str] = DeviceOpt,
-          force: bool = ForceOpt, strategy: Optional[str] = StrategyOpt):
+          force: bool = ForceOpt, strategy: Optional[str] = StrategyOpt,
+          from_review: Optional[Path] = typer.Option(None, "--from-review", help="with --strategy human: pairs "
+                                                     "from the clinicians' judgments of this run's test answers "
+                                                     "(docs/review.md); without --config, into that run")):
     """Build preference pairs (default: from the SFT model's own errors on training prompts)."""
+    if from_review is not None:
+        pairs_from_review(task, from_review, config, preset, model, run_dir, device, strategy)
+        return
     with stage_run(config, preset, model, run_dir, device, task, strategy=strategy) as (run, t):
         from .study import pairs_stage, stage_dir
 
@@ -444,6 +493,31 @@ def pairs(task: str = TaskOpt, config: Optional[Path] = ConfigOpt, preset: Optio
     rate = stats["sft_error_rate_on_train"]
     console.print(f"SFT error rate on sampled training outputs: {'n/a' if rate is None else f'{rate:.1%}'} -> "
                   f"{stage_dir(run.cfg, t, 'pairs') / 'pairs.jsonl'}")
+
+
+def pairs_from_review(task, review_dir: Path, config, preset, model, run_dir, device, strategy) -> None:
+    """Round 1's pairs from the clinicians' judgments in ``review_dir``, written into the run the config names
+    (without --config: ``review_dir`` itself, with its config.yaml). The strategy stays out of the config: the
+    run's saved one still describes its other rounds, and stats.json records these pairs' source."""
+    if strategy not in (None, "human"):
+        raise MedtuneError(f"--from-review makes pairs from the clinicians' judgments: use it with --strategy human, "
+                           f"not {strategy}")
+    if config is None:
+        config, run_dir = review_dir / "config.yaml", run_dir or review_dir
+        if not config.is_file():
+            raise MedtuneError(f"{review_dir}: not a medtune run directory (no config.yaml)")
+    with stage_run(config, preset, model, run_dir, device, task) as (run, t):
+        from .study import review_pairs_stage, stage_dir
+
+        stats = review_pairs_stage(run, t, review_dir)
+    skipped = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in stats["skipped"].items() if v) or "none"
+    console.print(f"{stats['pairs']} pair(s) from {stats['judgments']} judgment(s) of {stats['items']} test item(s) "
+                  f"in {review_dir}; items skipped: {skipped}; {stats['judgments_left_out_unsafe']} judgment(s) left "
+                  f"out (the preferred answer flagged unsafe) -> {stage_dir(run.cfg, t, 'pairs') / 'pairs.jsonl'}",
+                  highlight=False)
+    console.print("[yellow]These pairs come from TEST items: a DPO model trained on them must be evaluated on other "
+                  "items (its metrics on this test set are no fair estimate; docs/review.md).[/]", highlight=False)
+    console.print(f"Next: medtune dpo --task {t.name} --force (it replaces this run's DPO model)", highlight=False)
 
 
 @app.command()
@@ -480,6 +554,62 @@ def report(run: Path = typer.Argument(..., help="run directory of a study")):
     with exclusive(run), disk_errors_named(run):  # the run's stages are only read: no orphans to clear
         results = write_results(cfg)
     print_summary(results, run)
+
+
+@app.command()
+@user_errors
+def review(run: Path = typer.Argument(..., help="run directory of a finished study"),
+           task: Optional[str] = typer.Option(None, "--task", "-t", help="comma-separated task ids to review "
+                                              "(default: all the run's tasks)"),
+           stages: str = typer.Option("sft,dpo", "--stages", help="the two stages whose answers are compared: "
+                                      "two of base, sft, dpo"),
+           reviewers: Optional[str] = typer.Option(None, "--reviewers", help="N (reviewer-1..reviewer-N) or names "
+                                                   "(alice,bob); new ones get a link; default: those the run has, "
+                                                   "else one"),
+           new_links: bool = typer.Option(False, "--new-links", help="issue new links to --reviewers (default: all "
+                                          "the run's reviewers); their old links stop working"),
+           host: str = typer.Option("127.0.0.1", "--host", help="the address to bind (default loopback only)"),
+           port: int = typer.Option(8001, "--port", min=1, max=65535),
+           export: Optional[Path] = typer.Option(None, "--export", help="write every judgment to FILE.csv or "
+                                                 "FILE.jsonl and exit (no server)")):
+    """Blind, paired review by clinicians: a local web app showing two stages' answers to each test item as A and B."""
+    from .review import store
+
+    if not (run / "config.yaml").is_file():
+        raise MedtuneError(f"{run}: not a medtune run directory (no config.yaml)")
+    begin(None)
+    if export is not None:
+        n = store.export_judgments(run, export)
+        console.print(f"{n} judgment(s) -> {export}", highlight=False)
+        return
+    from .review.app import build_app, is_loopback, link, serve as serve_review
+    from .review.queue import load_items, parse_stages
+
+    pair = parse_stages(stages)
+    items = load_items(run, [t.strip() for t in task.split(",") if t.strip()] if task else None, pair)
+    db = store.init_db(run)
+    with store.opened(db) as conn:
+        existing = [r["name"] for r in store.all_reviewers(conn)]
+    names = store.reviewer_names(reviewers) if reviewers else existing or ["reviewer-1"]
+    tokens = store.ensure_reviewers(db, names, new_links)
+    review_app = build_app(db, items, pair)  # each reviewer's queue made now
+    console.print(f"reviewing {len(items)} item(s) of {len({i.task for i in items})} task(s), answers of two stages "
+                  f"shown blind as A and B; judgments in {db}", highlight=False)
+    for name in sorted(set(existing) | set(tokens), key=lambda n: (n not in tokens, n)):
+        token = tokens.get(name)
+        console.print(f"  {name}: {link(host, port, token)}" if token else
+                      f"  {name}: the link given before still works (lost? --new-links --reviewers {name})",
+                      highlight=False, markup=False, soft_wrap=True)
+    if any(tokens.values()):
+        console.print("Each link is shown only now: give each reviewer theirs, privately.", highlight=False)
+    if not is_loopback(host):
+        anywhere = host in ("0.0.0.0", "::", "[::]")
+        console.print(f"[yellow]warning:[/] binding to {host}: anyone on the network who has a link can judge "
+                      "with it, and the links travel as plain http" +
+                      ("; in the links, put this machine's address in place of " + host if anywhere else ""),
+                      highlight=False)
+    console.print(f"serving at http://{host}:{port} (Ctrl-C stops)", highlight=False)
+    serve_review(review_app, host, port)
 
 
 data_app = typer.Typer(no_args_is_help=True, help="Check and import your own data.")

@@ -8,6 +8,10 @@ Several models can answer the same prompts (``generate_each``); each answers as 
 the ``fast_generation`` speed piece the same answers come from medtune/accel/generation.py, which
 computes the prompts' shared prefix once; it uses this module's batches, so sampling draws the same
 random numbers in the same order.
+
+Each batch samples from a seed of its own (``batch_seed``). Under several processes each computes every
+N-th batch and the answers are gathered (distributed.py): a batch is the same batch, drawing the same
+random numbers, whichever process computes it, so the answers do not depend on N.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import inspect
 
 import torch
 
+from .distributed import gather, my_share
 from .models import Compute
 from .progress import progress
 
@@ -118,22 +123,32 @@ def generate_each(models: list, tokenizer, prompts: list[list[dict]], max_new_to
         return fast(models, tokenizer, prompts, max_new_tokens, compute, batch_size, do_sample, temperature,
                     num_samples, seed, desc)
     encoded = encode_prompts(tokenizer, prompts)
-    results: list[list[list[str]]] = [[[] for _ in prompts] for _ in models]
+    answers: dict[int, list[list[str]]] = {}  # prompt -> each model's completions
     kwargs = sampling_args(tokenizer, max_new_tokens, do_sample, temperature)
-    if do_sample:
-        torch.manual_seed(seed)
     for model in models:
         model.eval()
+    share = my_share(list(enumerate(batches(longest_first(encoded), max(1, batch_size // num_samples)))), models)
     with progress(enabled=desc is not None) as bar:
-        task = bar.add_task(desc or "", total=len(prompts) * len(models), info="")
-        for idx in batches(longest_first(encoded), max(1, batch_size // num_samples)):
+        task = bar.add_task(desc or "", total=sum(len(idx) for _, idx in share) * len(models), info="")
+        for b, idx in share:
             input_ids, mask = left_pad([encoded[i] for i in idx for _ in range(num_samples)], tokenizer.pad_token_id)
-            for k, model in enumerate(models):
+            for i in idx:
+                answers[i] = []
+            for model in models:
+                if do_sample:
+                    torch.manual_seed(batch_seed(seed, b))
                 device = next(model.parameters()).device
                 with autocast(model, compute):
                     out = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device), **kwargs)
                 texts = tokenizer.batch_decode(out[:, input_ids.shape[1]:], skip_special_tokens=True)
                 for j, i in enumerate(idx):
-                    results[k][i] = [t.strip() for t in texts[j * num_samples:(j + 1) * num_samples]]
+                    answers[i].append([t.strip() for t in texts[j * num_samples:(j + 1) * num_samples]])
                 bar.advance(task, len(idx))
-    return results
+    answers = gather(answers)
+    return [[answers[i][k] for i in range(len(prompts))] for k in range(len(models))]
+
+
+def batch_seed(seed: int, batch: int) -> int:
+    """The seed a batch samples with: its own, so its samples are the same whichever process draws them, and
+    whatever was drawn before it."""
+    return (seed * 1_000_003 + batch) % 2 ** 63

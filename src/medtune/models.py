@@ -23,6 +23,7 @@ from .embedded import EMBEDDED_NAMES, embedded_model_dir
 from .errors import MedtuneError
 from .io import read_json, write_json
 from .network import is_hub_id
+from .progress import console
 
 MODEL_INFO = "medtune_model.json"
 
@@ -87,10 +88,18 @@ def compute_format(device: str, precision: str) -> torch.dtype:
 def resolve_compute(device_setting: str, precision: str, accel="off") -> Compute:
     """The run's device, number format and speed pieces, from the ``device``, ``precision`` and ``accel``
     settings. With ``accel: off`` nothing of medtune/accel/ is imported."""
+    from .distributed import join, world_size
+
     device = resolve_device(device_setting)
+    join(device)  # under a launcher with several processes: their group, before anything loads
     if precision == "bf16" and device == "cuda" and not torch.cuda.is_bf16_supported():
         raise MedtuneError("precision: bf16 was asked for but this GPU has no bf16; use precision: fp32")
     dtype = compute_format(device, precision)
+    if accel != "off" and world_size() > 1:
+        # the pieces were measured on one process, and some patch what DDP wraps
+        console.print(f"accel: off under {world_size()} processes (the speed pieces are for one process)",
+                      highlight=False)
+        return Compute(device, dtype)
     if accel == "off":
         return Compute(device, dtype)
     from .accel import choose

@@ -21,7 +21,7 @@ import fcntl
 import os
 import shutil
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -50,22 +50,32 @@ def is_done(folder: Path, marker: str) -> bool:
 @contextmanager
 def open_run(run_dir: Path, restart: bool = False) -> Iterator[Path]:
     """Take ``run_dir`` for this process: create or recognise it, lock it, empty it with ``restart``,
-    and clear what an interrupted process left. Refuses a folder medtune did not make."""
+    and clear what an interrupted process left. Refuses a folder medtune did not make. Under several
+    processes rank 0 takes it for all of them (it writes the run; distributed.py), the others waiting
+    until it is ready, or stopping with it."""
+    from .distributed import on_main
+
     run_dir = Path(run_dir).expanduser()
+    with ExitStack() as held:
+        on_main(take_run, run_dir, restart, held)
+        with disk_errors_named(run_dir):
+            yield run_dir
+
+
+def take_run(run_dir: Path, restart: bool, held: ExitStack) -> None:
+    """``open_run``'s work, its lock entered into ``held``."""
     check_is_run(run_dir, restart)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise MedtuneError(f"{run_dir}: cannot create the run directory ({exc.strerror})") from None
-    with exclusive(run_dir):
-        if restart:
-            clear(run_dir)
-        if not (run_dir / MARKER).is_file():
-            write_json(run_dir / MARKER, {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                          "medtune_version": __version__})
-        clean_orphans(run_dir)
-        with disk_errors_named(run_dir):
-            yield run_dir
+    held.enter_context(exclusive(run_dir))
+    if restart:
+        clear(run_dir)
+    if not (run_dir / MARKER).is_file():
+        write_json(run_dir / MARKER, {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                      "medtune_version": __version__})
+    clean_orphans(run_dir)
 
 
 @contextmanager

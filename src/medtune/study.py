@@ -8,8 +8,9 @@ last file it writes (rundir.py).
     RUN/config.yaml
     RUN/<task>/base/{predictions.jsonl, predictions_shifted.jsonl, metrics.json}
     RUN/<task>/sft/{model/, train_log.json, predictions.jsonl, predictions_shifted.jsonl, metrics.json}
-    RUN/<task>/pairs/{pairs.jsonl, stats.json}
+    RUN/<task>/pairs/{pairs.jsonl, stats.json}   (from a clinician review: the mined ones in pairs/before_review/)
     RUN/<task>/dpo/{model/, train_log.json, predictions.jsonl, predictions_shifted.jsonl, metrics.json}
+    RUN/review/review.sqlite  the clinicians' judgments (`medtune review`, docs/review.md)
     RUN/results.json, RUN/report.md, RUN/report.html
     RUN/tracking/{tensorboard/, mlruns/}  with tracking.report_to (tracking.py, docs/tracking.md)
 
@@ -32,6 +33,7 @@ import yaml
 from . import __version__
 from .config import Config, dump_config, without_retired
 from .data import task_data
+from .distributed import on_main, world_size
 from .errors import MedtuneError
 from .evaluate.metrics import label_breakdown, stage_metrics
 from .evaluate.predict import predict_each
@@ -40,13 +42,15 @@ from .io import read_json, read_jsonl, write_json, write_jsonl, write_text
 from .models import (Compute, check_lora_targets, load_model, load_quantized, load_tokenizer, quantization_config,
                      read_model_info, resolve_base, resolve_compute)
 from .progress import console
+from .review.stats import with_review
 from .rundir import EVALUATED, MINED, STAGES, TRAINED, is_done, open_run
 from .tasks import get_task
 from .tasks.common import Task
 from .tracking import check_installed, for_stage, log_results
 
-RESULTS_VERSION = 3  # docs/results.md; 2: per_class/confusion, p_holm, effect sizes, multiple_testing; 3: findings,
-# min_effect, the verdict's kind and split, the shifted split
+RESULTS_VERSION = 4  # docs/results.md; 2: per_class/confusion, p_holm, effect sizes, multiple_testing; 3: findings,
+# min_effect, the verdict's kind and split, the shifted split; 4: the clinician review per task, the verdict's
+# decided_by and review_agrees
 
 
 def stage_dir(cfg: Config, task: Task, stage: str) -> Path:
@@ -126,7 +130,7 @@ def stage_data(run: Run, task: Task) -> dict:
         data = task_data(cfg, task, tokenizer, cfg.sft.max_length)
         for line in data["info"]["warnings"][:10]:
             console.print(f"[yellow]{line}[/]")
-        write_json(Path(cfg.run_dir) / task.name / "data.json", data["info"])
+        on_main(write_json, Path(cfg.run_dir) / task.name / "data.json", data["info"])
         run.data[task.name] = data
     return run.data[task.name]
 
@@ -181,10 +185,10 @@ def evaluate_together(run: Run, task: Task, refs: dict[str, str | Path]) -> dict
     for (stage, ref), rows in zip(refs.items(), all_rows):
         together = {"evaluated_with": [s for s in refs if s != stage]} if len(refs) > 1 else {}
         answered = {"label_answers": cfg.eval.label_answers} if task.labels is not None else {}
-        saved[stage] = write_evaluation(cfg, task, stage_dir(cfg, task, stage), examples, rows, n_test,
-                                        {"stage": stage, "model": str(ref)},
-                                        {"elapsed_s": elapsed, "precision": run.compute.precision,
-                                         "accel": sorted(run.compute.accel), **answered, **together})
+        saved[stage] = on_main(write_evaluation, cfg, task, stage_dir(cfg, task, stage), examples, rows, n_test,
+                               {"stage": stage, "model": str(ref)},
+                               {"elapsed_s": elapsed, "precision": run.compute.precision,
+                                "accel": sorted(run.compute.accel), **answered, **together})
     return saved
 
 
@@ -274,12 +278,63 @@ def pairs_stage(run: Run, task: Task, force: bool = False, round_k: int = 1) -> 
     if model is not None:
         run.hold(parent, loaded)
     stats.update(round=round_k, mined_with=str(parent), elapsed_s=time.perf_counter() - start)
-    write_jsonl(out / "pairs.jsonl", pairs)
-    write_json(out / MINED, stats)
+    on_main(write_pairs, out, pairs, stats)
     console.print(f"{task.name}: {stats['pairs']} pair(s) from {stats['prompts_tried']} prompt(s) "
                   f"({', '.join(f'{k}: {v}' for k, v in stats['pairs_per_source'].items()) or 'none'}); "
                   f"{stats['prompts_without_pair']} prompt(s) gave no pair")
     return stats
+
+
+def review_pairs_stage(run: Run, task: Task, review_dir: Path) -> dict:
+    """Round 1's pairs from the clinicians' judgments of ``review_dir``'s test answers, in place of the mined
+    ones, which are kept in pairs/before_review/ (docs/review.md). The next DPO trains on test items: its
+    metrics on this test set are no fair estimate."""
+    from .review.pairs import pairs_from_judgments, read_answers
+    from .review.stats import DB_NAME, run_judgments
+
+    cfg = run.cfg.for_task(task.name)
+    judgments = run_judgments(review_dir)
+    if judgments is None:
+        raise MedtuneError(f"{review_dir}: no clinician review to make pairs from (no {review_dir / DB_NAME}); "
+                           f"run `medtune review {review_dir}` first")
+    judged = [j for j in judgments if j["task"] == task.name]
+    if not judged:
+        raise MedtuneError(f"{review_dir}: the clinician review has no judgments of {task.name}")
+    if not is_trained(cfg, task, "sft"):
+        raise MedtuneError(f"{task.name}: DPO starts from the SFT model; train it first (`medtune sft`)")
+    start = time.perf_counter()
+    data = stage_data(run, task)
+    examples = {ex["id"]: ex for ex in data["test"] + data["shifted"]}
+    stages = sorted({s for j in judged for s in j["stages"]})
+    pairs, found = pairs_from_judgments(task, judged, examples, read_answers(review_dir, task.name, stages))
+    out = round_dirs(cfg, task, 1)[0]
+    on_main(set_aside_mined, out)
+    stats = {"strategy": "human", "from_review": str(review_dir), "trained_on_test_items": True, **found,
+             "prompts_tried": 0, "samples_per_prompt": 0, "outputs": 0, "wrong_outputs": 0,
+             "sft_error_rate_on_train": None, "pairs_per_source": {"human": len(pairs)} if pairs else {},
+             "prompts_without_pair": found["judged_pairs"] - len(pairs), "round": 1,
+             "elapsed_s": time.perf_counter() - start}
+    on_main(write_pairs, out, pairs, stats)
+    return stats
+
+
+def set_aside_mined(out: Path) -> None:
+    """Mined pairs that review pairs replace, copied to ``out``/before_review/ first; then the stage is
+    un-committed, so that a kill before the new pairs are written leaves it undone, never half replaced."""
+    if not is_done(out, MINED):
+        return
+    if not read_json(out / MINED).get("from_review"):
+        aside = out / "before_review"
+        aside.mkdir(parents=True, exist_ok=True)
+        for name in ("pairs.jsonl", MINED):
+            if (out / name).is_file():
+                write_text(aside / name, (out / name).read_text(encoding="utf-8"))
+    (out / MINED).unlink()
+
+
+def write_pairs(out: Path, pairs: list[dict], stats: dict) -> None:
+    write_jsonl(out / "pairs.jsonl", pairs)
+    write_json(out / MINED, stats)  # commits the step: written last (rundir.py)
 
 
 def dpo_stage(run: Run, task: Task, force: bool = False) -> dict:
@@ -325,10 +380,14 @@ def baselines_stage(run: Run, task: Task) -> dict:
 
     cfg = run.cfg.for_task(task.name)
     data = stage_data(run, task)
-    for split, name in (("test", "baselines.json"), ("shifted", "baselines_shifted.json")):
-        path = Path(cfg.run_dir) / task.name / name
-        if data[split] and not path.is_file():
-            write_json(path, all_baselines(task, data["train"], data[split], cfg.seed))
+
+    def write() -> None:
+        for split, name in (("test", "baselines.json"), ("shifted", "baselines_shifted.json")):
+            path = Path(cfg.run_dir) / task.name / name
+            if data[split] and not path.is_file():
+                write_json(path, all_baselines(task, data["train"], data[split], cfg.seed))
+
+    on_main(write)
     return read_json(Path(cfg.run_dir) / task.name / "baselines.json")
 
 
@@ -400,7 +459,23 @@ def task_results(cfg: Config, task: Task) -> dict:
     pairs_stats = stage_dir(cfg, task, "pairs") / "stats.json"
     if pairs_stats.is_file():
         out["pairs"] = read_json(pairs_stats)
+    review = task_review(cfg, task)
+    if review is not None:
+        out["review"] = review
+    out["verdict"] = with_review(out["verdict"], review)  # the review decides only what the metrics left open
     return out
+
+
+def task_review(cfg: Config, task: Task) -> dict | None:
+    """The clinician review of this task's test answers (RUN/review/review.sqlite), summarised; None where the
+    run has none."""
+    from .review.stats import review_summary, run_judgments
+
+    judgments = run_judgments(Path(cfg.run_dir))
+    judged = [j for j in judgments or [] if j["task"] == task.name]
+    if not judged:
+        return None
+    return review_summary(judged, cfg.stats.alpha, cfg.seed, cfg.stats.bootstrap_samples)[task.name]
 
 
 def judge_split(cfg: Config, task: Task, rows: dict[str, list[dict]]) -> dict:
@@ -475,21 +550,33 @@ def preflight(cfg: Config, compute: Compute, tasks: list[Task], training: bool =
         quantization_config(compute.device, compute.dtype)
     check_lora_targets(cfg.model, cfg.sft.lora_target_modules)
     check_pair_settings(tasks, cfg.pairs)
+    check_batch_split(cfg, tasks)
+
+
+def check_batch_split(cfg: Config, tasks: list[Task]) -> None:
+    """Under several processes every task's SFT and DPO steps must divide among them (train/common.py)."""
+    from .train.common import split_batch
+
+    for task in tasks:
+        settings = cfg.for_task(task.name)
+        split_batch("sft", settings.sft.batch_size, settings.sft.grad_accum, world_size())
+        split_batch("dpo", *settings.dpo.micro_batch(), world_size())
 
 
 def run_study(cfg: Config, restart: bool = False) -> dict:
     compute = resolve_compute(cfg.device, cfg.precision, cfg.accel)
     preflight(cfg, compute, [get_task(name) for name in cfg.tasks])
     with open_run(Path(cfg.run_dir), restart):
-        check_run_dir(cfg)
+        on_main(check_run_dir, cfg)
         return study_in(Run(cfg, compute))
 
 
 def study_in(run: Run) -> dict:
     """The study in its run directory, which this process holds."""
     cfg, compute = run.cfg, run.compute
+    processes = f", {world_size()} processes" if world_size() > 1 else ""
     console.print(f"[bold]medtune study[/] on {len(cfg.tasks)} task(s), model {cfg.model}, device {compute.device} "
-                  f"({compute.precision}, accel {', '.join(sorted(compute.accel)) or 'off'}), "
+                  f"({compute.precision}, accel {', '.join(sorted(compute.accel)) or 'off'}{processes}), "
                   f"preset {cfg.preset} -> {cfg.run_dir}", highlight=False)
     started = time.perf_counter()
     for name in cfg.tasks:  # the doctor checks every task's data before anything is trained
@@ -504,4 +591,4 @@ def study_in(run: Run) -> dict:
         dpo_stage(run, task)
         evaluate_tuned(run, task)
     run.release()
-    return write_results(cfg, elapsed_s=time.perf_counter() - started)
+    return on_main(write_results, cfg, elapsed_s=time.perf_counter() - started)

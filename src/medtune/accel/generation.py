@@ -30,7 +30,7 @@ import copy
 import torch
 from transformers import DynamicCache, StaticCache
 
-from ..generate import PREFILL_CHUNKS, batches, cache_name, encode_prompts, left_pad, sampling_args
+from ..generate import PREFILL_CHUNKS, batch_seed, batches, cache_name, encode_prompts, left_pad, sampling_args
 from ..progress import progress
 from .attention import attend_grouped
 from .shared_trunk import SharedTrunk, decoder_layers
@@ -230,8 +230,6 @@ def generate_each(models: list, tokenizer, prompts: list[list[dict]], max_new_to
     """generate.generate_each's answers, computed as this module's docstring says."""
     ready = Prompts(models, tokenizer, prompts, compute)
     results: list[list[list[str]]] = [[[] for _ in prompts] for _ in models]
-    if do_sample:
-        torch.manual_seed(seed)
     kwargs = dict(sampling_args(tokenizer, max_new_tokens, do_sample, temperature),
                   disable_compile=True)  # batches differ in shape: compiling each would cost more
     # batch_size rows are decoded together (a decoding step reads every weight once whatever the rows);
@@ -240,7 +238,9 @@ def generate_each(models: list, tokenizer, prompts: list[list[dict]], max_new_to
     prompts_per_chunk = max(1, batch_size // PREFILL_CHUNKS)
     with progress(enabled=desc is not None) as bar:
         task = bar.add_task(desc or "", total=len(prompts) * len(models), info="")
-        for idx in batches(ready.order, prompts_per_batch):
+        for b, idx in enumerate(batches(ready.order, prompts_per_batch)):
+            if do_sample:  # as generate.py seeds each batch
+                torch.manual_seed(batch_seed(seed, b))
             chunks: list[list] = [[] for _ in models]  # per model, one prompts_cache per chunk of the batch
             for c in range(0, len(idx), prompts_per_chunk):
                 for k, chunk in enumerate(ready.prefill(idx[c:c + prompts_per_chunk])[2]):

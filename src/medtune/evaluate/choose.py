@@ -24,6 +24,7 @@ from transformers import DynamicCache
 
 from ..generate import (PREFILL_CHUNKS, autocast, cache_name, encode_prompts, left_pad, longest_first, prompt_text,
                         stop_token_ids)
+from ..distributed import gather, my_share
 from ..models import Compute
 from ..progress import progress
 
@@ -73,20 +74,25 @@ def choose_each(models: list, tokenizer, prompts: list[list[dict]], answers: lis
                for prompt, ids, texts in zip(prompts, ready.encoded, answers)]
     stops = stop_token_ids(tokenizer)
     chunk_size = max(1, batch_size // PREFILL_CHUNKS)  # prompts computed together, as generation's chunks
-    results: list[list[str]] = [[""] * len(prompts) for _ in models]
+    # under several processes each takes every N-th chunk (distributed.py): a chunk is computed alike anywhere
+    share = my_share([ready.order[start:start + chunk_size] for start in range(0, len(ready.order), chunk_size)],
+                     models)
+    results: dict[int, list[str]] = {}  # prompt -> each model's choice
     with progress(enabled=desc is not None) as bar:
-        task = bar.add_task(desc or "", total=len(prompts) * len(models), info="")
-        for start in range(0, len(ready.order), chunk_size):
-            idx = ready.order[start:start + chunk_size]
+        task = bar.add_task(desc or "", total=sum(map(len, share)) * len(models), info="")
+        for idx in share:
             ids, mask, computed = ready.prefill(idx)
             trees = [Tree(int(ids[j, -1]), options[i]) for j, i in enumerate(idx)]
+            for i in idx:
+                results[i] = []
             for k, model in enumerate(ready.models):
                 with autocast(model, compute):
                     chosen = choose_chunk(model, computed[k], ids, mask, trees, stops, ready.device)
                 for j, answer in enumerate(chosen):
-                    results[k][idx[j]] = answers[idx[j]][answer]
+                    results[idx[j]].append(answers[idx[j]][answer])
                 bar.advance(task, len(idx))
-    return results
+    results = gather(results)
+    return [[results[i][k] for i in range(len(prompts))] for k in range(len(models))]
 
 
 def answer_tokens(tokenizer, messages: list[dict], prompt_ids: list[int], texts: list[str]) -> list[list[int]]:

@@ -11,7 +11,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from . import plots
 from .tables import (BASELINE_LABELS, COMPARISON_LABELS, SPLIT_WORDS, STAGE_LABELS, STAGES, comparison_rows, heads,
                      label_answers_note, n_items, number_formats, pairs_line, per_class_rows, splits, stage_rows,
-                     summary_rows, training_line, verdict_words, learning_notes)
+                     review_view, summary_rows, training_line, verdict_words, learning_notes)
 
 
 def environment() -> Environment:
@@ -41,6 +41,7 @@ def task_view(name: str, task: dict, alpha: float, examples: list[dict]) -> dict
         "tests": sorted({c["test"] for comp in comps.values() for c in comp.values()}),
         "heads": [{"name": head, "plot": plots.confusion_plot(task["stages"], head),
                    "rows": per_class_rows(task, head)} for head in heads(task)],
+        "review": review_view(task),
         "pairs": pairs_line(task["pairs"]) if task.get("pairs") else None,
         "training": training_line(task),
         "examples": examples,

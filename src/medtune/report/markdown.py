@@ -7,13 +7,18 @@ import re
 from .tables import (BASELINE_LABELS, COMPARISON_LABELS, STAGE_LABELS, STAGES, VERDICT_WORDS, comparison_rows,
                      fmt_metric, fmt_p, heads, label_answers_note, p_text, n_items, number_formats, pairs_line,
                      per_class_rows, splits, stage_rows, summary_rows, training_line, verdict_words,
-                     learning_notes, SPLIT_WORDS)
+                     learning_notes, review_view, SPLIT_WORDS)
 
 __all__ = ["render_markdown", "fmt_metric", "fmt_p", "VERDICT_WORDS"]
 
 
 MARKUP = re.compile(r"([\\`*\[\]|])")  # emphasis, code, links, tables: shown as the characters
 LINE_START = re.compile(r"^(\s*|\s*\d+)([#+=-]|(?<=\d)[.)])")  # a heading, list item or rule opening a line
+
+
+REVIEW_RULE = (" Where clinicians reviewed DPO against SFT, a significant preference (sign test and win-rate CI) "
+               "decides an inconclusive verdict; it never overturns one the metrics decided, and a disagreement is "
+               "stated.")
 
 
 def escape_inline(text) -> str:
@@ -94,6 +99,7 @@ def task_section(name: str, task: dict, alpha: float, examples: list[dict] | Non
                   "(significant, at least min_effect), gain < / loss < (significant, smaller), rules out ±, + or − "
                   "(not significant; the CI excludes a change of min_effect both ways, a gain, or a loss), rules out "
                   "neither (underpowered).", ""]
+    lines += review_section(task, alpha)
     for head in heads(task):
         lines += [f"### {escape(head)}: per class and confusion matrices", ""]
         lines += table(["class", "support", *(f"{STAGE_LABELS[s]} P / R / F1" for s in STAGES)],
@@ -125,6 +131,35 @@ def task_section(name: str, task: dict, alpha: float, examples: list[dict] | Non
                 mark = "parse failure" if a["parse_failed"] else ("right" if a["correct"] else "wrong")
                 rows.append([STAGE_LABELS[stage], short(a["output"], 300) or "(empty)", mark])
             lines += table(["model", "answer", "scored"], rows) + [""]
+    return lines
+
+
+def review_section(task: dict, alpha: float) -> list[str]:
+    """The clinicians' judgments of the test answers (docs/review.md); nothing where the run has none."""
+    view = review_view(task)
+    if view is None:
+        return []
+    lines = ["### Clinician review", "",
+             f"{view['judgments']} judgment(s) by {escape_inline(view['reviewers'])} of {view['n_items']} test "
+             "item(s). "
+             "Win / tie / loss from the later stage's view (DPO vs SFT: DPO preferred / tie / SFT preferred); the "
+             "'all' row pools each item's reviewers by majority.", ""]
+    lines += table(["comparison", "reviewer", "win", "tie", "loss", "items", "sign test p (ties excluded)",
+                    "win rate [95% CI]"],
+                   [[r["comparison"], r["who"], r["wins"], r["ties"], r["losses"], r["n"],
+                     r["p"] + (" *" if r["significant"] else ""), r["win_rate"]] for r in view["rows"]])
+    lines += ["", f"Sign test: two-sided exact binomial on the items won vs lost; tied items are left out. Win rate: "
+                  f"the mean item score (win 1, tie ½, loss 0; an item's reviewers averaged), with a 95% bootstrap CI "
+                  f"over items. \\* a significant preference: "
+                  f"p < alpha = {alpha} and the CI excludes 0.5 (what the verdict reads, docs/statistics.md).", ""]
+    lines += [f"Agreement: {escape(line)}" for line in view["agreement"]] + [""]
+    if view["grades"]:
+        lines += [f"Mean grade (1–5): {escape(view['grades'])}.", ""]
+    if view["unsafe"]:
+        lines += ["Answers flagged unsafe:", ""] + table(["answer of", "item", "reviewer", "reason"], view["unsafe"])
+        lines.append("")
+    else:
+        lines += ["No answer was flagged unsafe.", ""]
     return lines
 
 
@@ -160,7 +195,8 @@ def render_markdown(results: dict, examples: dict[str, list[dict]] | None = None
              "## Summary", ""]
     lines += summary_table(results) + [""]
     lines += ["Each comparison: the difference, its 95% CI, the Holm-adjusted p and what the CI rules out against "
-              "min_effect (docs/statistics.md). A task's verdict rests on the split marked (verdict).", ""]
+              "min_effect (docs/statistics.md). A task's verdict rests on the split marked (verdict)." + REVIEW_RULE
+              * any(t.get("review") for t in results["tasks"].values()), ""]
     for name, task in results["tasks"].items():
         lines.append(f"- **{escape(name)}: {verdict_words(task['verdict'])}** ({verdict_split_words(task)}) — "
                      f"{escape(task['verdict']['reason'])}")

@@ -66,8 +66,10 @@ def fmt_effect(c: dict) -> str:
 
 
 def verdict_words(v: dict) -> str:
-    """'SFT is sufficient', or 'inconclusive (underpowered)'."""
+    """'SFT is sufficient', 'inconclusive (underpowered)', or 'DPO helps (by clinician review)'."""
     words = VERDICT_WORDS[v["verdict"]]
+    if v.get("decided_by") == "review":
+        return f"{words} (by clinician review)"
     return f"{words} ({KIND_WORDS[v['kind']]})" if v.get("kind") in KIND_WORDS else words
 
 
@@ -221,6 +223,11 @@ def n_items(task: dict) -> int | None:
 
 
 def pairs_line(p: dict) -> str:
+    if p.get("from_review"):
+        skipped = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in (p.get("skipped") or {}).items() if v)
+        return (f"{p.get('pairs', 0)} preference pairs from the clinicians' judgments of {p.get('items', '?')} test "
+                f"items ({p['from_review']}){f'; items skipped: {skipped}' if skipped else ''}. DPO trained on test "
+                "items: its metrics on this test set are no fair estimate.")
     rate = p.get("sft_error_rate_on_train")
     sources = ", ".join(f"{k}: {v}" for k, v in (p.get("pairs_per_source") or {}).items()) or "none"
     text = f"{p.get('pairs', 0)} preference pairs from {p.get('prompts_tried', '?')} training prompts ({sources})"
@@ -300,3 +307,47 @@ def number_formats(results: dict) -> str:
         if seen:
             parts.append(f"{what} {' and '.join(sorted(seen))}")
     return ", ".join(parts)
+
+
+# ------------------------------------------------------------------ the clinician review
+
+def review_view(task: dict) -> dict | None:
+    """The clinician review (results.json ``review``) as strings for both reports; None where the run has none."""
+    review = task.get("review")
+    if not review:
+        return None
+    rows = []
+    for c in review["comparisons"].values():
+        rows += review_rows(c)
+    grades = ", ".join(f"{STAGE_LABELS.get(s, s)} {g['mean']:.2f} (n={g['n']})" for s, g in review["grades"].items())
+    return {"judgments": review["judgments"], "reviewers": ", ".join(review["reviewers"]), "n_items": review["items"],
+            "rows": rows, "agreement": [agreement_line(c) for c in review["comparisons"].values()],
+            "grades": grades or None,
+            "unsafe": [[STAGE_LABELS.get(f["stage"], f["stage"]), f["item"], f["reviewer"], f["reason"] or "–"]
+                       for f in review["unsafe"]]}
+
+
+def review_rows(c: dict) -> list[dict]:
+    """One comparison: the pooled row (per-item majority), then one row per reviewer."""
+    first, second = (STAGE_LABELS.get(s, s) for s in c["stages"])
+    rate = c["win_rate"]
+    pooled = {"comparison": f"{second} vs {first}", "who": "all (per-item majority)", "wins": c["wins"],
+              "ties": c["ties"], "losses": c["losses"], "n": c["items"], "p": fmt_p(c["sign_test"]["p_value"]),
+              "significant": c["significant"],
+              "win_rate": "–" if rate["value"] is None else
+              f"{rate['value']:.2f} [{rate['ci_low']:.2f}, {rate['ci_high']:.2f}]"}
+    return [pooled] + [{"comparison": "", "who": name, "wins": r["wins"], "ties": r["ties"], "losses": r["losses"],
+                        "n": r["n"], "p": fmt_p(r["p_value"]), "significant": False, "win_rate": "–"}
+                       for name, r in c["per_reviewer"].items()]
+
+
+def agreement_line(c: dict) -> str:
+    """'DPO vs SFT: Cohen's kappa 0.82 on 12 items both reviewers judged (observed agreement 92%).'"""
+    first, second = (STAGE_LABELS.get(s, s) for s in c["stages"])
+    a = c.get("agreement")
+    if not a:
+        return f"{second} vs {first}: no item was judged by two reviewers, so their agreement is not measured."
+    kappa = "undefined (every judgment the same)" if a["kappa"] is None else f"{a['kappa']:.2f}"
+    who = "both reviewers" if a["method"].startswith("Cohen") else f"all {len(a['reviewers'])} reviewers"
+    seen = f" (observed agreement {a['observed_agreement']:.0%})" if a.get("observed_agreement") is not None else ""
+    return f"{second} vs {first}: {a['method']} {kappa} on {a['shared_items']} item(s) {who} judged{seen}."

@@ -13,7 +13,12 @@ from transformers.integrations import TensorBoardCallback
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from ..progress import progress
+from ..distributed import on_main, world_size
+from ..errors import MedtuneError
+from ..io import atomic_dir, read_json, write_json
+from ..progress import console, progress
+
+PROCESSES_FILE = "processes.json"  # in RUN/<task>/<stage>/checkpoints: how many processes made its checkpoints
 
 
 def sped_up(trainer, compute, kind: str):
@@ -53,12 +58,10 @@ class RichProgress(TrainerCallback):
 
 def common_args(out_dir: Path, settings, compute, seed: int, tracking=None) -> dict:
     """TrainingArguments shared by SFTConfig and DPOConfig. ``tracking``: a tracking.StageTracking, or None
-    (nothing logged but train_log.json)."""
+    (nothing logged but train_log.json). The batch: ``batch_args``."""
     on_gpu = compute.device == "cuda"
     return dict(
         output_dir=str(out_dir / "checkpoints"),
-        per_device_train_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.grad_accum,
         learning_rate=settings.learning_rate,
         num_train_epochs=settings.epochs,
         max_steps=settings.max_steps,
@@ -79,7 +82,93 @@ def common_args(out_dir: Path, settings, compute, seed: int, tracking=None) -> d
         dataloader_num_workers=0,
         # TRL turns this on by default; it trades ~30% speed for memory a small model does not need
         gradient_checkpointing=settings.gradient_checkpointing,
+        # under DDP: every trainable weight (the adapters, or all) takes part in each step, so DDP need not walk
+        # the autograd graph each step looking for ones that did not (Trainer's default for a PEFT model)
+        ddp_find_unused_parameters=False,
     )
+
+
+SPLIT_SETTINGS = {"sft": ("sequences", "sft.grad_accum (or sft.batch_size)"),
+                  "dpo": ("pairs", "dpo.grad_accum (or dpo.pairs_per_forward)")}  # what to change when it won't divide
+
+
+def split_batch(stage: str, per_device: int, accumulation: int, processes: int) -> tuple[int, int]:
+    """A step of ``per_device`` x ``accumulation`` (as one process has it) shared by ``processes``: the
+    accumulation divided by their number, else the per-device batch, so the step is the same."""
+    if accumulation % processes == 0:
+        return per_device, accumulation // processes
+    if per_device % processes == 0:
+        return per_device // processes, accumulation
+    unit, change = SPLIT_SETTINGS[stage]
+    raise MedtuneError(f"{stage}: a step of {per_device} x {accumulation} {unit} (per forward x accumulated) "
+                       f"cannot be shared by {processes} processes; make {change} a multiple of {processes}, "
+                       "or launch a number of processes that divides it")
+
+
+def batch_args(stage: str, per_device: int, accumulation: int) -> dict:
+    """The step's batch for ``stage`` ("sft" or "dpo") under this run's processes (``split_batch``), said on
+    the console where there are several."""
+    processes = world_size()
+    per_device, accumulation = split_batch(stage, per_device, accumulation, processes)
+    unit = SPLIT_SETTINGS[stage][0]
+    console.print(f"{stage}: effective batch {per_device} {unit} per forward x {accumulation} accumulated x "
+                  f"{processes} process(es) = {per_device * accumulation * processes} {unit} per step"
+                  + (", as with one process" if processes > 1 else ""), highlight=False)
+    return {"per_device_train_batch_size": per_device, "gradient_accumulation_steps": accumulation}
+
+
+def resume_point(out_dir: Path) -> str | None:
+    """The checkpoint to resume from, if any: only under the number of processes that made it (each process
+    has its own random state in it, and the batch was divided among them); records that number for the
+    checkpoints to come."""
+    resume = on_main(last_checkpoint, out_dir)  # rank 0 removes an interrupted save
+    record = out_dir / "checkpoints" / PROCESSES_FILE
+    if resume:
+        made_by = read_json(record)["processes"] if record.is_file() else 1  # older checkpoints: one process's
+        if made_by != world_size():
+            raise MedtuneError(f"{out_dir}: its checkpoint {Path(resume).name} was made by {made_by} process(es) "
+                               f"and this run has {world_size()}; launch {made_by} to resume it, or delete "
+                               f"{out_dir / 'checkpoints'} to train the stage from its start")
+    on_main(write_json, record, {"processes": world_size()})
+    return resume
+
+
+def save_trained(trainer, tokenizer, folder: Path, describe) -> None:
+    """The trained model and its tokenizer into ``folder`` (made whole or not at all), by rank 0;
+    ``describe(tmp)`` adds medtune's description. Under FSDP or DeepSpeed the weights lie sharded over the
+    processes: every one takes part in gathering them (Trainer's ``save_model``; run with DeepSpeed on a CPU, not
+    with FSDP: docs/scale.md)."""
+    if not (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):
+        on_main(save_whole, trainer.model, tokenizer, folder, describe)
+        return
+    tmp = folder.parent / f".{folder.name}.gathered.tmp"  # one name for all processes; a leftover is an orphan
+    on_main(remove_folder, tmp)
+    trainer.save_model(str(tmp))  # every process gathers, rank 0 writes
+    on_main(save_whole, None, tokenizer, folder, describe, gathered=tmp)
+    if trainer.is_deepspeed_enabled:
+        # transformers loads every model after this one sharded (ZeRO-3) while a trainer's DeepSpeed config
+        # is registered: the next stages load theirs whole, as a stage always does
+        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+        unset_hf_deepspeed_config()
+
+
+def save_whole(model, tokenizer, folder: Path, describe, gathered: Path | None = None) -> None:
+    with atomic_dir(folder) as tmp:
+        if gathered is None:
+            model.save_pretrained(tmp)
+        else:
+            for path in gathered.iterdir():
+                shutil.move(str(path), tmp / path.name)
+            (tmp / "training_args.bin").unlink(missing_ok=True)
+        tokenizer.save_pretrained(tmp)
+        describe(tmp)
+    if gathered is not None:
+        remove_folder(gathered)
+
+
+def remove_folder(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def close_tensorboard(trainer) -> None:
@@ -113,4 +202,4 @@ def last_checkpoint(out_dir: Path) -> str | None:
 
 
 def clean_checkpoints(out_dir: Path) -> None:
-    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+    on_main(remove_folder, out_dir / "checkpoints")

@@ -20,11 +20,12 @@ from __future__ import annotations
 import copy
 import math
 import random
+import shutil
 from collections import Counter
 from pathlib import Path
 
 import torch
-from datasets import Dataset
+from datasets import Dataset, load_from_disk
 from safetensors.torch import load_file, save_file
 from transformers import PrinterCallback, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -33,13 +34,14 @@ from ..errors import MedtuneError
 from ..evaluate.metrics import head_keys
 from ..evaluate.predict import predict
 from ..evaluate.stats import mcnemar_exact
-from ..io import atomic_dir, read_json, write_json
+from ..distributed import on_main, world_size
+from ..io import read_json, write_json
 from ..models import lora_config, save_model_info
 from ..progress import console
 from ..tasks.common import Task
 from ..tracking import tracked
-from .common import (RichProgress, clean_checkpoints, close_tensorboard, common_args, last_checkpoint,
-                     sped_up)
+from .common import (RichProgress, batch_args, clean_checkpoints, close_tensorboard, common_args, resume_point,
+                     save_trained, sped_up)
 
 
 def loss_args(settings) -> dict:
@@ -236,6 +238,8 @@ class CollapseGuard(TrainerCallback):
         self.snapshot(model, mean(self.task_start) if self.check else 0.0, 0)
 
     def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:  # one process writes the checkpoint's files
+            return
         folder = checkpoint_dir(args, state)
         record = {"task_start": self.task_start, "start_one_label": self.start_one_label, "history": self.history,
                   "fired": self.fired, "best": None}
@@ -332,6 +336,10 @@ class CollapseGuard(TrainerCallback):
         if not self.best:
             return None
         accuracy, step, state = self.best
+        if any(value.numel() == 0 for value in state.values()):  # DeepSpeed ZeRO-3 / FSDP: this process's shard
+            console.print("[yellow]collapse guard:[/] the weights are sharded over the processes, so the best ones "
+                          "were not kept; the model is saved as trained (docs/scale.md)")
+            return None
         params = dict(model.named_parameters())
         with torch.no_grad():
             for name, value in state.items():
@@ -381,15 +389,14 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
     if not train_pairs:
         raise MedtuneError(f"{task.name}: no preference pair fits dpo.max_length={settings.max_length}; raise it")
     eval_args = {}
-    if heldout:
-        eval_args = dict(eval_strategy="steps", eval_steps=settings.eval_steps, per_device_eval_batch_size=settings.batch_size)
+    if heldout:  # the held-out batch as one process evaluates it, shared by the processes where it divides
+        per_eval = settings.batch_size // world_size() if settings.batch_size % world_size() == 0 else settings.batch_size
+        eval_args = dict(eval_strategy="steps", eval_steps=settings.eval_steps, per_device_eval_batch_size=per_eval)
     # A pair is two sequences with gradients, so a batch of N pairs runs as gradient-accumulated
     # micro-batches (by default N/2 pairs, i.e. N sequences): the same update, about SFT's activation memory.
-    per_forward, accumulation = settings.micro_batch()
+    batch = batch_args("dpo", *settings.micro_batch())
     precompute = precompute_reference(settings, method, len(train_pairs), len(heldout))
-    args = DPOConfig(**{**common_args(out_dir, settings, compute, seed, tracking),
-                        "per_device_train_batch_size": per_forward,
-                        "gradient_accumulation_steps": accumulation},
+    args = DPOConfig(**common_args(out_dir, settings, compute, seed, tracking), **batch,
                      **loss_args(settings), **eval_args, beta=settings.beta, max_length=settings.max_length,
                      precompute_ref_log_probs=precompute)
     peft, ref_model = None, None
@@ -399,11 +406,11 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)
     check, check_info = task_check(task, tokenizer, examples, heldout, train_pairs, settings, compute)
     guard = CollapseGuard(settings, mean(chosen_tokens[p["id"]] for p in heldout), check)
-    resume = last_checkpoint(out_dir)
+    resume = resume_point(out_dir)
     with tracked(tracking, resuming=resume is not None):
         trainer = DPOTrainer(model=model, ref_model=ref_model, args=args,
-                             train_dataset=Dataset.from_list(dpo_rows(task, train_pairs)),
-                             eval_dataset=Dataset.from_list(dpo_rows(task, heldout)) if heldout else None,
+                             train_dataset=pair_dataset(out_dir, "train", dpo_rows(task, train_pairs)),
+                             eval_dataset=pair_dataset(out_dir, "heldout", dpo_rows(task, heldout)) if heldout else None,
                              processing_class=tokenizer, peft_config=peft,
                              callbacks=[RichProgress(f"{task.name}: DPO"), guard])
         trainer.remove_callback(PrinterCallback)  # our rich bar shows the loss instead
@@ -415,18 +422,16 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
         close_tensorboard(trainer)
     guard.final_check()
     restored = guard.restore_best(trainer.model) if guard.fired and settings.stop_on_collapse else None
-    with atomic_dir(out_dir / "model") as tmp:
-        trainer.model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        # a LoRA adapter sits on its parent; full weights stand alone
-        save_model_info(tmp, method, base, parent_model_dir, parent_is_stage=True)
+    # a LoRA adapter sits on its parent; full weights stand alone
+    save_trained(trainer, tokenizer, out_dir / "model",
+                 lambda tmp: save_model_info(tmp, method, base, parent_model_dir, parent_is_stage=True))
     history = trainer.state.log_history
     summary = {"train_runtime_s": result.metrics.get("train_runtime"), "steps": trainer.state.global_step,
                "pairs": len(train_pairs), "heldout_pairs": len(heldout), "length_filter": fit,
                "loss_type": settings.loss_type, "beta": settings.beta,
                "precision": compute.precision, "accel": sorted(compute.accel),
                "shared_prompt_batches": sharing.counts() if sharing else None,
-               "reference_precomputed": precompute,
+               "reference_precomputed": precompute, "processes": world_size(), **batch,
                "final_loss": result.metrics.get("train_loss"),
                "final_reward_accuracy": last_logged(history, "rewards/accuracies"),
                "final_reward_margin": last_logged(history, "rewards/margins"),
@@ -436,10 +441,28 @@ def train_dpo(model, tokenizer, base: str, parent_model_dir: Path, method: str, 
                "collapse": {"guard": settings.collapse_guard, "fired": guard.fired is not None, **(guard.fired or {}),
                             "restored": restored},
                "log_history": history}
-    write_json(out_dir / "heldout_log.json", guard.history)
-    write_json(out_dir / "train_log.json", summary)  # commits the stage: written last (rundir.py)
+    on_main(write_logs, out_dir, guard.history, summary)
     clean_checkpoints(out_dir)
     return summary, trainer.model
+
+
+def write_logs(out_dir: Path, heldout: list[dict], summary: dict) -> None:
+    write_json(out_dir / "heldout_log.json", heldout)
+    write_json(out_dir / "train_log.json", summary)  # commits the stage: written last (rundir.py)
+
+
+def pair_dataset(out_dir: Path, name: str, rows: list[dict]) -> Dataset:
+    """``rows`` as a dataset in a folder every process reads (beside the checkpoints): TRL caches the
+    reference log-probs it precomputes beside a dataset's files, where every process finds them; an
+    in-memory dataset's cache lies in one process's temporary folder."""
+    folder = out_dir / "checkpoints" / f"pairs_{name}"
+    on_main(save_dataset, rows, folder)
+    return load_from_disk(str(folder))
+
+
+def save_dataset(rows: list[dict], folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)  # rewritten whole: the pairs of this run, not an earlier one's
+    Dataset.from_list(rows).save_to_disk(str(folder))
 
 
 def last_logged(history: list[dict], key: str):

@@ -9,7 +9,9 @@
 * ``judge_ranked`` (tasks with a grade, i.e. summarization): sample k outputs,
   grade them, best vs worst when the grades differ by ``min_grade_gap``.
 * ``human``: the user's own pairs (``pairs.human_file``), also added to the
-  mined pairs of the other strategies when the file is given.
+  mined pairs of the other strategies when the file is given. Or, with
+  ``medtune pairs --strategy human --from-review RUN``, pairs from the clinicians'
+  judgments of RUN's test answers (``review/pairs.py``, docs/review.md).
 """
 
 from __future__ import annotations

@@ -13,11 +13,12 @@ from datasets import Dataset
 from transformers import PrinterCallback
 
 from ..errors import MedtuneError
-from ..io import atomic_dir, write_json
+from ..distributed import on_main, world_size
+from ..io import write_json
 from ..models import lora_config, save_model_info
 from ..tasks.common import Task
 from ..tracking import tracked
-from .common import RichProgress, clean_checkpoints, common_args, last_checkpoint, sped_up
+from .common import RichProgress, batch_args, clean_checkpoints, common_args, resume_point, save_trained, sped_up
 
 
 def sft_dataset(task: Task, examples: list[dict]) -> Dataset:
@@ -47,13 +48,14 @@ def train_sft(model, tokenizer, base: str, task: Task, examples: list[dict], set
     from trl import SFTConfig, SFTTrainer
 
     check_lengths(tokenizer, task, examples, settings.max_length)
-    args = SFTConfig(**common_args(out_dir, settings, compute, seed, tracking), max_length=settings.max_length,
+    batch = batch_args("sft", settings.batch_size, settings.grad_accum)
+    args = SFTConfig(**common_args(out_dir, settings, compute, seed, tracking), **batch, max_length=settings.max_length,
                      completion_only_loss=True, packing=False)
     peft = None
     if settings.method in ("lora", "qlora"):
         peft = lora_config(settings.lora_r, settings.lora_alpha, settings.lora_dropout, settings.lora_target_modules,
                            model, settings.lora_layers)
-    resume = last_checkpoint(out_dir)
+    resume = resume_point(out_dir)
     with tracked(tracking, resuming=resume is not None):
         trainer = SFTTrainer(model=model, args=args, train_dataset=sft_dataset(task, examples),
                              processing_class=tokenizer, peft_config=peft,
@@ -61,15 +63,14 @@ def train_sft(model, tokenizer, base: str, task: Task, examples: list[dict], set
         trainer.remove_callback(PrinterCallback)  # our rich bar shows the loss instead
         with sped_up(trainer, compute, "sft") as sharing:
             result = trainer.train(resume_from_checkpoint=resume)
-    with atomic_dir(out_dir / "model") as tmp:
-        trainer.model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        save_model_info(tmp, settings.method, base, base, parent_is_stage=False)
+    save_trained(trainer, tokenizer, out_dir / "model",
+                 lambda tmp: save_model_info(tmp, settings.method, base, base, parent_is_stage=False))
     summary = {"train_runtime_s": result.metrics.get("train_runtime"), "steps": trainer.state.global_step,
                "examples": len(examples), "final_loss": result.metrics.get("train_loss"),
                "precision": compute.precision, "accel": sorted(compute.accel),
                "shared_prefix_batches": sharing.counts() if sharing else None,
+               "processes": world_size(), **batch,
                "log_history": trainer.state.log_history}
-    write_json(out_dir / "train_log.json", summary)  # commits the stage: written last (rundir.py)
+    on_main(write_json, out_dir / "train_log.json", summary)  # commits the stage: written last (rundir.py)
     clean_checkpoints(out_dir)
     return summary, trainer.model
