@@ -172,6 +172,10 @@ class JudgeSettings(Strict):
 class EvalSettings(Strict):
     batch_size: int = Field(32, ge=1, description="sequences decoded together; their prompts are computed a "
                             "quarter at a time, and a last batch of a quarter or less joins the one before")
+    backend: Literal["auto", "hf", "vllm"] = Field(
+        "auto", description="what generates the evaluation's answers: hf (transformers), vllm (vLLM's offline "
+        "engine on a merged copy of the stage's model; one CUDA GPU), or auto (vllm where it can run, else hf). "
+        "Pair mining and label_answers: choose always use transformers")
     label_answers: Literal["generate", "choose"] = Field(
         "generate", description="how the label tasks are answered. generate: free text, read by the task's parser "
         "(as the study of Savage et al.; an answer no label can be read from is wrong). choose: among the task's "

@@ -173,13 +173,17 @@ def evaluate_together(run: Run, task: Task, refs: dict[str, str | Path]) -> dict
     splits = {"test": data["test"], "shifted": data["shifted"]}
     examples = [ex for rows in splits.values() for ex in rows]
     start = time.perf_counter()
-    loaded = [run.load(ref) for ref in refs.values()]  # the first may be the one a stage held
-    tokenizer = loaded[0][1]
-    all_rows = predict_each([model for model, _, _ in loaded], tokenizer, task, examples, run.compute,
-                            cfg.eval.batch_size, desc=f"{task.name}: eval {' + '.join(s for s in STAGES if s in refs)}",
-                            label_answers=cfg.eval.label_answers)
-    run.hold(list(refs.values())[-1], loaded[-1])
-    del loaded
+    if eval_backend(run, task) == "vllm":
+        all_rows = vllm_rows(run, task, refs, examples)
+    else:
+        loaded = [run.load(ref) for ref in refs.values()]  # the first may be the one a stage held
+        tokenizer = loaded[0][1]
+        all_rows = predict_each([model for model, _, _ in loaded], tokenizer, task, examples, run.compute,
+                                cfg.eval.batch_size,
+                                desc=f"{task.name}: eval {' + '.join(s for s in STAGES if s in refs)}",
+                                label_answers=cfg.eval.label_answers)
+        run.hold(list(refs.values())[-1], loaded[-1])
+        del loaded
     elapsed = time.perf_counter() - start
     saved, n_test = {}, len(splits["test"])
     for (stage, ref), rows in zip(refs.items(), all_rows):
@@ -190,6 +194,34 @@ def evaluate_together(run: Run, task: Task, refs: dict[str, str | Path]) -> dict
                                {"elapsed_s": elapsed, "precision": run.compute.precision,
                                 "accel": sorted(run.compute.accel), **answered, **together})
     return saved
+
+
+def eval_backend(run: Run, task: Task) -> str:
+    """hf or vllm (evaluate/vllm_backend.py); choosing among a label task's answers needs transformers."""
+    from .distributed import world_size
+    from .evaluate.vllm_backend import resolve_backend
+
+    cfg = run.cfg.for_task(task.name)
+    if cfg.eval.label_answers == "choose" and task.labels is not None:
+        return "hf"
+    return resolve_backend(cfg.eval.backend, run.compute.device, world_size())
+
+
+def vllm_rows(run: Run, task: Task, refs: dict[str, str | Path], examples: list[dict]) -> list[list[dict]]:
+    """Each stage's scored answers from vLLM, one model at a time (nothing else held on the GPU)."""
+    from .evaluate.predict import score_row
+    from .evaluate.vllm_backend import vllm_answers
+
+    cfg = run.cfg.for_task(task.name)
+    run.release()
+    tokenizer = load_tokenizer(resolve_base(cfg.model))
+    prompts = [task.messages(ex) for ex in examples]
+    out = []
+    for stage, ref in refs.items():
+        answers = vllm_answers(ref, tokenizer, prompts, task.max_new_tokens, stage_dir(cfg, task, stage) / "vllm_model",
+                               cfg.seed)
+        out.append([score_row(task, ex, answer) for ex, answer in zip(examples, answers)])
+    return out
 
 
 def write_evaluation(cfg: Config, task: Task, out: Path, examples: list[dict], rows: list[dict], n_test: int,
@@ -542,8 +574,12 @@ def preflight(cfg: Config, compute: Compute, tasks: list[Task], training: bool =
     folder, and for training the adapters' target modules, QLoRA's needs and the pair settings."""
     from .train.pairs import check_pair_settings
 
+    from .distributed import world_size
+    from .evaluate.vllm_backend import resolve_backend
+
     resolve_base(cfg.model)
     check_installed(cfg.tracking.trackers())
+    resolve_backend(cfg.eval.backend, compute.device, world_size())  # vllm asked for where it cannot run
     if not training:
         return
     if cfg.sft.method == "qlora":
