@@ -8,7 +8,6 @@ import threading
 from io import StringIO
 
 import pytest
-import torch
 from rich.console import Console
 
 from medtune.generate import generate
@@ -20,14 +19,8 @@ FIRST, SECOND = "patient presents with chest pain", "sodium"
 
 
 @pytest.fixture(scope="module")
-def chatty(tiny_model):
-    model, tokenizer, _ = load_model(tiny_model, "cpu")
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() > 1:
-                param.normal_(0, 0.3)
-    model.generation_config.suppress_tokens = tokenizer.all_special_ids
+def chatty(chatty_model):
+    model, tokenizer, _ = load_model(chatty_model, "cpu")
     return model, tokenizer
 
 

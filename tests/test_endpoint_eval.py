@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
 from medtune.cli import app
@@ -20,6 +17,7 @@ from medtune.evaluate.client import ChatClient
 from medtune.evaluate.endpoint import served_model
 from medtune.models import Compute, load_model
 from medtune.serve.server import build_app
+from servers import running
 
 runner = CliRunner()
 TASK = "text_classification"
@@ -31,24 +29,10 @@ def run_cli(*args):
 
 @contextmanager
 def serving(folder: Path, name: str, **options):
-    """The model in ``folder`` served by uvicorn in a thread on a free loopback port; yields the /v1 URL."""
+    """The model in ``folder`` served on a free loopback port; yields the /v1 URL."""
     model, tokenizer, _ = load_model(folder, "cpu")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(build_app(model, tokenizer, name, Compute(), **options),
-                                           log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with running(build_app(model, tokenizer, name, Compute(), **options)) as base:
+        yield f"{base}/v1"
 
 
 def rows(path: Path) -> list[dict]:

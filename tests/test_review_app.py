@@ -11,14 +11,11 @@ import re
 import shutil
 import socket
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -30,6 +27,7 @@ from medtune.review import store
 from medtune.review.app import build_app
 from medtune.review.queue import load_items
 from medtune.tasks import get_task
+from servers import running
 
 TASK = "text_classification"
 PAIR = ("sft", "dpo")
@@ -249,24 +247,6 @@ def test_a_script_in_the_clinical_text_shows_as_text(run):
 # ---------------------------------------------------------------- concurrency, on a real server
 
 
-@contextmanager
-def running(app):
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def request(port: int, method: str, path: str, body: dict | None = None) -> tuple[int, str]:
@@ -286,7 +266,8 @@ def test_concurrent_posts_lose_no_judgment(run):
     db = store.init_db(run)
     tokens = store.ensure_reviewers(db, ["alice", "bob"])
     items = load_items(run, None, PAIR)
-    with running(build_app(db, items, PAIR)) as port:
+    with running(build_app(db, items, PAIR)) as base:
+        port = int(base.rsplit(":", 1)[1])
         csrf = {name: hidden(request(port, "GET", f"/r/{token}")[1])["csrf"] for name, token in tokens.items()}
         choices = ["A", "B", "tie", "B"]
         posts = [(name, item.item, choices[n % 4]) for name in tokens for n, item in enumerate(items)]

@@ -12,14 +12,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from medtune.cli import app as cli_app
 from medtune.data import bundled_path
@@ -28,6 +24,7 @@ from medtune.review import store
 from medtune.review.app import build_app
 from medtune.review.queue import load_items
 from medtune.tasks import get_task
+from servers import running
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -45,6 +42,7 @@ pytestmark = pytest.mark.skipif(not (CHROMIUM.is_file() and CHROMEDRIVER.is_file
 
 from selenium.webdriver import ActionChains, Keys  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -60,24 +58,6 @@ def browser():
     return driver
 
 
-@contextmanager
-def running(app):
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def prepare(run: Path) -> None:
@@ -109,7 +89,8 @@ class Page:
 
     def __init__(self, driver, url: str):
         self.driver, self.url = driver, url
-        self.wait = WebDriverWait(driver, 15)
+        # generous, for shared and slow CI machines; an element read while the next page replaces it is read again
+        self.wait = WebDriverWait(driver, 60, ignored_exceptions=[StaleElementReferenceException])
         self.seen_payload = False
 
     def open(self, url: str | None = None) -> None:

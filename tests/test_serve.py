@@ -9,23 +9,22 @@ from __future__ import annotations
 import copy
 import http.client
 import json
-import socket
 import threading
 import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
 
 import openai
 import pytest
-import torch
 import uvicorn
 
 from medtune.errors import MedtuneError
 from medtune.generate import encode_prompts, generate
 from medtune.models import Compute, load_model
 from medtune.serve import server
-from medtune.serve.server import Cut, build_app, finish_reason, is_loopback, serve
+from medtune.network import is_loopback
+from medtune.serve.server import Cut, build_app, finish_reason, serve
+from servers import running
 
 KEY = "sk-test-key"
 LIMIT = 64
@@ -35,36 +34,11 @@ PATIENT = [{"role": "user", "content": "patient"}]  # the raw answer starts with
 
 
 @pytest.fixture(scope="module")
-def chatty(tiny_model):
-    model, tokenizer, _ = load_model(tiny_model, "cpu")
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() > 1:
-                param.normal_(0, 0.3)
-    model.generation_config.suppress_tokens = tokenizer.all_special_ids
+def chatty(chatty_model):
+    model, tokenizer, _ = load_model(chatty_model, "cpu")
     return model, tokenizer
 
 
-@contextmanager
-def running(app):
-    """``app`` under uvicorn in a thread, on a port the OS picked; yields its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @pytest.fixture(scope="module")

@@ -582,7 +582,8 @@ def review(run: Path = typer.Argument(..., help="run directory of a finished stu
         n = store.export_judgments(run, export)
         console.print(f"{n} judgment(s) -> {export}", highlight=False)
         return
-    from .review.app import build_app, is_loopback, link, serve as serve_review
+    from .network import is_loopback
+    from .review.app import build_app, link, serve as serve_review
     from .review.queue import load_items, parse_stages
 
     pair = parse_stages(stages)

@@ -8,6 +8,7 @@ imported, so the ``medtune`` command sets them first, once, from the model the u
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -34,3 +35,13 @@ def offline_unless_hub(model: str | None) -> bool:
     for name, value in OFFLINE.items():
         os.environ.setdefault(name, value)
     return True
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps a server on this machine (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False

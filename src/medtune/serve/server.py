@@ -10,7 +10,6 @@ runs in worker threads, so the server answers /health while it generates.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import json
 import logging
 import os
@@ -36,11 +35,11 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 
 from ..errors import MedtuneError
+from ..network import is_loopback
 from ..generate import autocast, encode_prompts, generate, sampling_args, stop_token_ids
 from ..models import Compute, load_model, resolve_compute
 
 log = logging.getLogger("medtune.serve")
-LOOPBACK_NAMES = ("localhost",)
 MAX_STOP_STRINGS = 4  # OpenAI's own limit
 # FastAPI's native OpenTelemetry, all off: nothing about requests is recorded or sent anywhere
 NO_TELEMETRY = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False,
@@ -493,15 +492,6 @@ def build_app(model, tokenizer, model_name: str, compute: Compute, api_key: str 
 
 
 # ---------------------------------------------------------------- serving
-
-
-def is_loopback(host: str) -> bool:
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:  # a host name: it may resolve to anything
-        return False
 
 
 def check_bind(host: str, api_key: str | None) -> None:
