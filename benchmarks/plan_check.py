@@ -10,7 +10,6 @@ scaled to this machine's matmul rate as `medtune study --dry-run` scales them.
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from medtune.config import load_config
 from medtune.data import task_data
 from medtune.io import read_json
 from medtune.models import load_tokenizer, resolve_base, resolve_compute
-from medtune.plan import COST, REFERENCE_GFLOPS, matmul_gflops, task_plan, token_counts
+from medtune.plan import COST, REFERENCE_GFLOPS, UNITS, matmul_gflops, task_plan
 from medtune.tasks import get_task
 
 
@@ -31,23 +30,6 @@ def measured(run: Path, task: str) -> dict[str, float]:
     return {"eval base": read_json(folder / "base" / "metrics.json")["elapsed_s"],
             "SFT": sft["train_runtime_s"], "pairs": read_json(folder / "pairs" / "stats.json")["elapsed_s"],
             "DPO": dpo["train_runtime_s"], "eval SFT + DPO": read_json(folder / "dpo" / "metrics.json")["elapsed_s"]}
-
-
-def units(cfg, task, data, tokenizer) -> dict[str, list[float]]:
-    """Per stage: the units the plan charges (train tokens, DPO tokens, prompt tokens, decode steps)."""
-    prompt, answer, long_answer = token_counts(tokenizer, task, data["train"])
-    test, batch = len(data["test"]) + len(data["shifted"]), cfg.eval.batch_size
-    trained = min(task.max_new_tokens, long_answer + 2)
-    mined = min(cfg.pairs.max_prompts or len(data["train"]), len(data["train"])) * cfg.pairs.samples
-    seqs = cfg.sft.max_steps * cfg.sft.batch_size * cfg.sft.grad_accum
-    pairs = cfg.dpo.max_steps * cfg.dpo.batch_size * cfg.dpo.grad_accum
-
-    def gen(items, steps):
-        return [0, 0, items * prompt, math.ceil(items / batch) * steps]
-
-    return {"eval base": gen(test, task.max_new_tokens), "SFT": [seqs * (prompt + answer), 0, 0, 0],
-            "pairs": gen(mined, trained), "DPO": [0, pairs * (prompt + 2 * answer) * cfg.dpo.rounds, 0, 0],
-            "eval SFT + DPO": [x * 2 for x in gen(test, trained)]}
 
 
 def main() -> None:
@@ -70,11 +52,10 @@ def main() -> None:
             for step in [s for s in task_plan(task_cfg, task, data, tokenizer) if s.stage in seen]:
                 print(f"  {task.name:24s} {step.stage:15s} planned {step.seconds * scale:6.1f} s  "
                       f"measured {seen[step.stage]:6.1f} s")
-            for stage, u in units(task_cfg, task, data, tokenizer).items():
-                rows.append(u)
-                targets.append(seen[stage] / scale)  # in reference-machine seconds
+                rows.append([step.units.get(name, 0.0) for name in UNITS])
+                targets.append(seen[step.stage] / scale)  # in reference-machine seconds
     fit, _ = nnls(np.array(rows), np.array(targets))
-    names = ["train_token", "dpo_token", "prompt_token", "decode_step"]
+    names = list(UNITS)
     print("least-squares costs (reference machine):",
           ", ".join(f"{n} {v:.3g} (now {COST[n]:.3g})" for n, v in zip(names, fit)))
     print(f"planned stages {sum(np.array(rows) @ np.array([COST[n] for n in names])):.0f} s, measured "

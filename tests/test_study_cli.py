@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -407,6 +408,15 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tiny_config):
         assert stage in out
     # triage: 10 test and 10 shifted items, 3 SFT steps of 4 sequences
     assert "20 items" in out and "12 sequences" in out
+    # the memory plan: the tiny model's own parameter count, and a row per method and stage
+    from transformers import AutoModelForCausalLM
+
+    params = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(tiny_config.read_text().split("model: ")[1]
+                                                                         .split()[0]).parameters())
+    assert f"memory per device, GB: {params / 1e6:,.0f}M parameters" in out
+    for method in ("lora", "qlora", "full"):
+        for stage in ("SFT", "DPO"):
+            assert re.search(rf"│ {method}\s+│ {stage}\s+│\s+\d+\.\d", result.output), (method, stage)
     assert not run_dir_of(tiny_config).exists()
 
 

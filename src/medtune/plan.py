@@ -30,14 +30,22 @@ COST = {
 }
 
 
+UNITS = ("train_token", "dpo_token", "prompt_token", "decode_step")
+
+
 @dataclass
 class Step:
-    """One stage of one task in the plan."""
+    """One stage of one task in the plan: the units of work it charges (UNITS) and their seconds."""
 
     task: str
     stage: str
     work: str  # what is computed, in words
-    seconds: float
+    units: dict[str, float]
+    fixed: float = 0.0  # seconds no unit accounts for
+
+    @property
+    def seconds(self) -> float:
+        return sum(COST[name] * count for name, count in self.units.items()) + self.fixed
 
 
 def matmul_gflops(dtype: torch.dtype, seconds: float = 0.5, size: int = 2048) -> float:
@@ -62,9 +70,9 @@ def token_counts(tokenizer, task, examples: list[dict]) -> tuple[float, float, f
     return statistics.mean(prompts), statistics.mean(answers), answers[int(0.95 * (len(answers) - 1))]
 
 
-def generation_seconds(items: int, prompt: float, steps: float, batch_size: int) -> float:
-    """Answering ``items`` prompts: their tokens read, then ``steps`` decoding steps per batch."""
-    return items * prompt * COST["prompt_token"] + math.ceil(items / batch_size) * steps * COST["decode_step"]
+def generation_units(items: int, prompt: float, steps: float, batch_size: int, times: int = 1) -> dict[str, float]:
+    """Answering ``items`` prompts ``times`` over: their tokens read, then ``steps`` decoding steps per batch."""
+    return {"prompt_token": times * items * prompt, "decode_step": times * math.ceil(items / batch_size) * steps}
 
 
 def sft_sequences(cfg: Config, train: int) -> int:
@@ -78,28 +86,26 @@ def task_plan(cfg: Config, task, data: dict, tokenizer) -> list[Step]:
     batch = cfg.eval.batch_size
     # a trained model stops after the answer; the base model often talks on to max_new_tokens
     trained_steps = min(task.max_new_tokens, long_answer + 2)
-    steps = []
-    base_s = generation_seconds(test, prompt, task.max_new_tokens, batch)
-    steps.append(Step(task.name, "eval base", f"{test} items, up to {task.max_new_tokens} new tokens", base_s))
+    steps = [Step(task.name, "eval base", f"{test} items, up to {task.max_new_tokens} new tokens",
+                  generation_units(test, prompt, task.max_new_tokens, batch))]
     seqs = sft_sequences(cfg, len(data["train"]))
     tokens = seqs * (prompt + answer)
-    steps.append(Step(task.name, "SFT", f"{seqs} sequences, {tokens / 1e3:.0f}k tokens", tokens * COST["train_token"]))
+    steps.append(Step(task.name, "SFT", f"{seqs} sequences, {tokens / 1e3:.0f}k tokens", {"train_token": tokens}))
     mined = min(cfg.pairs.max_prompts or len(data["train"]), len(data["train"])) * cfg.pairs.samples
-    steps.append(Step(task.name, "pairs", f"{mined} sampled answers",
-                      generation_seconds(mined, prompt, trained_steps, batch)))
+    steps.append(Step(task.name, "pairs", f"{mined} sampled answers", generation_units(mined, prompt, trained_steps, batch)))
     pairs = cfg.dpo.max_steps * cfg.dpo.batch_size * cfg.dpo.grad_accum if cfg.dpo.max_steps > 0 else \
         math.ceil(cfg.dpo.epochs * mined / max(cfg.pairs.samples, 1))
     dpo_tokens = pairs * (prompt + 2 * answer) * cfg.dpo.rounds
     # the held-out task check answers its prompts before DPO and at every evaluation
     checks = (pairs // max(cfg.dpo.batch_size, 1) // cfg.dpo.eval_steps + 1) * cfg.dpo.rounds \
         if cfg.dpo.task_check_prompts else 0
-    check_s = checks * generation_seconds(cfg.dpo.task_check_prompts, prompt, trained_steps, batch)
     steps.append(Step(task.name, "DPO", f"{pairs} pairs x {cfg.dpo.rounds} round(s), {dpo_tokens / 1e3:.0f}k tokens"
                       + (f", {checks} task checks of {cfg.dpo.task_check_prompts} prompts" if checks else ""),
-                      dpo_tokens * COST["dpo_token"] + check_s))
+                      {"dpo_token": dpo_tokens,
+                       **generation_units(cfg.dpo.task_check_prompts, prompt, trained_steps, batch, checks)}))
     steps.append(Step(task.name, "eval SFT + DPO", f"{test} items x 2 models",
-                      2 * generation_seconds(test, prompt, trained_steps, batch)))
-    steps.append(Step(task.name, "loads, checks", "models loaded and saved, data checked, DPO set up",
+                      generation_units(test, prompt, trained_steps, batch, 2)))
+    steps.append(Step(task.name, "loads, checks", "models loaded and saved, data checked, DPO set up", {},
                       COST["fixed"]))
     return steps
 
@@ -108,6 +114,6 @@ def plan_study(cfg: Config, compute: Compute, tasks: list, data: dict[str, dict]
     """Every task's steps, their seconds scaled to this machine, and what the scaling rests on."""
     rate = matmul_gflops(compute.dtype if compute.device == "cpu" else torch.float32)
     scale = REFERENCE_GFLOPS / rate if compute.device == "cpu" else 1.0
-    steps = [Step(s.task, s.stage, s.work, s.seconds * scale)
+    steps = [Step(s.task, s.stage, s.work, {name: count * scale for name, count in s.units.items()}, s.fixed * scale)
              for task in tasks for s in task_plan(cfg.for_task(task.name), task, data[task.name], tokenizer)]
     return steps, {"gflops": rate, "scale": scale, "calibrated": compute.device == "cpu"}
