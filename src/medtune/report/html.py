@@ -11,7 +11,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from . import plots
 from .tables import (BASELINE_LABELS, COMPARISON_LABELS, SPLIT_WORDS, STAGE_LABELS, STAGES, comparison_rows, heads,
                      label_answers_note, n_items, number_formats, pairs_line, per_class_rows, splits, stage_rows,
-                     review_view, summary_rows, training_line, verdict_words, learning_notes)
+                     verdict_splits, review_view, summary_rows, training_line, verdict_words, learning_notes)
 
 
 def environment() -> Environment:
@@ -22,8 +22,7 @@ def environment() -> Environment:
 
 def task_view(name: str, task: dict, alpha: float, examples: list[dict]) -> dict:
     comps = task["comparisons"]
-    split = task["verdict"].get("split", "test")
-    other = next((s for s in splits(task) if s != split), None)
+    split, other = verdict_splits(task)
     other_verdict = splits(task)[other]["verdict"] if other else None
     return {
         "name": name, "description": task["description"], "verdict": task["verdict"]["verdict"],

@@ -7,7 +7,7 @@ import re
 from .tables import (BASELINE_LABELS, COMPARISON_LABELS, STAGE_LABELS, STAGES, VERDICT_WORDS, comparison_rows,
                      fmt_metric, fmt_p, heads, label_answers_note, p_text, n_items, number_formats, pairs_line,
                      per_class_rows, splits, stage_rows, summary_rows, training_line, verdict_words,
-                     learning_notes, review_view, SPLIT_WORDS)
+                     learning_notes, review_view, SPLIT_WORDS, verdict_splits)
 
 __all__ = ["render_markdown", "fmt_metric", "fmt_p", "VERDICT_WORDS"]
 
@@ -55,9 +55,9 @@ def table(header: list[str], rows: list[list]) -> list[str]:
 def task_section(name: str, task: dict, alpha: float, examples: list[dict] | None = None) -> list[str]:
     lines = [f"## {escape(name)}", "", escape(task["description"]), ""]
     v = task["verdict"]
-    lines += [f"**Verdict ({verdict_split_words(task)}): {verdict_words(v)}** — {escape(v['reason'])}", ""]
-    if task.get("shifted"):
-        other = "shifted" if v.get("split", "test") == "test" else "test"
+    split, other = verdict_splits(task)
+    lines += [f"**Verdict ({SPLIT_WORDS[split]}): {verdict_words(v)}** — {escape(v['reason'])}", ""]
+    if other:
         ov = splits(task)[other]["verdict"]
         lines += [f"On the {SPLIT_WORDS[other]}: {verdict_words(ov)} — {escape(ov['reason'])}", ""]
     for note in learning_notes(task):
@@ -168,10 +168,6 @@ def short(text: str | None, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def verdict_split_words(task: dict) -> str:
-    return SPLIT_WORDS[task["verdict"].get("split", "test")]
-
-
 def holm_family_text(task: dict) -> str:
     return f"the 3 comparisons × the primary metric(s) {', '.join(task['primary_metrics'])}; " \
            "secondary metrics form a second family; each test split has its own families"
@@ -198,7 +194,7 @@ def render_markdown(results: dict, examples: dict[str, list[dict]] | None = None
               "min_effect (docs/statistics.md). A task's verdict rests on the split marked (verdict)." + REVIEW_RULE
               * any(t.get("review") for t in results["tasks"].values()), ""]
     for name, task in results["tasks"].items():
-        lines.append(f"- **{escape(name)}: {verdict_words(task['verdict'])}** ({verdict_split_words(task)}) — "
+        lines.append(f"- **{escape(name)}: {verdict_words(task['verdict'])}** ({SPLIT_WORDS[verdict_splits(task)[0]]}) — "
                      f"{escape(task['verdict']['reason'])}")
     lines.append("")
     for name, task in results["tasks"].items():

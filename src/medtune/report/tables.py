@@ -93,6 +93,12 @@ def splits(task: dict) -> dict[str, dict]:
     return {"test": task, **({"shifted": task["shifted"]} if task.get("shifted") else {})}
 
 
+def verdict_splits(task: dict) -> tuple[str, str | None]:
+    """The split the verdict rests on, and the other split the task was evaluated on (None where it has one)."""
+    split = task["verdict"].get("split", "test")
+    return split, next((s for s in splits(task) if s != split), None)
+
+
 def metric_names(task: dict) -> list[str]:
     names: list[str] = []
     for stage in STAGES:
