@@ -69,6 +69,22 @@ def build_tiny_model(folder: Path, layers: int = 2, hidden: int = 64, seed: int 
     return folder
 
 
+def tiny_study_config(model: Path, run_dir: Path, test_limit: int, eval_batch: int) -> str:
+    """A study config sized for seconds on a tiny model: a handful of examples and steps per task."""
+    return f"""
+model: {model}
+run_dir: {run_dir}
+preset: quick
+seed: 1
+data: {{train_limit: 12, test_limit: {test_limit}}}
+sft: {{max_steps: 3, batch_size: 4, learning_rate: 0.001, save_steps: 2, max_length: 2048}}
+pairs: {{samples: 2, max_prompts: 6}}
+dpo: {{max_steps: 2, batch_size: 4, learning_rate: 0.001, save_steps: 1, max_length: 2048}}
+eval: {{batch_size: {eval_batch}}}
+stats: {{bootstrap_samples: 200}}
+"""
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
@@ -109,19 +125,8 @@ def tiny_study(tmp_path_factory, chatty_model) -> Path:
 
     folder = tmp_path_factory.mktemp("tiny-study")
     config = folder / "config.yaml"
-    config.write_text(f"""
-model: {chatty_model}
-run_dir: {folder / 'run'}
-tasks: [text_classification]
-preset: quick
-seed: 1
-data: {{train_limit: 12, test_limit: 8}}
-sft: {{max_steps: 3, batch_size: 4, learning_rate: 0.001, save_steps: 2, max_length: 2048}}
-pairs: {{samples: 2, max_prompts: 6}}
-dpo: {{max_steps: 2, batch_size: 4, learning_rate: 0.001, save_steps: 1, max_length: 2048}}
-eval: {{batch_size: 1}}
-stats: {{bootstrap_samples: 200}}
-""")
+    config.write_text("tasks: [text_classification]\n" + tiny_study_config(chatty_model, folder / "run", test_limit=8,
+                                                                        eval_batch=1))
     result = CliRunner().invoke(app, ["study", "--config", str(config)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return folder / "run"
@@ -131,17 +136,6 @@ stats: {{bootstrap_samples: 200}}
 def tiny_config(tmp_path, tiny_model) -> Path:
     """A study config sized for seconds: a handful of examples and steps per task."""
     path = tmp_path / "config.yaml"
-    path.write_text(f"""
-model: {tiny_model}
-run_dir: {tmp_path / 'run'}
-preset: quick
-seed: 1
-data: {{train_limit: 12, test_limit: 10}}
-sft: {{max_steps: 3, batch_size: 4, learning_rate: 0.001, save_steps: 2, max_length: 2048}}
-pairs: {{samples: 2, max_prompts: 6}}
-dpo: {{max_steps: 2, batch_size: 4, learning_rate: 0.001, save_steps: 1, max_length: 2048}}
-eval: {{batch_size: 8}}
-stats: {{bootstrap_samples: 200}}
-""")
+    path.write_text(tiny_study_config(tiny_model, tmp_path / "run", test_limit=10, eval_batch=8))
     return path
 

@@ -309,10 +309,11 @@ def hub_free_env() -> dict:
     return {k: v for k, v in os.environ.items() if k not in drop}
 
 
-def attempts_of(tmp_path: Path, *code_and_args: str) -> list:
+def attempts_of(tmp_path: Path, *code_and_args: str, env: dict | None = None) -> list:
+    """Network attempts of a Python process run with the socket hook (in ``env``; default hub_free_env())."""
     log = tmp_path / f"attempts-{time.monotonic_ns()}.json"
     done = subprocess.run([sys.executable, "-c", HOOK + code_and_args[0], str(log), *code_and_args[1:]],
-                          env=hub_free_env(), capture_output=True, text=True, timeout=900)
+                          env=env or hub_free_env(), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(log.read_text())
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,10 +15,11 @@ from typer.testing import CliRunner
 from medtune.cli import app
 from medtune.config import dump_config, load_config
 from medtune.errors import MedtuneError
-from test_reliability import HOOK, hub_free_env
+from conftest import tiny_study_config
+from test_reliability import attempts_of, hub_free_env
 
 TASK = "text_classification"
-SFT_STEPS, DPO_STEPS = 3, 2
+SFT_STEPS, DPO_STEPS = 3, 2  # conftest.tiny_study_config's max_steps
 # mlflow's telemetry stays off by itself under pytest and CI (mlflow.telemetry.utils): the study runs without
 # these markers, so that only medtune's own switch keeps it off
 CI_MARKERS = {"PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL", "BUILDKITE", "TRAVIS",
@@ -30,20 +29,8 @@ CI_MARKERS = {"PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS", "GITLAB_CI", "JENKI
 def tracked_config(folder: Path, model: Path, report_to: str = "[tensorboard, mlflow]") -> Path:
     """conftest's tiny study on one task, with tracking on."""
     path = folder / "config.yaml"
-    path.write_text(f"""
-model: {model}
-run_dir: {folder / 'run'}
-preset: quick
-seed: 1
-tasks: [{TASK}]
-data: {{train_limit: 12, test_limit: 10}}
-sft: {{max_steps: {SFT_STEPS}, batch_size: 4, learning_rate: 0.001, save_steps: 2, max_length: 2048}}
-pairs: {{samples: 2, max_prompts: 6}}
-dpo: {{max_steps: {DPO_STEPS}, batch_size: 4, learning_rate: 0.001, save_steps: 1, max_length: 2048}}
-eval: {{batch_size: 8}}
-stats: {{bootstrap_samples: 200}}
-tracking: {{report_to: {report_to}}}
-""")
+    path.write_text(tiny_study_config(model, folder / "run", test_limit=10, eval_batch=8)
+                    + f"tasks: [{TASK}]\ntracking: {{report_to: {report_to}}}\n")
     return path
 
 
@@ -57,22 +44,13 @@ def telemetry_on_env() -> dict:
     return {k: v for k, v in hub_free_env().items() if k not in CI_MARKERS}
 
 
-def attempts_of(tmp_path: Path, *code_and_args: str) -> list:
-    """Network attempts of a Python process run with the test's socket hook and mlflow's telemetry on."""
-    log = tmp_path / f"attempts-{time.monotonic_ns()}.json"
-    done = subprocess.run([sys.executable, "-c", HOOK + code_and_args[0], str(log), *code_and_args[1:]],
-                          env=telemetry_on_env(), capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(log.read_text())
-
-
 @pytest.fixture(scope="module")
 def study(tiny_model, tmp_path_factory) -> dict:
     """One tracked study, run by the medtune command in a process whose network connections are recorded."""
     folder = tmp_path_factory.mktemp("tracked")
     config = tracked_config(folder, tiny_model)
     attempts = attempts_of(folder, "from medtune.cli import main; main()", "medtune", "study", "--config",
-                           str(config))
+                           str(config), env=telemetry_on_env())
     run = folder / "run"
     return {"config": config, "run": run, "attempts": attempts,
             "results": json.loads((run / "results.json").read_text())}
@@ -83,7 +61,7 @@ def test_a_tracked_study_makes_no_network_connection(study, tmp_path):
     probe = ("import os, tempfile, time\nfrom pathlib import Path\nos.environ['MLFLOW_ALLOW_FILE_STORE'] = 'true'\n"
              "import mlflow\nmlflow.MlflowClient(Path(tempfile.mkdtemp()).as_uri()).create_experiment('probe')\n"
              "for _ in range(100):\n    time.sleep(0.05)\n    if attempts: break")
-    assert any("mlflow" in where for _, where in attempts_of(tmp_path, probe))
+    assert any("mlflow" in where for _, where in attempts_of(tmp_path, probe, env=telemetry_on_env()))
     assert study["attempts"] == []
     assert (study["run"] / "tracking" / "mlruns").is_dir()
 
