@@ -112,10 +112,9 @@ def compare(name: str, old, new) -> dict:
     row = {"old": old, "new": new}
     if name in COUNTS:
         return row
-    if isinstance(old, (int, float)) and isinstance(new, (int, float)) and old:
-        ratio = new / old
+    if isinstance(old, (int, float)) and isinstance(new, (int, float)) and old and new:
         # positive: the new commit is worse by this share
-        row["worse_by"] = ratio - 1 if name in LOWER_IS_BETTER else old / new - 1
+        row["worse_by"] = new / old - 1 if name in LOWER_IS_BETTER else old / new - 1
     return row
 
 

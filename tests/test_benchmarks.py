@@ -362,3 +362,33 @@ def test_figures_with_accel_off_go_to_their_own_section(tmp_path, monkeypatch, d
     assert "| figure | value | goal | met | with `accel: auto` |" in off_block
     assert f"| `p2_eval_speedup` | 3 | >= 8 | no | {auto_value} |" in off_block
     assert "`accel: off`." in off_block
+
+
+def test_against_commit_runs_the_new_study_at_the_old_sizes_and_counts_its_work(tmp_path, monkeypatch):
+    """p1 against an earlier commit: the old quick preset becomes a config for the new commit, with the new
+    preset's per-task settings set back; work is training seconds and evaluation seconds per answer."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from against_commit import compare, old_sizes_config, work_done
+
+    old = {"data": {"train_limit": 160, "test_limit": 40}, "sft": {"max_steps": 10}}
+    new = {"data": {"train_limit": 320, "test_limit": 80}, "sft": {"max_steps": 24},
+           "per_task": {"summarization": {"data": {"test_limit": 40}, "sft": {"max_steps": 10}}}}
+    config = old_sizes_config(old, new)
+    assert config["data"] == old["data"] and config["sft"] == old["sft"]
+    assert config["per_task"] == {"summarization": {"data": {"test_limit": 40}, "sft": {"max_steps": 10}}}
+    with pytest.raises(SystemExit, match="summarization.dpo.eval_steps"):
+        old_sizes_config(old, {"per_task": {"summarization": {"dpo": {"eval_steps": 2}}}})
+
+    for stage, elapsed, answers, train in (("base", 4.0, 3, None), ("sft", 6.0, 3, 10.0), ("dpo", 6.0, 3, 2.5)):
+        folder = tmp_path / "triage" / stage
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps({"elapsed_s": elapsed}))
+        (folder / "predictions.jsonl").write_text("{}\n" * answers)
+        (folder / "predictions_shifted.jsonl").write_text("{}\n" * answers)
+        if train is not None:
+            (folder / "train_log.json").write_text(json.dumps({"train_runtime_s": train}))
+    # SFT and DPO were evaluated together: their shared 6 s count once, over both models' 12 answers
+    assert work_done(tmp_path) == {"p1_train_s": 12.5, "p1_eval_s_per_answer": 10.0 / 18, "p1_answers": 18}
+    assert compare("p2_eval_speedup", 8.0, 4.0)["worse_by"] == 1.0  # a speed-up halved
+    assert compare("p1_train_s", 100.0, 110.0)["worse_by"] == pytest.approx(0.1)  # seconds: higher is worse
+    assert "worse_by" not in compare("p1_answers", 600, 1200)
