@@ -45,19 +45,22 @@ def worktree(rev: str, into: Path) -> Path:
     return into
 
 
+def side_env(tree: Path) -> dict:
+    """This environment's libraries with the worktree's own medtune package first."""
+    return {**os.environ, "PYTHONPATH": str(tree / "src")}
+
+
 def run_side(tree: Path, benchmark: str, log: Path) -> dict:
     """One benchmark of one commit: its run_all.py, its own package, this environment's libraries."""
-    env = {**os.environ, "PYTHONPATH": str(tree / "src")}
     with log.open("a") as out:
-        subprocess.run([sys.executable, "benchmarks/run_all.py", "--only", benchmark], cwd=tree, env=env,
+        subprocess.run([sys.executable, "benchmarks/run_all.py", "--only", benchmark], cwd=tree, env=side_env(tree),
                        stdout=out, stderr=subprocess.STDOUT, check=True)
     return json.loads((tree / "benchmarks" / "results.json").read_text())
 
 
 def quick_preset(tree: Path) -> dict:
     code = "import json; from medtune.config import PRESETS; print(json.dumps(PRESETS['quick']))"
-    env = {**os.environ, "PYTHONPATH": str(tree / "src")}
-    return json.loads(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+    return json.loads(subprocess.run([sys.executable, "-c", code], env=side_env(tree), capture_output=True, text=True,
                                      check=True).stdout)
 
 
@@ -81,11 +84,10 @@ def old_sizes_config(old: dict, new: dict) -> dict:
 def study_at(tree: Path, config: dict, run_dir: Path, log: Path) -> float:
     config_file = run_dir.parent / f"{run_dir.name}.yaml"
     config_file.write_text(json.dumps(config) + "\n")  # JSON is YAML
-    env = {**os.environ, "PYTHONPATH": str(tree / "src")}
     start = time.perf_counter()
     with log.open("a") as out:
         subprocess.run([sys.executable, "-m", "medtune", "study", "--config", str(config_file), "--preset", "quick",
-                        "--run-dir", str(run_dir), "--restart"], cwd=tree, env=env, stdout=out,
+                        "--run-dir", str(run_dir), "--restart"], cwd=tree, env=side_env(tree), stdout=out,
                        stderr=subprocess.STDOUT, check=True)
     return time.perf_counter() - start
 
